@@ -1,0 +1,24 @@
+"""matting_lib: similarity-preserving knowledge distillation for Deep Image Matting.
+
+A reproduction of Yoon, Park & Cho, "Lightweight Deep CNN for Natural Image Matting via
+Similarity-Preserving Knowledge Distillation", IEEE Signal Processing Letters 27 (2020).
+
+Modules (one concept each):
+    metrics      SAD / MSE / Grad / Conn as the official DIM MATLAB evaluation code computes them
+    compositing  Composition-1k compositing and the Adobe dataset layout
+    synthetic    the embedded, procedurally generated matting benchmark
+    trimap       trimaps from alphas and from binary masks
+    datasets     on-the-fly training composites and the test set as torch Datasets
+    models       the DIM teacher and the paper's student
+    checkpoints  the project's checkpoints and a safe importer for the public DIM-PyTorch teacher
+    training     one training loop for teacher and students
+    distill      batch / spatial / channel similarity losses and the paper's baselines
+    evaluation   predict a test set and score it
+    figures      the results table and figures
+    pipeline     the notebook pipeline behind run_all.sh
+
+The package imports nothing heavy at import time, so ``python -m matting_lib.pipeline --help`` answers
+instantly; import the submodules you need.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,52 @@
+"""Repository hygiene: the contract files exist and committed notebooks carry no outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def _notebooks():
+    return sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.name)
+def test_source_notebooks_have_no_outputs(path):
+    nb = json.loads(path.read_text())
+    dirty = [
+        i for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)
+    ]
+    assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.name)
+def test_source_notebooks_have_one_parameters_cell(path):
+    nb = json.loads(path.read_text())
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: expected exactly one cell tagged 'parameters', found {len(tagged)}"
+
+
+def test_contract_files_exist():
+    for name in ["README.md", "run_all.sh", "test.sh", "environment.yml", "pyproject.toml",
+                 "requirements.lock", ".ci/run", "notebooks", "matting_lib", "data", "figures", "benchmarks"]:
+        assert (REPO / name).exists(), name
+
+
+def test_lock_pins_torch():
+    lock = (REPO / "requirements.lock").read_text().splitlines()
+    assert "torch==2.14.1" in lock and "torchvision==0.29.1" in lock
+
+
+def test_run_all_help_and_bad_option():
+    ok = subprocess.run(["bash", str(REPO / "run_all.sh"), "--help"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "--profile" in ok.stdout and "smoke" in ok.stdout
+    bad = subprocess.run(["bash", str(REPO / "run_all.sh"), "--no-such-option"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0
+    assert "--no-such-option" in bad.stderr
