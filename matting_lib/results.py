@@ -1,0 +1,203 @@
+"""Collect run metrics into the paper's Table 1: mean ± std over seeds, changes relative to the no-KD student,
+side by side with the published numbers, as Markdown / CSV / LaTeX, and a summary paragraph.
+
+Every run folder holds a ``metrics.json`` written by notebook 02 (teacher) or 03 (students)::
+
+    {"config": "spatial+channel", "seed": 0, "kind": "student",
+     "metrics": {"official": {"sad": ..., "mse": ..., "grad": ..., "conn": ...}, "spkd": {...}}, ...}
+
+``config`` is ``teacher`` for the teacher run. Nothing in a table is typed by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from . import paper
+
+METRICS = paper.METRICS
+ROW_ORDER = tuple(paper.TABLE1)  # teacher, student, hinton, at, fsp, ofd, batch, spatial, channel, s+c, b+s+c
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean, sample standard deviation (0 for one value) and count of one metric over seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    def fmt(self, digits: int) -> str:
+        if self.n > 1:
+            return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+        return f"{self.mean:.{digits}f}"
+
+
+def find_metrics_files(runs_dir: str | Path) -> list[Path]:
+    """Every ``metrics.json`` below ``runs_dir`` (teacher and student runs), sorted."""
+    return sorted(Path(runs_dir).rglob("metrics.json"))
+
+
+def load_records(paths: Iterable[str | Path]) -> list[dict]:
+    """Read metrics.json files; raise naming the file when one lacks ``config`` or ``metrics``."""
+    records = []
+    for p in paths:
+        rec = json.loads(Path(p).read_text())
+        if "config" not in rec or "metrics" not in rec:
+            raise ValueError(f"{p}: not a run metrics file (needs 'config' and 'metrics' keys); "
+                             "was it written by notebook 02/03?")
+        rec["_path"] = str(p)
+        records.append(rec)
+    return records
+
+
+def summarise(records: list[dict], convention: str = "official") -> dict[str, dict[str, Stat]]:
+    """Group records by configuration: config -> metric -> Stat over seeds (one record per seed)."""
+    groups: dict[str, list[dict]] = {}
+    for rec in records:
+        if convention not in rec["metrics"]:
+            raise ValueError(f"{rec.get('_path', rec['config'])}: no {convention!r} metrics; "
+                             f"has {', '.join(rec['metrics'])}")
+        groups.setdefault(rec["config"], []).append(rec["metrics"][convention])
+    out = {}
+    for cfg, rows in groups.items():
+        out[cfg] = {}
+        for m in METRICS:
+            vals = [float(r[m]) for r in rows]
+            mean = sum(vals) / len(vals)
+            std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+            out[cfg][m] = Stat(mean, std, len(vals))
+    return out
+
+
+def table_rows(summary: dict[str, dict[str, Stat]], *, baseline: str = "student") -> list[dict]:
+    """Table 1 rows in the paper's order: ours (mean, std, n, change vs our no-KD student) and the paper's."""
+    rows = []
+    base = summary.get(baseline)
+    for cfg in [c for c in ROW_ORDER if c in summary] + sorted(set(summary) - set(ROW_ORDER)):
+        row = {"config": cfg, "name": paper.DISPLAY_NAMES.get(cfg, cfg), "n": summary[cfg]["sad"].n}
+        for m in METRICS:
+            s = summary[cfg][m]
+            row[m], row[f"{m}_std"] = s.mean, s.std
+            row[f"{m}_rel"] = paper.relative_change(s.mean, base[m].mean) if base and base[m].mean else None
+            if cfg in paper.TABLE1:
+                pv = paper.table1_row(cfg)[m]
+                row[f"paper_{m}"] = pv
+                row[f"paper_{m}_rel"] = paper.relative_change(pv, paper.table1_row(baseline)[m])
+            else:
+                row[f"paper_{m}"] = row[f"paper_{m}_rel"] = None
+        rows.append(row)
+    return rows
+
+
+_DIGITS = {"sad": 2, "mse": 4, "grad": 2, "conn": 2}
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:+.1f}%"
+
+
+def to_markdown(rows: list[dict], *, title: str = "") -> str:
+    """A Markdown table: ours (mean ± std, change vs no-KD) | the paper's (value, change vs no-KD)."""
+    head = ["Method", "seeds"] + [f"{m.upper()}" for m in METRICS] + [f"Δ{m.upper()}" for m in METRICS] \
+        + [f"paper {m.upper()}" for m in METRICS] + [f"paper Δ{m.upper()}" for m in METRICS]
+    lines = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(head) + " |",
+                                                        "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["name"], str(r["n"])]
+        cells += [Stat(r[m], r[f"{m}_std"], r["n"]).fmt(_DIGITS[m]) for m in METRICS]
+        cells += [_pct(r[f"{m}_rel"]) for m in METRICS]
+        cells += ["" if r[f"paper_{m}"] is None else f"{r[f'paper_{m}']:.{_DIGITS[m]}f}" for m in METRICS]
+        cells += [_pct(r[f"paper_{m}_rel"]) for m in METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict]) -> str:
+    """All columns of :func:`table_rows` as CSV (machine-readable; relative changes as fractions)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["config"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def to_latex(rows: list[dict], *, caption: str = "") -> str:
+    """A booktabs LaTeX table: ours (mean ± std) next to the paper's numbers."""
+    cols = "l" + "r" * (2 * len(METRICS))
+    out = [r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
+           "Method & " + " & ".join(m.upper() for m in METRICS) + " & "
+           + " & ".join(f"paper {m.upper()}" for m in METRICS) + r" \\", r"\midrule"]
+    for r in rows:
+        ours = [Stat(r[m], r[f"{m}_std"], r["n"]).fmt(_DIGITS[m]).replace("±", r"$\pm$") for m in METRICS]
+        theirs = ["--" if r[f"paper_{m}"] is None else f"{r[f'paper_{m}']:.{_DIGITS[m]}f}" for m in METRICS]
+        out.append(r["name"].replace("_", r"\_") + " & " + " & ".join(ours + theirs) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    if caption:
+        out.append(rf"\caption{{{caption}}}")
+    out.append(r"\end{table}")
+    return "\n".join(out) + "\n"
+
+
+# The paper's qualitative claims about Table 1, as (description, better config, worse config).
+# "A beats B" means lower SAD.
+PAPER_ORDERINGS: tuple[tuple[str, str, str], ...] = (
+    ("the teacher is better than the no-KD student", "teacher", "student"),
+    ("spatial similarity improves on the no-KD student", "spatial", "student"),
+    ("channel similarity improves on the no-KD student", "channel", "student"),
+    ("spatial+channel improves on spatial alone", "spatial+channel", "spatial"),
+    ("spatial+channel improves on channel alone", "spatial+channel", "channel"),
+    ("spatial+channel beats batch+spatial+channel", "spatial+channel", "batch+spatial+channel"),
+    ("spatial+channel beats the best baseline (OFD)", "spatial+channel", "ofd"),
+    ("OFD improves on the no-KD student", "ofd", "student"),
+    ("the no-KD student beats batch similarity", "student", "batch"),
+    ("the no-KD student beats FSP", "student", "fsp"),
+)
+
+
+def orderings_report(summary: dict[str, dict[str, Stat]], metric: str = "sad") -> list[dict]:
+    """Check each of the paper's orderings on our numbers.
+
+    A claim "A beats B" *holds* when mean_A < mean_B by more than the combined standard error (seed noise),
+    is *reversed* when mean_A > mean_B by more than that, and is *within noise* otherwise (always "within
+    noise" is impossible to call with a single seed: then only the sign is reported, flagged n=1).
+    """
+    out = []
+    for text, a, b in PAPER_ORDERINGS:
+        if a not in summary or b not in summary:
+            continue
+        sa, sb = summary[a][metric], summary[b][metric]
+        diff = sa.mean - sb.mean
+        se = math.sqrt((sa.std ** 2 / sa.n if sa.n > 1 else 0) + (sb.std ** 2 / sb.n if sb.n > 1 else 0))
+        if sa.n > 1 and sb.n > 1 and abs(diff) <= 2 * se:
+            verdict = "within noise"
+        else:
+            verdict = "holds" if diff < 0 else "reversed"
+        out.append({"claim": text, "a": a, "b": b, "diff": diff, "rel": diff / sb.mean if sb.mean else None,
+                    "two_se": 2 * se, "verdict": verdict, "single_seed": sa.n == 1 or sb.n == 1})
+    return out
+
+
+def summary_paragraph(summary: dict[str, dict[str, Stat]], metric: str = "sad") -> str:
+    """A short paragraph generated from the numbers: which of the paper's orderings hold here."""
+    rep = orderings_report(summary, metric)
+    if not rep:
+        return "Not enough runs to compare any of the paper's orderings."
+    held = [r for r in rep if r["verdict"] == "holds"]
+    rev = [r for r in rep if r["verdict"] == "reversed"]
+    noise = [r for r in rep if r["verdict"] == "within noise"]
+    n = max(s[metric].n for s in summary.values())
+    parts = [f"Of the paper's {len(rep)} orderings checkable here (by {metric.upper()}, "
+             f"{'mean over up to ' + str(n) + ' seeds, noise = 2 standard errors' if n > 1 else 'one seed each, so no noise estimate'}), "
+             f"{len(held)} hold, {len(rev)} are reversed and {len(noise)} are within seed noise."]
+    for label, group in (("Hold", held), ("Reversed", rev), ("Within noise", noise)):
+        if group:
+            parts.append(f"{label}: " + "; ".join(
+                f"{r['claim']} ({_pct(r['rel'])})" for r in group) + ".")
+    return " ".join(parts)

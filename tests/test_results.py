@@ -1,0 +1,60 @@
+"""Table building from run metrics: aggregation over seeds, relative changes, formats, orderings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from matting_lib import paper, results
+
+
+def _write(tmp_path, config, seed, sad, mse=0.01, grad=10.0, conn=20.0):
+    d = tmp_path / "students" / f"{config}-seed{seed}"
+    d.mkdir(parents=True)
+    m = {"sad": sad, "mse": mse, "grad": grad, "conn": conn}
+    (d / "metrics.json").write_text(json.dumps({"config": config, "seed": seed,
+                                                "metrics": {"official": m, "spkd": {k: 2 * v for k, v in m.items()}}}))
+
+
+def test_summarise_mean_std_and_relative(tmp_path):
+    for seed, sad in enumerate([100.0, 110.0, 120.0]):
+        _write(tmp_path, "student", seed, sad)
+    for seed, sad in enumerate([80.0, 90.0, 100.0]):
+        _write(tmp_path, "spatial+channel", seed, sad)
+    recs = results.load_records(results.find_metrics_files(tmp_path))
+    summ = results.summarise(recs)
+    assert summ["student"]["sad"].mean == pytest.approx(110.0)
+    assert summ["student"]["sad"].std == pytest.approx(10.0)  # sample std
+    assert summ["student"]["sad"].n == 3
+    assert results.summarise(recs, "spkd")["student"]["sad"].mean == pytest.approx(220.0)
+    rows = results.table_rows(summ)
+    assert [r["config"] for r in rows] == ["student", "spatial+channel"]  # the paper's row order
+    sc = rows[1]
+    assert sc["sad_rel"] == pytest.approx(-20 / 110)
+    assert sc["paper_sad"] == paper.TABLE1["spatial+channel"][0]
+    assert sc["paper_sad_rel"] == pytest.approx((84.37 - 121.77) / 121.77)
+    md = results.to_markdown(rows)
+    assert "90.00 ± 10.00" in md and "DIM-spatial+channel" in md and "-18.2%" in md
+    assert results.to_csv(rows).splitlines()[0].startswith("config,name,n,sad")
+    tex = results.to_latex(rows)
+    assert r"\pm" in tex and r"\toprule" in tex
+
+
+def test_orderings_verdicts():
+    S = results.Stat
+    summ = {"student": {"sad": S(100, 1, 3)}, "spatial": {"sad": S(90, 1, 3)},
+            "channel": {"sad": S(100.5, 1, 3)}, "batch": {"sad": S(90, 1, 3)}}
+    rep = {r["claim"]: r["verdict"] for r in results.orderings_report(summ)}
+    assert rep["spatial similarity improves on the no-KD student"] == "holds"
+    assert rep["channel similarity improves on the no-KD student"] == "within noise"
+    assert rep["the no-KD student beats batch similarity"] == "reversed"
+    text = results.summary_paragraph(summ)
+    assert "1 hold, 1 are reversed and 1 are within seed noise" in text
+
+
+def test_bad_metrics_file(tmp_path):
+    p = tmp_path / "metrics.json"
+    p.write_text("{}")
+    with pytest.raises(ValueError, match="not a run metrics file"):
+        results.load_records([p])
