@@ -58,3 +58,23 @@ def test_bad_metrics_file(tmp_path):
     p.write_text("{}")
     with pytest.raises(ValueError, match="not a run metrics file"):
         results.load_records([p])
+
+
+def test_figures_render_and_save(tmp_path):
+    import numpy as np
+
+    from matting_lib import figures
+
+    summ = {c: {m: results.Stat(v, 1.0, 3) for m, v in zip(results.METRICS, (100 - i, 0.05, 50, 100))}
+            for i, c in enumerate(["student", "spatial", "channel"])}
+    rows = results.table_rows(summ)
+    paths = figures.save_figure(figures.relative_improvement_bars(rows), tmp_path / "bars")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
+    log = tmp_path / "log.csv"
+    log.write_text("step,loss,val_loss\n1,1.0,\n2,0.5,0.7\n3,0.4,\n")
+    parsed = figures.read_log(log)
+    assert np.isnan(parsed["val_loss"][0]) and parsed["val_loss"][1] == 0.7
+    figures.learning_curves({"a": parsed}, smooth=1)
+    img = np.zeros((8, 8, 3), np.uint8)
+    figures.qualitative_grid([{"image": img, "alpha": img[..., 0]}], ["image", "alpha"])
+    figures.similarity_panels({"t": {"batch": np.eye(3)}, "s": {"batch": np.ones((3, 3))}}, diff_against="t")

@@ -1,0 +1,135 @@
+"""Figures of the results notebook: relative-improvement bars (ours vs the paper's), learning curves,
+qualitative grids and similarity-matrix panels. Each function takes plain data and returns a matplotlib
+Figure; :func:`save_figure` writes PNG and PDF side by side.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .utils import atomic_write
+
+
+def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:
+    """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` (atomically); returns the paths."""
+    stem = Path(stem)
+    paths = []
+    for ext in formats:
+        p = stem.with_suffix(f".{ext}")
+        atomic_write(p, lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=dpi, bbox_inches="tight"))
+        paths.append(p)
+    return paths
+
+
+def relative_improvement_bars(rows: Sequence[Mapping], metric: str = "sad", *, title: str = "") -> plt.Figure:
+    """Bars of each configuration's change in ``metric`` relative to the no-KD student, ours next to the paper's.
+
+    ``rows`` come from :func:`matting_lib.results.table_rows`. Negative = better (lower error); our bars carry
+    error bars of ±1 std over seeds, relative to the student's mean.
+    """
+    rows = [r for r in rows if r["config"] not in ("teacher", "student")]
+    names = [r["config"] for r in rows]
+    ours = np.array([100 * (r[f"{metric}_rel"] or 0.0) for r in rows])
+    base = {r["config"]: r for r in rows}
+    err = np.array([100 * r[f"{metric}_std"] / (r[metric] / (1 + r[f"{metric}_rel"])) if r[f"{metric}_rel"] is not None
+                    and r["n"] > 1 else 0.0 for r in base.values()])
+    theirs = np.array([100 * r[f"paper_{metric}_rel"] if r[f"paper_{metric}_rel"] is not None else np.nan for r in rows])
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names) + 2), 3.8))
+    ax.bar(x - 0.2, ours, 0.4, yerr=err, capsize=3, label="this run", color="tab:blue")
+    ax.bar(x + 0.2, theirs, 0.4, label="paper (Composition-1k)", color="tab:gray")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x, names, rotation=35, ha="right")
+    ax.set_ylabel(f"{metric.upper()} change vs no-KD student (%)\n(negative = better)")
+    ax.set_title(title or f"Relative {metric.upper()} change over the no-KD student")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def read_log(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a training ``log.csv`` into column -> float array (empty cells become NaN)."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return {}
+    return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows]) for k in rows[0]}
+
+
+def learning_curves(logs: Mapping[str, Mapping[str, np.ndarray]], *, x: str = "step",
+                    train_key: str = "loss", val_key: str = "val_loss", smooth: int = 20) -> plt.Figure:
+    """Training loss (moving average over ``smooth`` steps) and validation loss per run, on shared axes."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name, log in logs.items():
+        if x not in log:
+            continue
+        if train_key in log:
+            y = log[train_key]
+            ok = ~np.isnan(y)
+            xs, ys = log[x][ok], y[ok]
+            if smooth > 1 and len(ys) > smooth:
+                ys = np.convolve(ys, np.ones(smooth) / smooth, mode="valid")
+                xs = xs[smooth - 1:]
+            a1.plot(xs, ys, label=name, lw=1)
+        if val_key in log:
+            v = log[val_key]
+            ok = ~np.isnan(v)
+            a2.plot(log[x][ok], v[ok], marker="o", ms=3, label=name, lw=1)
+    a1.set(title="training loss", xlabel=x, yscale="log")
+    a2.set(title="validation alpha loss", xlabel=x)
+    a2.legend(fontsize=7, frameon=False, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def qualitative_grid(samples: Sequence[Mapping[str, np.ndarray]], columns: Sequence[str],
+                     *, titles: Sequence[str] | None = None, row_labels: Sequence[str] | None = None) -> plt.Figure:
+    """A grid: one row per sample, one column per key of ``columns`` (RGB uint8 (H,W,3) or gray (H,W))."""
+    n, m = len(samples), len(columns)
+    fig, axes = plt.subplots(n, m, figsize=(2.2 * m, 2.2 * n), squeeze=False)
+    for i, s in enumerate(samples):
+        for j, key in enumerate(columns):
+            ax = axes[i, j]
+            img = s[key]
+            ax.imshow(img, cmap=None if img.ndim == 3 else "gray", vmin=0, vmax=255 if img.dtype == np.uint8 else 1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title((titles or columns)[j], fontsize=9)
+            if j == 0 and row_labels:
+                ax.set_ylabel(row_labels[i], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def similarity_panels(matrices: Mapping[str, Mapping[str, np.ndarray]], *, kinds: Sequence[str] | None = None,
+                      diff_against: str | None = None) -> plt.Figure:
+    """Rows = models (e.g. teacher, no-KD student, KD student), columns = similarity kinds.
+
+    ``matrices[model][kind]`` is a 2-D array (batch: b×b; spatial: one position's row reshaped to h×w;
+    channel: c×c). With ``diff_against`` an extra row shows |model − reference| for the last model.
+    """
+    models = list(matrices)
+    kinds = list(kinds or next(iter(matrices.values())))
+    rows = len(models) + (1 if diff_against else 0)
+    fig, axes = plt.subplots(rows, len(kinds), figsize=(3 * len(kinds), 2.8 * rows), squeeze=False)
+    for i, mdl in enumerate(models):
+        for j, k in enumerate(kinds):
+            im = axes[i, j].imshow(matrices[mdl][k], cmap="viridis")
+            axes[i, j].set_title(f"{mdl}: {k}", fontsize=9)
+            fig.colorbar(im, ax=axes[i, j], fraction=0.046)
+    if diff_against:
+        last = models[-1]
+        for j, k in enumerate(kinds):
+            d = np.abs(matrices[last][k] - matrices[diff_against][k])
+            im = axes[-1, j].imshow(d, cmap="magma")
+            axes[-1, j].set_title(f"|{last} − {diff_against}|: {k}", fontsize=9)
+            fig.colorbar(im, ax=axes[-1, j], fraction=0.046)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    return fig
