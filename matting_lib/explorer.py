@@ -1,0 +1,191 @@
+"""Interactive similarity explorer (notebook 05): teacher vs student similarity matrices with ipywidgets.
+
+Choose a test image, a layer, a similarity kind and two models; see both matrices and their difference.
+For ``spatial`` a position (sliders over the feature grid) selects one row of the (HW × HW) matrix, shown
+as a heat map over the image; for ``channel`` the channels can be sorted by hierarchical clustering so that
+block structure becomes visible. ``batch`` compares the B × B matrix of all loaded images.
+
+The computation (:meth:`SimilarityExplorer.matrices`) is separate from the widgets, so tests call the
+callbacks directly and the notebook also executes headlessly under papermill.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+from .kd_losses import SIMILARITY_KINDS, similarity_matrix
+
+
+def cluster_order(matrix: np.ndarray) -> np.ndarray:
+    """Leaf order of an average-linkage clustering of the rows of a (C, C) similarity matrix."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    c = matrix.shape[0]
+    if c < 3:
+        return np.arange(c)
+    dist = np.clip(1.0 - (matrix + matrix.T) / 2, 0.0, None)
+    np.fill_diagonal(dist, 0.0)
+    return leaves_list(linkage(squareform(dist, checks=False), method="average"))
+
+
+class SimilarityExplorer:
+    """Similarity matrices of several models on a fixed batch of images.
+
+    Args:
+        models: name -> DIMNet (e.g. ``{"teacher": t, "no-KD student": s0, "spatial+channel": s1}``).
+        inputs: (B, 4, H, W) network inputs (all images at one size so batch similarity is defined).
+        images: (B, H, W, 3) uint8 RGB, for display.
+        adapters: optional name -> ModuleDict of 1×1 adapters (layer -> conv) mapping that model's features to
+            the teacher's channel count, used for ``channel`` (as in training) when present.
+        layers: layers offered in the layer menu.
+    """
+
+    def __init__(self, models: Mapping[str, nn.Module], inputs: torch.Tensor, images: np.ndarray, *,
+                 adapters: Mapping[str, nn.ModuleDict] | None = None,
+                 layers: Sequence[str] = ("conv2", "conv3", "conv4", "conv5")):
+        if len(models) < 1:
+            raise ValueError("SimilarityExplorer needs at least one model")
+        if inputs.shape[0] != len(images):
+            raise ValueError(f"inputs has {inputs.shape[0]} images but images has {len(images)}")
+        self.models = dict(models)
+        self.inputs = inputs
+        self.images = np.asarray(images)
+        self.adapters = dict(adapters or {})
+        self.layers = tuple(layers)
+        self._features: dict[str, dict[str, torch.Tensor]] = {}
+        self._widgets = None
+        self._updating = False
+        self.last_figure: plt.Figure | None = None
+
+    # ------------------------------------------------------------------ computation
+    def features(self, model: str) -> dict[str, torch.Tensor]:
+        """All offered layers' features of ``model`` on the whole batch (computed once, cached)."""
+        if model not in self.models:
+            raise KeyError(f"unknown model {model!r}; loaded: {', '.join(self.models)}")
+        if model not in self._features:
+            net = self.models[model].eval()
+            with torch.no_grad():
+                _, feats = net.forward_features(self.inputs, self.layers)
+                ad = self.adapters.get(model)
+                if ad is not None:
+                    feats.update({f"{l}@adapted": ad[l](feats[l]) for l in self.layers if l in ad})
+            self._features[model] = feats
+        return self._features[model]
+
+    def matrix(self, model: str, layer: str, kind: str, image: int = 0, *, adapted: bool = True) -> np.ndarray:
+        """The similarity matrix shown for (model, layer, kind): batch (B, B), spatial (HW, HW) or channel
+        (C, C) of image ``image``. ``adapted`` uses the model's adapter output for channel when it has one."""
+        if kind not in SIMILARITY_KINDS:
+            raise ValueError(f"unknown similarity kind {kind!r}; valid: {', '.join(SIMILARITY_KINDS)}")
+        if layer not in self.layers:
+            raise ValueError(f"unknown layer {layer!r}; offered: {', '.join(self.layers)}")
+        feats = self.features(model)
+        f = feats.get(f"{layer}@adapted", feats[layer]) if (adapted and kind == "channel") else feats[layer]
+        if kind == "batch":
+            return similarity_matrix("batch", f).numpy()
+        return similarity_matrix(kind, f[image:image + 1])[0].numpy()
+
+    def feature_grid(self, layer: str) -> tuple[int, int]:
+        """(h, w) of a layer's feature map."""
+        f = self.features(next(iter(self.models)))[layer]
+        return int(f.shape[-2]), int(f.shape[-1])
+
+    def spatial_row(self, model: str, layer: str, image: int, y: int, x: int) -> np.ndarray:
+        """Cosine similarity of position (y, x) to every position: (h, w)."""
+        h, w = self.feature_grid(layer)
+        if not (0 <= y < h and 0 <= x < w):
+            raise ValueError(f"position ({y}, {x}) is outside the {h}×{w} grid of {layer}")
+        return self.matrix(model, layer, "spatial", image)[y * w + x].reshape(h, w)
+
+    # ------------------------------------------------------------------ drawing
+    def figure(self, *, image: int, layer: str, kind: str, left: str, right: str, y: int = 0, x: int = 0,
+               sort_channels: bool = False) -> plt.Figure:
+        """Left model, right model and |difference| (when shapes match), for the chosen view."""
+        if kind == "spatial":
+            mats = [self.spatial_row(m, layer, image, y, x) for m in (left, right)]
+        else:
+            mats = [self.matrix(m, layer, kind, image) for m in (left, right)]
+            if kind == "channel" and sort_channels:
+                mats = [m[np.ix_(o, o)] for m, o in ((m, cluster_order(m)) for m in mats)]
+        same = mats[0].shape == mats[1].shape
+        n = 3 + (kind == "spatial") if same else 2 + (kind == "spatial")
+        fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.2))
+        col = 0
+        if kind == "spatial":
+            h, w = mats[0].shape
+            img = self.images[image]
+            axes[0].imshow(img)
+            sy, sx = img.shape[0] / h, img.shape[1] / w
+            axes[0].plot([(x + 0.5) * sx], [(y + 0.5) * sy], "r+", ms=14, mew=2)
+            axes[0].set_title(f"image {image}, position ({y}, {x})", fontsize=9)
+            col = 1
+        for name, mat in zip((left, right), mats):
+            ax = axes[col]
+            im = ax.imshow(mat, cmap="viridis", vmin=-1 if kind != "batch" else None, vmax=1)
+            ax.set_title(f"{name}\n{layer} {kind} {tuple(mat.shape)}", fontsize=9)
+            fig.colorbar(im, ax=ax, fraction=0.046)
+            col += 1
+        if same:
+            im = axes[col].imshow(np.abs(mats[0] - mats[1]), cmap="magma")
+            axes[col].set_title(f"|difference|, mean {np.abs(mats[0] - mats[1]).mean():.3f}", fontsize=9)
+            fig.colorbar(im, ax=axes[col], fraction=0.046)
+        for ax in axes:
+            ax.set_xticks([]), ax.set_yticks([])
+        fig.tight_layout()
+        return fig
+
+    # ------------------------------------------------------------------ widgets
+    def widget(self):
+        """The ipywidgets UI (a VBox). Every control's change calls :meth:`update`."""
+        import ipywidgets as W
+
+        names = list(self.models)
+        h, w = self.feature_grid(self.layers[0])
+        c = {
+            "image": W.IntSlider(0, 0, len(self.images) - 1, description="image"),
+            "layer": W.Dropdown(options=self.layers, description="layer"),
+            "kind": W.ToggleButtons(options=SIMILARITY_KINDS, value="spatial", description="kind"),
+            "left": W.Dropdown(options=names, value=names[0], description="left"),
+            "right": W.Dropdown(options=names, value=names[-1], description="right"),
+            "y": W.IntSlider(h // 2, 0, h - 1, description="row y"),
+            "x": W.IntSlider(w // 2, 0, w - 1, description="col x"),
+            "sort_channels": W.Checkbox(False, description="sort channels (clustering)"),
+        }
+        out = W.Output()
+        self._widgets = (c, out)
+        for ctl in c.values():
+            ctl.observe(lambda _change: self.update(), names="value")
+        self.update()
+        return W.VBox([W.HBox([c["image"], c["layer"]]), c["kind"], W.HBox([c["left"], c["right"]]),
+                       W.HBox([c["y"], c["x"], c["sort_channels"]]), out])
+
+    def update(self) -> plt.Figure:
+        """Redraw from the widgets' current values (called by every control; also callable in tests)."""
+        if self._widgets is None:
+            raise RuntimeError("call widget() first")
+        if self._updating:  # adjusting the sliders below fires their observers again
+            return self.last_figure
+        from IPython.display import display
+
+        c, out = self._widgets
+        self._updating = True
+        try:
+            h, w = self.feature_grid(c["layer"].value)
+            c["y"].max, c["x"].max = h - 1, w - 1  # the grid depends on the layer
+            c["y"].disabled = c["x"].disabled = c["kind"].value != "spatial"
+            c["sort_channels"].disabled = c["kind"].value != "channel"
+            fig = self.figure(**{k: ctl.value for k, ctl in c.items()})
+        finally:
+            self._updating = False
+        out.clear_output(wait=True)
+        with out:
+            display(fig)
+        plt.close(fig)
+        self.last_figure = fig
+        return fig
