@@ -1,0 +1,300 @@
+"""The project's own checkpoints, and a safe importer for DIM-PyTorch's public ``BEST_checkpoint.tar``.
+
+Own checkpoints (:func:`save_checkpoint`) are one ``torch.save``-d dict of plain data, loadable with
+``torch.load(path, weights_only=True)``::
+
+    format      "matting_lib.checkpoint/1"
+    arch        the network's DIMNet.arch dict (kind "teacher"/"student", width, stage widths and convs)
+    model       model state_dict (tensors; a DDP/DataParallel wrapper is removed before saving)
+    optimizer   optimizer.state_dict() or None        objective   objective.state_dict() or None
+    config      dict of primitives (e.g. the TrainConfig)      epoch, step   ints
+    metrics     dict of numbers                                extra         plain data (RNG states, ...) or None
+
+They are written atomically (temporary file + rename, :func:`matting_lib.utils.atomic_write`), so a crash
+mid-write never damages the previous file. A weights-only file (optimizer None) of the width-1 teacher is
+~103 MB, of the student ~20 MB.
+
+The public DIM-PyTorch teacher (reference §7) is a whole pickled ``DataParallel(models.DIMModel)`` plus a pickled
+optimizer: ``torch.load`` would need ``weights_only=False`` (arbitrary code execution for an untrusted file) and
+the original classes under the module name ``models``. :func:`load_dim_pytorch` instead unpickles it with an
+allow-list: tensors/storages, the containers this format uses, and the module/optimizer classes of that file,
+which are replaced by inert stand-ins that only record their attributes. Anything else — ``os.system``,
+``builtins.eval``, any other class — is refused before it is called, with :class:`UnsafeCheckpointError`.
+"""
+
+from __future__ import annotations
+
+import collections
+import copyreg
+import hashlib
+import json
+import os
+import pickle
+import types
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .models import DIMNet, build_teacher, model_from_arch
+from .utils import atomic_write, atomic_write_text
+
+FORMAT = "matting_lib.checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """The file is not a usable checkpoint; the message names the file and what to do."""
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """The pickle asked for a global outside the allow-list; nothing it asked for was executed."""
+
+
+# ------------------------------------------------------------------------------------------ own checkpoints
+def _check_plain(value: Any, where: str) -> None:
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where}: key {k!r} must be a str or int")
+            _check_plain(v, f"{where}[{k!r}]")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    raise TypeError(f"{where} = {value!r} ({type(value).__name__}) is not plain data (numbers, strings, "
+                    f"tensors, lists, dicts); convert it before saving")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel / DataParallel wrapper (or the model itself)."""
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+
+
+def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    objective: nn.Module | None = None, config: dict, epoch: int, step: int, metrics: dict,
+                    extra: Any = None) -> Path:
+    """Write a checkpoint atomically (see module docstring); returns the path."""
+    model = unwrap(model)
+    state = {
+        "format": FORMAT,
+        "arch": dict(getattr(model, "arch", {}) or {}) or None,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "objective": objective.state_dict() if objective is not None else None,
+        "config": dict(config), "epoch": int(epoch), "step": int(step), "metrics": dict(metrics), "extra": extra,
+    }
+    for key in ("arch", "config", "metrics", "extra"):
+        _check_plain(state[key], f"checkpoint {key}")
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``; tensors on ``map_location``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # a text file, a truncated zip, a foreign pickle: all mean "not ours"
+        raise CheckpointError(
+            f"{path} is not a matting_lib checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
+            f"For DIM-PyTorch's BEST_checkpoint.tar use matting_lib.checkpoints.load_dim_pytorch / "
+            f"import_dim_pytorch_teacher.") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        what = f"a dict with keys {sorted(map(str, ckpt))[:8]}" if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} is not a matting_lib checkpoint (found {what}, no format={FORMAT!r}). "
+                              f"A plain or DIM-PyTorch state dict loads with load_dim_pytorch().")
+    return ckpt
+
+
+def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> DIMNet:
+    """Rebuild the network stored in a checkpoint (architecture from its ``arch``), load its weights, eval mode."""
+    ckpt = load_checkpoint(path, map_location=map_location)
+    if not ckpt.get("arch"):
+        raise CheckpointError(f"{path} records no architecture ('arch'); it was not saved from a DIMNet")
+    model = model_from_arch(ckpt["arch"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(map_location).eval()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file (for provenance manifests)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest_path(path: str | os.PathLike) -> Path:
+    """The provenance manifest beside a checkpoint: ``teacher-default.pt`` → ``teacher-default.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def write_manifest(path: str | os.PathLike, **info: Any) -> Path:
+    """Write ``<checkpoint>.json`` with the checkpoint's SHA-256 and size plus ``info`` (command, parameters,
+    dataset manifest hash, steps, metrics, ...; plain data)."""
+    _check_plain(info, "manifest")
+    record = {"file": Path(path).name, "sha256": sha256_file(path), "bytes": Path(path).stat().st_size, **info}
+    return atomic_write_text(manifest_path(path), json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def check_manifest(path: str | os.PathLike) -> dict:
+    """Read ``<checkpoint>.json`` and check the checkpoint's SHA-256 against it; returns the manifest."""
+    mpath = manifest_path(path)
+    if not mpath.is_file():
+        raise CheckpointError(f"{path} has no provenance manifest {mpath.name} beside it")
+    manifest = json.loads(mpath.read_text())
+    digest = sha256_file(path)
+    if manifest.get("sha256") != digest:
+        raise CheckpointError(f"{path}: SHA-256 {digest[:16]}… differs from its manifest's "
+                              f"{str(manifest.get('sha256'))[:16]}…; the file was changed or damaged — restore it "
+                              f"(git checkout) or retrain it")
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------ safe import
+class _Pickled:
+    """Inert stand-in for a module/optimizer object in a foreign pickle: it only keeps its state."""
+
+    dump_patches = False  # read by torch's legacy loader when it compares class sources
+    origin = "?"
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict):
+            state = state[0]  # (dict, slots)
+        self.__dict__["state"] = state if isinstance(state, dict) else {}
+
+    def __repr__(self) -> str:
+        return f"<pickled {self.origin}>"
+
+
+# The classes a DIM-PyTorch checkpoint pickles (DIMModel's submodules, torch.nn layers, DataParallel, optimizer).
+_STAND_INS = {
+    "models": ("DIMModel", "segnetDown2", "segnetDown3", "segnetUp1", "conv2DBatchNormRelu"),
+    "torch.nn.modules.conv": ("Conv2d",),
+    "torch.nn.modules.batchnorm": ("BatchNorm2d",),
+    "torch.nn.modules.activation": ("ReLU", "Sigmoid"),
+    "torch.nn.modules.pooling": ("MaxPool2d", "MaxUnpool2d"),
+    "torch.nn.modules.container": ("Sequential",),
+    "torch.nn.parallel.data_parallel": ("DataParallel",),
+    "torch.optim.adam": ("Adam",),
+    "torch.optim.sgd": ("SGD",),
+}
+_STAND_IN_CLASSES = {(mod, name): type(name, (_Pickled,), {"origin": f"{mod}.{name}"})
+                     for mod, names in _STAND_INS.items() for name in names}
+# Callables and classes with no side effects beyond building tensors and containers.
+_ALLOWED = {
+    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch", "Size"): torch.Size,
+    ("torch", "device"): torch.device,
+    ("torch", "UntypedStorage"): torch.UntypedStorage,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("collections", "defaultdict"): collections.defaultdict,
+    ("copyreg", "_reconstructor"): copyreg._reconstructor,
+    **{("builtins", c.__name__): c for c in (object, dict, list, tuple, set, frozenset)},
+    **{("__builtin__", c.__name__): c for c in (object, dict, list, tuple, set, frozenset)},
+}
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        key = (module, name)
+        if key in _STAND_IN_CLASSES:
+            return _STAND_IN_CLASSES[key]
+        if key in _ALLOWED:
+            return _ALLOWED[key]
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        raise UnsafeCheckpointError(
+            f"the pickle asks for {module}.{name}, which is not one of the tensor, container or module classes "
+            f"a DIM-PyTorch checkpoint needs; refused without calling it")
+
+
+def _safe_load(fh, **kwargs):
+    return _AllowListUnpickler(fh, **kwargs).load()
+
+
+# A stand-in for the ``pickle`` module that torch.load drives (it subclasses ``Unpickler`` for the main pickle and
+# calls ``load`` for the small header pickles of the legacy format), so both the zip and the legacy format go
+# through the allow-list.
+_SAFE_PICKLE = types.ModuleType("matting_lib_safe_pickle")
+_SAFE_PICKLE.Unpickler = _AllowListUnpickler
+_SAFE_PICKLE.load = _safe_load
+_SAFE_PICKLE.UnpicklingError = pickle.UnpicklingError
+
+
+def _module_state_dict(obj: _Pickled, prefix: str = "") -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    state = obj.state
+    skip = state.get("_non_persistent_buffers_set") or set()
+    for name, p in (state.get("_parameters") or {}).items():
+        if p is not None:
+            out[prefix + name] = p
+    for name, b in (state.get("_buffers") or {}).items():
+        if b is not None and name not in skip:
+            out[prefix + name] = b
+    for name, child in (state.get("_modules") or {}).items():
+        if isinstance(child, _Pickled):
+            out.update(_module_state_dict(child, f"{prefix}{name}."))
+    return out
+
+
+def load_dim_pytorch(path: str | os.PathLike) -> collections.OrderedDict:
+    """State dict of a DIM-PyTorch checkpoint, read safely on CPU without the original code.
+
+    Accepts the public ``BEST_checkpoint.tar`` (``{'epoch', ..., 'model': DataParallel(DIMModel), 'optimizer'}``,
+    zip or legacy torch format), a dict with a ``'state_dict'`` or ``'model'`` state dict, or a plain state dict;
+    a ``module.`` prefix (DataParallel/DDP) is removed. Raises :class:`UnsafeCheckpointError` if the pickle asks
+    for anything outside the allow-list (nothing it asked for is executed) and :class:`CheckpointError` if no
+    weights are found.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's legacy loader warns that our stand-ins' "source" changed
+            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_SAFE_PICKLE)
+    except UnsafeCheckpointError as err:
+        raise UnsafeCheckpointError(f"{path}: {err}. If you trust this file and need it, load it yourself "
+                                    f"with torch.load(weights_only=False).") from None
+    except Exception as err:
+        raise CheckpointError(f"{path} could not be read as a torch checkpoint: {type(err).__name__}: {err}") from None
+    if isinstance(obj, dict) and "model" in obj and not isinstance(obj["model"], torch.Tensor):
+        obj = obj["model"]
+    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if isinstance(obj, _Pickled):
+        obj = _module_state_dict(obj)
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: found no state dict (got {type(obj).__name__}); expected DIM-PyTorch's "
+                              f"BEST_checkpoint.tar or a state dict")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return collections.OrderedDict((k, v.detach()) for k, v in obj.items())
+
+
+def import_dim_pytorch_teacher(path: str | os.PathLike) -> DIMNet:
+    """The width-1 teacher with the weights of a DIM-PyTorch checkpoint (strict key/shape match), eval mode."""
+    state = load_dim_pytorch(path)
+    teacher = build_teacher(1.0)
+    want = {k: tuple(v.shape) for k, v in teacher.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    missing, unexpected = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    wrong = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{path} does not hold the DIM teacher: {len(missing)} missing key(s) {missing[:3]}, "
+            f"{len(unexpected)} unexpected {unexpected[:3]}, {len(wrong)} with other shapes "
+            f"{[(k, got[k], want[k]) for k in wrong[:3]]}")
+    teacher.load_state_dict(state)
+    return teacher.eval()
+

@@ -1,0 +1,86 @@
+"""Matte your own photo from the command line.
+
+    python -m matting_lib.predict IMAGE TRIMAP --checkpoint CKPT --out ALPHA.png
+    python -m matting_lib.predict IMAGE --mask MASK.png --checkpoint CKPT --out ALPHA.png [--band 10]
+
+``TRIMAP``: 8-bit grey, 0 = background, 255 = foreground, 128 = unknown (other values are snapped to the
+nearest of the three). ``--mask``: a binary foreground mask instead (non-zero = foreground); the trimap is made
+by marking a band of ``--band`` pixels on each side of the mask's edge unknown
+(:func:`matting_lib.trimap.trimap_from_mask`). ``CKPT``: a matting_lib checkpoint (``teacher.pt``, ``best.pt``,
+...) or DIM-PyTorch's ``BEST_checkpoint.tar`` (imported safely, :mod:`matting_lib.checkpoints`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+
+def load_any_model(path: str | Path):
+    """A DIMNet from a matting_lib checkpoint, or the teacher from a DIM-PyTorch checkpoint."""
+    from .checkpoints import CheckpointError, import_dim_pytorch_teacher, load_model
+
+    try:
+        return load_model(path)
+    except CheckpointError as own_err:
+        try:
+            return import_dim_pytorch_teacher(path)
+        except CheckpointError as dim_err:
+            raise CheckpointError(f"{own_err}\nand as a DIM-PyTorch checkpoint: {dim_err}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m matting_lib.predict", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p.add_argument("image", help="photo (any format OpenCV reads)")
+    p.add_argument("trimap", nargs="?", help="trimap (0 / 128 / 255); or give --mask")
+    p.add_argument("--mask", help="binary foreground mask instead of a trimap")
+    p.add_argument("--band", type=int, default=10, help="unknown band half-width in pixels for --mask")
+    p.add_argument("--checkpoint", required=True, help="matting_lib checkpoint or DIM-PyTorch BEST_checkpoint.tar")
+    p.add_argument("--out", required=True, help="output alpha PNG (8-bit)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
+    p.add_argument("--keep-known", dest="force_known", action="store_false",
+                   help="keep the network's output in the trimap's known regions (default: force 0 / 255)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    prog = "matting_lib.predict"
+    if (args.trimap is None) == (args.mask is None):
+        print(f"{prog}: error: give a TRIMAP or --mask MASK (exactly one)", file=sys.stderr)
+        return 2
+    from .evaluation import predict_alpha, read_gray, read_rgb, write_png
+    from .training import resolve_device
+    from .trimap import snap_trimap, trimap_from_mask
+
+    try:
+        image = read_rgb(args.image)
+        if args.mask is not None:
+            trimap = trimap_from_mask(read_gray(args.mask) > 0, args.band)
+        else:
+            trimap = snap_trimap(read_gray(args.trimap))
+        if trimap.shape != image.shape[:2]:
+            raise ValueError(f"the {'mask' if args.mask else 'trimap'} is {trimap.shape[1]}×{trimap.shape[0]} but "
+                             f"the image is {image.shape[1]}×{image.shape[0]}; they must be the same size")
+        if min(image.shape[:2]) < 32:
+            raise ValueError(f"{args.image} is {image.shape[1]}×{image.shape[0]}; both sides must be ≥ 32 px")
+        device = resolve_device(args.device)
+        model = load_any_model(args.checkpoint).to(device)
+        t0 = time.time()
+        alpha = predict_alpha(model, image, trimap, device=device, force_known=args.force_known)
+        out = write_png(args.out, alpha)
+    except (OSError, ValueError, RuntimeError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
+    unknown = float((trimap == 128).mean())
+    print(f"wrote {out} ({alpha.shape[1]}×{alpha.shape[0]}, {unknown:.1%} unknown, {time.time() - t0:.2f} s on {device})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""One training loop for the teacher and every student (reference §4), resumable and DDP-ready.
+
+Losses (DIM-PyTorch ``utils.alpha_prediction_loss``; Xu et al., CVPR 2017, eq. 1–2):
+
+* :func:`alpha_loss` = Σ sqrt(((α̂ − α)·m)² + 1e-12) / (Σ m + 1e-6), m = unknown region of the trimap;
+* :func:`compositional_loss` = the same Charbonnier penalty on the RGB re-composite α̂F + (1 − α̂)B − I,
+  normalised by the number of unknown values (3 Σ m). DIM-PyTorch and the paper's code do not use it.
+
+An *objective* is an ``nn.Module`` with ``forward(model, batch) -> (loss, logs: dict[str, float])``; its own
+parameters (e.g. distillation adapters) are optimised with the model and checkpointed under ``"objective"``.
+:class:`AlphaObjective` is the plain one. ``batch`` is the dataset's dict (keys of :mod:`matting_lib.datasets`)
+with every tensor already on the training device; the objective is moved with ``objective.to(device)``.
+
+:func:`train`: Adam (lr 0.01 by default), gradients clamped element-wise to ±``grad_clamp`` (as the original
+``clip_gradient``), steps or epochs, validation by alpha loss against the ground truth, ``best.pt`` (weights of
+the lowest validation loss), ``last.pt`` (everything needed to resume: optimizer, objective, RNG states, step),
+``log.csv`` (one row per ``log_every`` steps and per validation) and a tqdm progress bar. A run directory that
+holds ``last.pt`` is resumed; on CPU an interrupted-then-resumed run equals an uninterrupted one bit for bit:
+the data order is a function of (seed, epoch) only (``DistributedSampler`` seeded per epoch, mid-epoch resume
+skips indices, not samples), ``train_set.set_epoch(epoch)`` is called when the dataset has it (datasets should
+draw their augmentation from (seed, epoch, index)), and DataLoader worker seeds derive from (seed, epoch).
+
+Under ``torchrun --nproc_per_node N`` (environment variables ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``/``MASTER_*``)
+the same function runs DistributedDataParallel: NCCL on GPUs, gloo on CPU, each rank a 1/N shard of every
+epoch (``batch_size`` is per rank), objective gradients all-reduced by hand, validation and all writing on rank
+0. BatchNorm statistics stay per rank; DDP broadcasts rank 0's buffers at every forward.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from tqdm.auto import tqdm
+
+from .checkpoints import load_checkpoint, save_checkpoint, unwrap
+from .utils import atomic_write_text, seed_everything, worker_init_fn
+
+
+# ------------------------------------------------------------------------------------------ losses
+def unknown_mask(trimap: torch.Tensor) -> torch.Tensor:
+    """1 where the trimap (N, 1, H, W) in {0, 128/255, 1} is unknown, else 0 (same dtype)."""
+    return ((trimap > 0.25) & (trimap < 0.75)).to(trimap.dtype)
+
+
+def alpha_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Alpha-prediction loss of DIM-PyTorch: all (N, 1, H, W), alpha in [0, 1], mask in {0, 1}; scalar."""
+    diff = (pred - target) * mask
+    return torch.sqrt(diff * diff + 1e-12).sum() / (mask.sum() + 1e-6)
+
+
+def compositional_loss(pred: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor, image: torch.Tensor,
+                       mask: torch.Tensor) -> torch.Tensor:
+    """Compositional loss (Xu et al. 2017): pred, mask (N, 1, H, W); fg, bg, image (N, 3, H, W) in [0, 1]."""
+    diff = (pred * fg + (1 - pred) * bg - image) * mask  # (N, 3, H, W)
+    return torch.sqrt(diff * diff + 1e-12).sum() / (3 * mask.sum() + 1e-6)
+
+
+class AlphaObjective(nn.Module):
+    """(1 − w)·alpha loss + w·compositional loss against the ground truth (w = 0: alpha loss only, as the paper).
+
+    The DIM paper weights both terms 0.5 (w = 0.5).
+    """
+
+    def __init__(self, compositional_weight: float = 0.0):
+        super().__init__()
+        if not 0.0 <= compositional_weight <= 1.0:
+            raise ValueError(f"compositional_weight must be in [0, 1], got {compositional_weight}")
+        self.compositional_weight = float(compositional_weight)
+
+    def forward(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        pred = model(batch["input"])  # (N, 1, H, W)
+        mask = unknown_mask(batch["trimap"])
+        loss = alpha_loss(pred, batch["alpha"], mask)
+        logs = {"alpha": loss.item()}
+        w = self.compositional_weight
+        if w > 0:
+            comp = compositional_loss(pred, batch["fg"], batch["bg"], batch["image"], mask)
+            logs["comp"] = comp.item()
+            loss = (1 - w) * loss + w * comp
+        return loss, logs
+
+
+# ------------------------------------------------------------------------------------------ configuration
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training parameters (plain data; stored in every checkpoint). Give ``steps`` or ``epochs``
+    (neither: the paper's 30 epochs)."""
+
+    lr: float = 0.01  # Adam learning rate, constant
+    batch_size: int = 16  # per process
+    steps: int | None = None  # total optimiser steps
+    epochs: int | None = None  # or total epochs (an epoch = len(train_set) // (batch_size · world size) steps)
+    grad_clamp: float | None = 5.0  # element-wise gradient clamp; None = off
+    weight_decay: float = 0.0
+    val_every: int = 0  # validate every N steps; 0 = at the end of every epoch. Always at the last step.
+    val_batch_size: int | None = None  # None = batch_size (use 1 for full-size images of different sizes)
+    max_val_batches: int | None = None  # None = the whole validation set
+    log_every: int = 1  # a log.csv row every N steps
+    checkpoint_every: int = 0  # last.pt every N steps; 0 = at every validation. Always at the end.
+    seed: int = 0
+    num_workers: int = 0  # DataLoader workers
+    device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
+    progress: bool = True  # tqdm progress bar
+    stop_after_steps: int | None = None  # stop after this global step as if interrupted (resume later)
+
+    def __post_init__(self):
+        for name in ("batch_size", "steps", "epochs", "val_batch_size", "max_val_batches", "stop_after_steps"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"TrainConfig.{name} must be ≥ 1 or None, got {v}")
+        for name in ("val_every", "checkpoint_every", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.log_every < 1 or self.lr <= 0:
+            raise ValueError(f"TrainConfig: log_every must be ≥ 1 and lr > 0, got {self.log_every}, {self.lr}")
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError("TrainConfig: give steps or epochs, not both")
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        return self.steps if self.steps is not None else (self.epochs or 30) * steps_per_epoch
+
+
+# Keys that must not change when a run directory is resumed (the others may, e.g. more steps).
+_RESUME_KEYS = ("lr", "batch_size", "grad_clamp", "weight_decay", "seed")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did; the files are in ``run_dir``."""
+
+    run_dir: Path
+    step: int
+    total_steps: int
+    epoch: int
+    best_val_loss: float | None
+    best_step: int | None
+    last_val_loss: float | None
+    last_loss: float | None
+    wall_s: float
+    interrupted: bool
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.pt"
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pt"
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "log.csv"
+
+
+# ------------------------------------------------------------------------------------------ helpers
+class _SkipSampler(Sampler):
+    """The indices of ``base`` after the first ``skip`` (resuming mid-epoch without loading skipped samples)."""
+
+    def __init__(self, base: Sampler, skip: int):
+        self.base, self.skip = base, skip
+
+    def __iter__(self):
+        return itertools.islice(iter(self.base), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(0, len(self.base) - self.skip)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` → CUDA if available else CPU; anything else → ``torch.device(device)``."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else torch.device(device)
+
+
+def _setup_distributed(device: str) -> tuple[int, int, torch.device, bool]:
+    """(rank, world size, device, whether we created the process group) from torchrun's environment."""
+    dev = resolve_device(device)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not dist.is_initialized():
+        return 0, 1, dev, False
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    created = not dist.is_initialized()
+    if created:
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", init_method="env://")
+    return dist.get_rank(), dist.get_world_size(), dev, created
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "python": random.getstate(),
+            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+@torch.no_grad()
+def validate(model: nn.Module, val_set: Dataset, *, batch_size: int = 1, device: torch.device | str | None = None,
+             max_batches: int | None = None, num_workers: int = 0) -> float:
+    """Mean over batches of the alpha loss against the ground truth, model in eval mode (restored after)."""
+    model = unwrap(model)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(0))
+    losses = []
+    for batch in itertools.islice(loader, max_batches):
+        batch = _to_device(batch, device)
+        losses.append(alpha_loss(model(batch["input"]), batch["alpha"], unknown_mask(batch["trimap"])).item())
+    model.train(was_training)
+    if not losses:
+        raise ValueError("the validation set is empty")
+    return float(np.mean(losses))
+
+
+class _CsvLog:
+    """log.csv writer; on resume keeps only the rows up to the resumed step."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path, self.fields, self.fh = path, None, None
+        if path.is_file():
+            with path.open(newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
+                self.fields = list(rows[0]) if rows else None
+            if rows:
+                lines = [",".join(self.fields)] + [",".join(r[f] or "" for f in self.fields) for r in rows]
+                atomic_write_text(path, "\n".join(lines) + "\n")
+            else:
+                path.unlink()
+
+    def write(self, row: dict) -> None:
+        if self.fh is None:
+            self.fields = self.fields or list(row)
+            new = not self.path.is_file()
+            self.fh = self.path.open("a", newline="")
+            self.writer = csv.DictWriter(self.fh, self.fields, extrasaction="ignore")
+            if new:
+                self.writer.writeheader()
+        self.writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+
+# ------------------------------------------------------------------------------------------ the loop
+def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Dataset | None, config: TrainConfig,
+          run_dir: str | os.PathLike, *, callbacks: Sequence[Callable[[int, nn.Module, dict], None]] = ()) -> TrainResult:
+    """Train ``model`` with ``objective`` (see module docstring); resumes from ``run_dir/last.pt`` if present.
+
+    ``callbacks`` are called as ``cb(step, model, logs)`` after every optimiser step (``model`` unwrapped).
+    Without a validation set, ``best.pt`` holds the final weights.
+    """
+    t0 = time.time()
+    run_dir = Path(run_dir)
+    rank, world, device, own_group = _setup_distributed(config.device)
+    main = rank == 0
+    log = None
+    try:
+        seed_everything(config.seed)
+        model.to(device)
+        objective.to(device)
+        params = list({id(p): p for p in itertools.chain(model.parameters(), objective.parameters())
+                       if p.requires_grad}.values())
+        obj_params = [p for p in objective.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+        per_rank = len(train_set) // world
+        steps_per_epoch = per_rank // config.batch_size
+        if steps_per_epoch < 1:
+            raise ValueError(f"the training set has {len(train_set)} samples, fewer than batch_size × processes = "
+                             f"{config.batch_size} × {world}; lower the batch size or enlarge the set")
+        total = config.total_steps(steps_per_epoch)
+        step, best, best_step, last_val, last_loss = 0, math.inf, None, None, None
+        cfg = dataclasses.asdict(config)
+        if (run_dir / "last.pt").is_file():
+            ckpt = load_checkpoint(run_dir / "last.pt", map_location=device)
+            diff = {k: (ckpt["config"].get(k), cfg[k]) for k in _RESUME_KEYS if ckpt["config"].get(k) != cfg[k]}
+            if diff:
+                raise ValueError(f"{run_dir / 'last.pt'} was written with other settings {diff} (stored, given); "
+                                 f"use the same settings to resume or a new run_dir to start afresh")
+            unwrap(model).load_state_dict(ckpt["model"])
+            objective.load_state_dict(ckpt["objective"] or {})
+            optimizer.load_state_dict(ckpt["optimizer"])
+            step, extra = ckpt["step"], ckpt["extra"]
+            best = extra["best_val_loss"] if extra["best_val_loss"] is not None else math.inf
+            best_step, last_val = extra["best_step"], extra["last_val_loss"]
+            _set_rng_state(extra["rng"])
+        net = model
+        if world > 1:
+            net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            for p in obj_params:
+                dist.broadcast(p.data, 0)
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            log = _CsvLog(run_dir / "log.csv", step)
+
+        def save(path: Path, *, full: bool) -> None:
+            extra = {"best_val_loss": None if best == math.inf else best, "best_step": best_step,
+                     "last_val_loss": last_val, "rng": _rng_state(), "world_size": world}
+            save_checkpoint(path, model=model, optimizer=optimizer if full else None, objective=objective,
+                            config=cfg, epoch=step // steps_per_epoch, step=step,
+                            metrics={"val_loss": last_val, "train_loss": last_loss}, extra=extra)
+
+        stop_at = min(total, config.stop_after_steps or total)
+        bar = tqdm(total=total, initial=step, desc=f"train {run_dir.name}", disable=not (config.progress and main))
+        model.train()
+        objective.train()
+        while step < stop_at:
+            epoch, skip = divmod(step, steps_per_epoch)
+            if hasattr(train_set, "set_epoch"):
+                train_set.set_epoch(epoch)
+            sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=config.seed,
+                                         drop_last=True)
+            sampler.set_epoch(epoch)
+            loader = DataLoader(train_set, batch_size=config.batch_size, drop_last=True,
+                                sampler=_SkipSampler(sampler, skip * config.batch_size),
+                                num_workers=config.num_workers, worker_init_fn=worker_init_fn,
+                                generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch),
+                                pin_memory=device.type == "cuda")
+            for batch in loader:
+                loss, logs = objective(net, _to_device(batch, device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if world > 1:  # DDP syncs the model's gradients; the objective's (adapters) are averaged here
+                    for p in obj_params:
+                        if p.grad is not None:
+                            dist.all_reduce(p.grad)
+                            p.grad /= world
+                if config.grad_clamp is not None:
+                    for p in params:
+                        if p.grad is not None:
+                            p.grad.clamp_(-config.grad_clamp, config.grad_clamp)
+                optimizer.step()
+                step += 1
+                last_loss = loss.item()
+                bar.update(1)
+                val_due = val_set is not None and (step == total or (step % config.val_every == 0 if config.val_every
+                                                                     else step % steps_per_epoch == 0))
+                val_loss = None
+                if val_due and main:
+                    val_loss = last_val = validate(model, val_set, batch_size=config.val_batch_size or config.batch_size,
+                                                   device=device, max_batches=config.max_val_batches,
+                                                   num_workers=config.num_workers)
+                    if val_loss < best:
+                        best, best_step = val_loss, step
+                        save(run_dir / "best.pt", full=False)
+                if main and (step % config.log_every == 0 or val_loss is not None):
+                    log.write({"step": step, "epoch": epoch, "time_s": round(time.time() - t0, 3), "lr": config.lr,
+                               "loss": last_loss, **logs, "val_loss": val_loss})
+                    bar.set_postfix(loss=f"{last_loss:.4f}", refresh=False)
+                for cb in callbacks:
+                    cb(step, unwrap(model), logs)
+                ckpt_due = step == stop_at or (step % config.checkpoint_every == 0 if config.checkpoint_every else val_due)
+                if main and ckpt_due:
+                    if val_set is None and step == total:
+                        save(run_dir / "best.pt", full=False)
+                    save(run_dir / "last.pt", full=True)
+                if step >= stop_at:
+                    break
+        bar.close()
+        return TrainResult(run_dir, step, total, step // steps_per_epoch, None if best == math.inf else best,
+                           best_step, last_val, last_loss, time.time() - t0, interrupted=step < total)
+    finally:
+        if log is not None:
+            log.close()
+        if own_group:
+            dist.destroy_process_group()

@@ -1,0 +1,158 @@
+"""Training loop: losses, resume after an interruption equals an uninterrupted run bit for bit, logs, config."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from matting_lib.checkpoints import load_checkpoint
+from matting_lib.models import build_student
+from matting_lib.training import (AlphaObjective, TrainConfig, alpha_loss, compositional_loss, train, unknown_mask,
+                                  validate)
+
+
+class TinyMatting(Dataset):
+    """``n`` in-memory samples with the contract's keys; content depends on (seed, epoch, index) like the real set."""
+
+    def __init__(self, n: int = 8, size: int = 32, seed: int = 0):
+        self.n, self.size, self.seed, self.epoch = n, size, seed, 0
+        self.epochs_seen: list[int] = []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.epochs_seen.append(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 1_009 + i)
+        s = self.size
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
+        r = 0.3 + 0.4 * torch.rand((), generator=g)
+        alpha = torch.sigmoid((r - (xx ** 2 + yy ** 2).sqrt()) * 12)[None]  # (1, s, s) soft disc
+        trimap = torch.where(alpha > 0.97, 1.0, torch.where(alpha < 0.03, 0.0, 128 / 255))
+        fg, bg = torch.rand(3, 1, 1, generator=g).expand(3, s, s), torch.rand(3, s, s, generator=g)
+        image = alpha * fg + (1 - alpha) * bg
+        mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+        std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+        x = torch.cat([(image - mean) / std, trimap], 0)
+        return {"input": x.float(), "alpha": alpha.float(), "trimap": trimap.float(), "image": image.float(),
+                "fg": fg.float().contiguous(), "bg": bg.float()}
+
+
+def _run(run_dir, *, model_seed=0, **overrides):
+    torch.manual_seed(model_seed)
+    model = build_student(0.125)
+    cfg = dict(lr=0.01, batch_size=2, steps=7, val_every=3, seed=3, progress=False)
+    cfg.update(overrides)
+    train_set, val_set = TinyMatting(8, seed=1), TinyMatting(4, seed=2)
+    result = train(model, AlphaObjective(), train_set, val_set, TrainConfig(**cfg), run_dir)
+    return model, result, train_set
+
+
+def _log_rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_alpha_loss_by_hand():
+    pred = torch.tensor([0.5, 0.2, 0.9, 0.1]).view(1, 1, 2, 2)
+    target = torch.tensor([0.0, 0.2, 0.0, 0.4]).view(1, 1, 2, 2)
+    trimap = torch.tensor([128 / 255, 128 / 255, 1.0, 0.0]).view(1, 1, 2, 2)
+    mask = unknown_mask(trimap)
+    assert mask.flatten().tolist() == [1, 1, 0, 0]
+    # Σ sqrt(d² + 1e-12) over all 4 pixels (masked ones contribute 1e-6 each) / (2 + 1e-6)
+    expected = (0.5 + 3e-6) / (2 + 1e-6)
+    assert alpha_loss(pred, target, mask).item() == pytest.approx(expected, rel=1e-6)
+    assert alpha_loss(target, target, mask).item() == pytest.approx(2e-6, rel=1e-3)
+
+
+def test_compositional_loss_zero_for_true_alpha_and_objective_weights():
+    batch = TinyMatting(2)[0]
+    batch = {k: v[None] for k, v in batch.items()}
+    mask = unknown_mask(batch["trimap"])
+    assert compositional_loss(batch["alpha"], batch["fg"], batch["bg"], batch["image"], mask).item() < 1e-5
+    wrong = compositional_loss(1 - batch["alpha"], batch["fg"], batch["bg"], batch["image"], mask).item()
+    assert wrong > 0.01
+    constant = lambda x: torch.full_like(x[:, :1], 0.5)  # noqa: E731 - a "model" predicting 0.5 everywhere
+    loss_a, logs_a = AlphaObjective(0.0)(constant, batch)
+    loss_c, logs_c = AlphaObjective(0.5)(constant, batch)
+    assert set(logs_a) == {"alpha"} and set(logs_c) == {"alpha", "comp"}
+    assert loss_c.item() == pytest.approx(0.5 * logs_c["alpha"] + 0.5 * logs_c["comp"], rel=1e-5)
+    with pytest.raises(ValueError):
+        AlphaObjective(1.5)
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
+    full_model, full, _ = _run(tmp_path / "full")
+    assert (full.step, full.total_steps, full.interrupted) == (7, 7, False)
+    # Interrupt after step 5 (mid-epoch 1, not a validation step), then resume with a fresh model of another seed.
+    _, part, _ = _run(tmp_path / "resumed", stop_after_steps=5)
+    assert part.interrupted and part.step == 5
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 5
+    resumed_model, resumed, train_set = _run(tmp_path / "resumed", model_seed=99)
+    assert resumed.step == 7 and not resumed.interrupted
+    assert train_set.epochs_seen == [1]  # resumed inside epoch 1
+    for (k, a), b in zip(full_model.state_dict().items(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b), k
+    for name in ("best.pt", "last.pt"):
+        a, b = load_checkpoint(tmp_path / "full" / name), load_checkpoint(tmp_path / "resumed" / name)
+        assert a["step"] == b["step"] and a["metrics"] == b["metrics"]
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert load_checkpoint(tmp_path / "full" / "best.pt")["optimizer"] is None  # best.pt = weights only
+    assert full.best_val_loss == resumed.best_val_loss and full.best_step in (3, 6, 7)
+    rows_full, rows_res = _log_rows(full.log_path), _log_rows(resumed.log_path)
+    assert [r["step"] for r in rows_full] == [str(s) for s in range(1, 8)]
+    assert [(r["step"], r["loss"], r["val_loss"]) for r in rows_full] == \
+           [(r["step"], r["loss"], r["val_loss"]) for r in rows_res]
+    val = [r["val_loss"] for r in rows_full]
+    assert float(val[2]) == pytest.approx(validate_at_step_3(tmp_path))  # logged where validated
+    assert val[5] != "" and val[0] == val[1] == val[3] == val[4] == ""
+
+
+def validate_at_step_3(tmp_path):
+    _run(tmp_path / "three", steps=3)
+    from matting_lib.checkpoints import load_model
+    return validate(load_model(tmp_path / "three" / "last.pt").train(), TinyMatting(4, seed=2), batch_size=2)
+
+
+def test_resume_checks_settings_and_finished_run_returns(tmp_path):
+    _run(tmp_path / "r", steps=2, val_every=0)
+    before = (tmp_path / "r" / "log.csv").read_text()
+    _, again, _ = _run(tmp_path / "r", steps=2, val_every=0)  # already finished: nothing to do
+    assert again.step == 2 and (tmp_path / "r" / "log.csv").read_text() == before
+    with pytest.raises(ValueError, match="other settings"):
+        _run(tmp_path / "r", steps=2, lr=0.5)
+    _, longer, _ = _run(tmp_path / "r", steps=4, val_every=0)  # more steps may be added
+    assert longer.step == 4 and len(_log_rows(longer.log_path)) == 4
+
+
+def test_gradients_are_clamped_elementwise(tmp_path):
+    seen = []
+    torch.manual_seed(0)
+    model = build_student(0.125)
+    cfg = TrainConfig(lr=0.01, batch_size=2, steps=2, grad_clamp=1e-4, progress=False, val_every=0)
+    train(model, AlphaObjective(), TinyMatting(4), None, cfg, tmp_path / "c",
+          callbacks=[lambda step, m, logs: seen.append(max(p.grad.abs().max().item() for p in m.parameters()))])
+    assert len(seen) == 2 and all(g == pytest.approx(1e-4) for g in seen)
+    assert (tmp_path / "c" / "best.pt").is_file()  # no validation set: best = final weights
+
+
+def test_workers_do_not_change_the_result(tmp_path):
+    m0, _, _ = _run(tmp_path / "w0", steps=3, val_every=0)
+    m2, _, _ = _run(tmp_path / "w2", steps=3, val_every=0, num_workers=2)
+    assert all(torch.equal(a, b) for a, b in zip(m0.state_dict().values(), m2.state_dict().values()))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="not both"):
+        TrainConfig(steps=3, epochs=1)
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
+    assert TrainConfig().total_steps(10) == 300 and TrainConfig(epochs=2).total_steps(10) == 20
+    with pytest.raises(ValueError, match="fewer than batch_size"):
+        _run("unused", batch_size=16)
