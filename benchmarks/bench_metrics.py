@@ -150,7 +150,7 @@ def bench_size(h: int, w: int, repeats: int, rng: np.random.Generator) -> tuple[
     print(f"{w}x{h} ({w * h / 1e6:.2f} MP, {unknown:.1f} % unknown): ours {1e3 * t_ours:7.1f} ms/img   "
           f"naive {1e3 * t_ref:7.1f} ms/img   speed-up x{t_ref / t_ours:.1f}   "
           f"[" + ", ".join(f"{k} {1e3 * v:.1f}" for k, v in parts.items()) + " ms]")
-    print(f"    values: " + ", ".join(f"{k} {ours[k]:.6g}" for k in M.METRIC_KEYS) + "  (identical to naive)")
+    print("    values: " + ", ".join(f"{k} {ours[k]:.6g}" for k in M.METRIC_KEYS) + "  (identical to naive)")
     return t_ours, t_ref
 
 
@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         w, h = (int(v) for v in size.lower().split("x"))
         t_ours, t_ref = bench_size(h, w, args.repeats, rng)
         ratios.append(t_ref / t_ours)
-    print(f"speed-up over the straightforward port: " + ", ".join(f"x{r:.1f}" for r in ratios) + " (target >= 3, aim 5)")
+    print("speed-up over the straightforward port: " + ", ".join(f"x{r:.1f}" for r in ratios)
+          + " (target >= 3, aim 5)")
     if args.folder_images > 0:
         w, h = (int(v) for v in args.folder_size.lower().split("x"))
         bench_folder(args.folder_images, h, w, args.workers, rng)

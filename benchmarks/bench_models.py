@@ -118,7 +118,8 @@ def profile_ops(kind: str, width: float, size: int) -> tuple[str, float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--width", type=float, default=1.0, help="network width for inference numbers")
     p.add_argument("--sizes", type=int, nargs="+", default=[320, 1024], help="square input sizes for latency/memory")
@@ -167,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             split[k] = (conv_ms, total_ms - conv_ms)
             print(f"\n{k} @ {args.sizes[0]}², top ops by self CPU time:\n{table}")
         (tc, to), (sc, so) = split["teacher"], split["student"]
-        print(f"convolutions: student/teacher time {sc / tc:.1%} (MACs {s['gmacs'][args.sizes[0]] / t['gmacs'][args.sizes[0]]:.1%}); "
+        mac_share = s['gmacs'][args.sizes[0]] / t['gmacs'][args.sizes[0]]
+        print(f"convolutions: student/teacher time {sc / tc:.1%} (MACs {mac_share:.1%}); "
               f"other ops (pooling with indices, unpooling, BN, ReLU; they scale with channels, not MACs): "
               f"{so / to:.1%}, {so / (sc + so):.1%} of the student's time vs {to / (tc + to):.1%} of the teacher's")
     return 0

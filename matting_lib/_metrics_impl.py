@@ -33,7 +33,6 @@ THRESH_U8 = np.array([0] + [int(np.argmax(ALPHA32 >= THRESH32[k])) for k in rang
 #: ``abs(single(p)-single(g))/255`` and its square; stored as float64 so that sums are exact-ish.
 SAD_TERM = (np.arange(256, dtype=F32) / F32(255)).astype(np.float64)
 MSE_TERM = np.square(np.arange(256, dtype=F32) / F32(255)).astype(np.float64)
-PHI_CUT32 = F32(0.15)  # d >= 0.15 in single precision (float32(0.15) > 0.15, so it equals the double test)
 
 
 def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:

@@ -296,7 +296,7 @@ def dataset_summary(layout: DatasetLayout) -> dict[str, dict[str, float]]:
     return out
 
 
-def test_set_statistics(layout: DatasetLayout, *, limit: int | None = None) -> dict[str, np.ndarray]:
+def matte_statistics(layout: DatasetLayout, *, limit: int | None = None) -> dict[str, np.ndarray]:
     """Per test composite: ``unknown_fraction`` (share of pixels with trimap 128), ``fractional_fraction``
     (share of 0 < alpha < 255); and ``alpha_hist`` (256,): counts of alpha values inside the unknown regions
     of all composites, the values every metric scores."""

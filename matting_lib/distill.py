@@ -32,9 +32,19 @@ bias, 304,512 parameters for conv2–5 at full width, the paper's count); OFD th
 (1×1 conv without bias + BN, Heo et al.). Both live in the objective, so they are optimised with the
 student and saved in the checkpoint under "objective".
 
+OFD on this network: the SPKD code distils the *pre*-ReLU output of the last BatchNorm of encoder stages
+2–5, max-pooled, with margins from those BatchNorms, layer i of n weighted 1/2^(n−1−i), and the sum over
+all elements / 1000 added to the ground-truth alpha loss only. The contract's features are taken after
+ReLU and pooling; since max pooling commutes with ReLU they are ReLU(pooled pre-ReLU), so
+:func:`kd_losses.ofd_loss` replaces the teacher's zeros by the margin (see there). Margins come from the
+same BatchNorms (:func:`bn_before_relu`); the sum is divided by the batch size (Heo et al.), and the weight
+16/1000 restores SPKD's scale at its batch size of 16.
+
 Unlike the SPKD code, the teacher is frozen: ``eval()`` (BatchNorm uses its running statistics),
 ``requires_grad_(False)``, forward under ``torch.no_grad``, and it is not a registered submodule (absent
-from ``parameters()`` and ``state_dict()``; ``objective.train()`` does not touch it).
+from ``parameters()`` and ``state_dict()``; ``objective.train()`` does not touch it). The original leaves
+it in train mode: its weights never change (they are not in the optimizer), but its BatchNorms normalise
+with each batch's statistics, which at batch 16 of 320×320 crops are close to the running ones.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ def predict_alpha(model: nn.Module, image_rgb: np.ndarray, trimap: np.ndarray, *
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
         raise ValueError(f"image must be uint8 (H, W, 3) RGB, got {image_rgb.dtype} {image_rgb.shape}")
     if trimap.shape != image_rgb.shape[:2] or trimap.dtype != np.uint8:
-        raise ValueError(f"trimap must be uint8 {image_rgb.shape[:2]} like the image, got {trimap.dtype} {trimap.shape}")
+        raise ValueError(f"trimap must be uint8 {image_rgb.shape[:2]} like the image, "
+                         f"got {trimap.dtype} {trimap.shape}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()

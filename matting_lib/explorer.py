@@ -189,3 +189,49 @@ class SimilarityExplorer:
         plt.close(fig)
         self.last_figure = fig
         return fig
+
+
+def load_test_batch(layout, n: int = 4, size: int = 128) -> tuple[torch.Tensor, np.ndarray]:
+    """The first ``n`` test composites (one per foreground where possible), centre-cropped to a square and resized
+    to ``size``×``size``: network inputs (n, 4, size, size) and RGB images (n, size, size, 3) uint8."""
+    import cv2
+
+    from .compositing import list_test_items, read_rgb, read_trimap
+    from .datasets import make_input
+    from .trimap import snap_trimap
+
+    items = list_test_items(layout)
+    if not items:
+        raise ValueError(f"no test composites under {layout.root}; run notebook 01 first")
+    by_fg: dict[str, object] = {}
+    for it in items:
+        by_fg.setdefault(it.fg_name, it)
+    chosen = (list(by_fg.values()) + [it for it in items if it not in by_fg.values()])[:n]
+
+    def square(a: np.ndarray, interp: int) -> np.ndarray:
+        h, w = a.shape[:2]
+        s = min(h, w)
+        y0, x0 = (h - s) // 2, (w - s) // 2
+        return cv2.resize(a[y0:y0 + s, x0:x0 + s], (size, size), interpolation=interp)
+
+    images = np.stack([square(read_rgb(it.image_path), cv2.INTER_AREA) for it in chosen])
+    trimaps = [snap_trimap(square(read_trimap(it.trimap_path), cv2.INTER_NEAREST)) for it in chosen]
+    inputs = torch.stack([make_input(im, tr) for im, tr in zip(images, trimaps)])
+    return inputs, images
+
+
+def load_adapters(checkpoint_path) -> nn.ModuleDict | None:
+    """The channel adapters (layer -> 1×1 conv) a distillation run saved under ``"objective"``, or None."""
+    from .checkpoints import load_checkpoint
+
+    state = load_checkpoint(checkpoint_path).get("objective") or {}
+    convs: dict[str, nn.Conv2d] = {}
+    for key, w in state.items():
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "adapters" and parts[2] == "weight":
+            out_c, in_c = w.shape[:2]
+            conv = nn.Conv2d(in_c, out_c, 1, bias=f"adapters.{parts[1]}.bias" in state)
+            conv.load_state_dict({k.split(".", 2)[2]: v for k, v in state.items()
+                                  if k.startswith(f"adapters.{parts[1]}.")})
+            convs[parts[1]] = conv
+    return nn.ModuleDict(convs) if convs else None

@@ -125,8 +125,12 @@ def similarity_panels(matrices: Mapping[str, Mapping[str, np.ndarray]], *, kinds
     if diff_against:
         last = models[-1]
         for j, k in enumerate(kinds):
-            d = np.abs(matrices[last][k] - matrices[diff_against][k])
-            im = axes[-1, j].imshow(d, cmap="magma")
+            a, b = matrices[last][k], matrices[diff_against][k]
+            if a.shape != b.shape:  # e.g. channel similarity of a half-width student without adapters
+                axes[-1, j].text(0.5, 0.5, f"shapes differ\n{a.shape} vs {b.shape}", ha="center", va="center",
+                                 fontsize=8, transform=axes[-1, j].transAxes)
+                continue
+            im = axes[-1, j].imshow(np.abs(a - b), cmap="magma")
             axes[-1, j].set_title(f"|{last} − {diff_against}|: {k}", fontsize=9)
             fig.colorbar(im, ax=axes[-1, j], fraction=0.046)
     for ax in axes.flat:

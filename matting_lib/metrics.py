@@ -22,10 +22,12 @@ Decisions (each tested in ``tests/test_metrics.py``):
   else is refused with a message; :func:`snap_trimap` repairs resized or JPEG trimaps.
 * **Precision.** Per-pixel terms are float32 as in MATLAB (``single``): SAD/MSE terms, Grad's
   ``single(|grad p|) - single(|grad g|)``, every Conn comparison and difference (so alpha 153 passes the
-  0.6 threshold; in float64 it would not). Sums are taken in float64 rather than MATLAB's
-  single-precision ``sum`` (whose order is unspecified); the difference is ~1e-7 relative. Single-minus-
-  double (``pred - l_map``) is evaluated as single minus single(l): the two readings of MATLAB's mixed
-  arithmetic differ by <= 6e-8 per pixel and never flip the ``d >= 0.15`` test for 8-bit inputs.
+  0.6 threshold; in float64 it would not). For 8-bit alphas, comparing single(a)/255 with the double or
+  with the single threshold gives the same answer; unquantised floats are compared in float32. Sums are
+  taken in float64 rather than MATLAB's single-precision ``sum`` (whose order is unspecified); the
+  difference is ~1e-7 relative. Single-minus-double (``pred - l_map``) is evaluated as single minus
+  single(l): the two readings of MATLAB's mixed arithmetic differ by <= 6e-8 per pixel and never flip the
+  ``d >= 0.15`` test for 8-bit inputs.
 * **Grad.** ``mat2gray`` per image (limits = that image's min and max; a constant image has zero
   gradient), the 9x9 unit-L2 derivative-of-Gaussian pair of ``gaussgradient.m`` (sigma 1.4), which is
   separable and is applied as two 1-D passes with replicate borders in float64.
@@ -133,7 +135,8 @@ def _check_trimap(x: Any) -> np.ndarray:
     bad = (t != 0) & (t != 128) & (t != 255)
     if bad.any():
         vals, counts = np.unique(t[bad], return_counts=True)
-        top = ", ".join(f"{v} ({n} px)" for v, n in sorted(zip(vals.tolist(), counts.tolist()), key=lambda z: -z[1])[:5])
+        order = np.argsort(-counts, kind="stable")[:5]
+        top = ", ".join(f"{vals[i]} ({counts[i]} px)" for i in order)
         raise MetricsInputError(
             f"trimap has values other than 0/128/255: {top}; it was probably resized or saved as JPEG. "
             f"Snap it with matting_lib.metrics.snap_trimap(trimap) (nearest of 0/128/255) or regenerate it")
@@ -288,11 +291,11 @@ def _pick(index: dict[str, list[Path]], stem: str, prefer: str) -> Path | None:
     return sorted(cands)[0] if cands else None
 
 
-def _match_same_name(pred: dict, gt: dict, tri: dict, stem: str, name: str) -> tuple[Path | None, Path | None, str]:
+def _match_same_name(gt: dict, tri: dict, stem: str, name: str) -> tuple[Path | None, Path | None, str]:
     return _pick(gt, stem, name), _pick(tri, stem, name), f"{stem}.* in the gt and trimap folders"
 
 
-def _match_composition1k(pred: dict, gt: dict, tri: dict, stem: str, name: str) -> tuple[Path | None, Path | None, str]:
+def _match_composition1k(gt: dict, tri: dict, stem: str, name: str) -> tuple[Path | None, Path | None, str]:
     parts = stem.rsplit("!", 3)
     if len(parts) != 4 or not (parts[2].isdigit() and parts[3].isdigit()):
         raise MetricsInputError(f"{name}: not a Composition-1k name '{{bg}}!{{fg}}!{{f}}!{{b}}.png'; "
@@ -300,11 +303,13 @@ def _match_composition1k(pred: dict, gt: dict, tri: dict, stem: str, name: str) 
     fg, b = parts[1], parts[3]
     hint = f"gt {fg}.* and trimap {fg}_{b}.*"
     if int(b) >= 20:
-        hint += f" (b={b} looks like a global background index as in DIM-PyTorch's test.py; this layout expects b within the foreground)"
+        hint += (f" (b={b} looks like a global background index as in DIM-PyTorch's test.py; this layout "
+                 f"expects b within the foreground, 0..K-1)")
     return _pick(gt, fg, fg + ".png"), _pick(tri, f"{fg}_{b}", f"{fg}_{b}.png"), hint
 
 
-#: matcher name -> function(pred_index, gt_index, trimap_index, pred stem, pred file name) -> (gt, trimap, hint)
+#: matcher name -> function(gt index, trimap index, prediction stem, prediction file name) -> (gt, trimap, hint);
+#: an index maps a file stem to the image files with that stem in one folder.
 MATCHERS: dict[str, Callable[..., tuple[Path | None, Path | None, str]]] = {
     "same_name": _match_same_name,
     "composition1k": _match_composition1k,
@@ -317,10 +322,14 @@ def _evaluate_job(job: tuple[str, str, str, str, str]) -> dict[str, Any]:
     row: dict[str, Any] = {"name": name, **dict.fromkeys(METRIC_KEYS, math.nan), "n_unknown": -1,
                            "note": "", "error": "", "pred": pred_path, "gt": gt_path, "trimap": trimap_path}
     try:
+        images = [read_alpha(pred_path), read_alpha(gt_path), read_alpha(trimap_path)]  # errors name the file
+    except MetricsInputError as e:
+        row["error"] = str(e)
+        return row
+    try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            values, n = _evaluate(read_alpha(pred_path), read_alpha(gt_path), read_alpha(trimap_path),
-                                  convention, True)
+            values, n = _evaluate(*images, convention, True)
         row.update(values, n_unknown=n, note="; ".join(str(w.message) for w in caught))
     except MetricsInputError as e:
         row["error"] = f"{e} (pred {pred_path}, gt {gt_path}, trimap {trimap_path})"
@@ -356,9 +365,10 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, trim
     jobs, missing = [], []
     for stem in sorted(pred_i):
         for pred_path in sorted(pred_i[stem]):
-            gt_path, tri_path, hint = MATCHERS[matcher](pred_i, gt_i, tri_i, stem, pred_path.name)
+            gt_path, tri_path, hint = MATCHERS[matcher](gt_i, tri_i, stem, pred_path.name)
             if gt_path is None or tri_path is None:
-                missing.append(f"{pred_path.name}: no {'gt' if gt_path is None else 'trimap'} found (looked for {hint})")
+                what = "gt" if gt_path is None else "trimap"
+                missing.append(f"{pred_path.name}: no {what} found (looked for {hint})")
             else:
                 jobs.append((pred_path.name, str(pred_path), str(gt_path), str(tri_path), convention))
     if missing:

@@ -53,7 +53,8 @@ class ConvBN(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, kernel: int, *, relu: bool = True):
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=True), nn.BatchNorm2d(c_out)]
+        layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=True),
+                                   nn.BatchNorm2d(c_out)]
         if relu:
             layers.append(nn.ReLU(inplace=True))
         self.cbr_unit = nn.Sequential(*layers)

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
     unknown = float((trimap == 128).mean())
-    print(f"wrote {out} ({alpha.shape[1]}×{alpha.shape[0]}, {unknown:.1%} unknown, {time.time() - t0:.2f} s on {device})")
+    print(f"wrote {out} ({alpha.shape[1]}×{alpha.shape[0]}, {unknown:.1%} unknown, "
+          f"{time.time() - t0:.2f} s on {device})")
     return 0
 
 

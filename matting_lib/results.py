@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from . import paper
 
@@ -201,3 +201,45 @@ def summary_paragraph(summary: dict[str, dict[str, Stat]], metric: str = "sad") 
             parts.append(f"{label}: " + "; ".join(
                 f"{r['claim']} ({_pct(r['rel'])})" for r in group) + ".")
     return " ".join(parts)
+
+
+def collect(runs_dir: str | Path, *, configs: Sequence[str] | None = None, seeds: int | None = None) -> list[dict]:
+    """The teacher's and students' records under ``runs_dir`` (``teacher/`` and ``students/*/``), keeping only
+    the listed configurations (the teacher always) and seeds ``0 .. seeds-1``. Raises if none is found."""
+    records = load_records(find_metrics_files(runs_dir))
+    keep = [r for r in records
+            if (configs is None or r["config"] in configs or r["config"] == "teacher")
+            and (seeds is None or r["config"] == "teacher" or int(r.get("seed", 0)) < seeds)]
+    if not keep:
+        raise FileNotFoundError(f"no metrics.json of the wanted runs under {runs_dir}; run notebooks 02 and 03 "
+                                "first (./run_all.sh)")
+    return keep
+
+
+def write_tables(rows: list[dict], out_dir: str | Path, stem: str, *, title: str = "") -> list[Path]:
+    """Write ``<stem>.md``, ``<stem>.csv`` and ``<stem>.tex`` (atomically) into ``out_dir``."""
+    from .utils import atomic_write_text
+
+    out = Path(out_dir)
+    return [atomic_write_text(out / f"{stem}.md", to_markdown(rows, title=title)),
+            atomic_write_text(out / f"{stem}.csv", to_csv(rows)),
+            atomic_write_text(out / f"{stem}.tex", to_latex(rows, caption=title))]
+
+
+def hardest_images(per_image_csv: str | Path, n: int, metric: str = "sad") -> list[str]:
+    """Names (file stems) of the ``n`` test images with the largest ``metric`` in a per-image metrics CSV."""
+    with open(per_image_csv, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get(metric) not in ("", None, "nan")]
+    rows.sort(key=lambda r: -float(r[metric]))
+    return [r["name"].removesuffix(".png") for r in rows[:n]]
+
+
+def comparison_samples(items, pred_dirs: dict[str, str | Path], names: Sequence[str]) -> list[dict]:
+    """Image, trimap, ground truth and each model's prediction (keyed by its label) for the named test images."""
+    from .evaluation import prediction_path, qualitative_samples, read_gray
+
+    samples = qualitative_samples(items, next(iter(pred_dirs.values())), names)
+    for s, name in zip(samples, names):
+        del s["pred"], s["error"]
+        s.update({label: read_gray(prediction_path(d, name)) for label, d in pred_dirs.items()})
+    return samples

@@ -274,7 +274,8 @@ class _CsvLog:
 
 # ------------------------------------------------------------------------------------------ the loop
 def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Dataset | None, config: TrainConfig,
-          run_dir: str | os.PathLike, *, callbacks: Sequence[Callable[[int, nn.Module, dict], None]] = ()) -> TrainResult:
+          run_dir: str | os.PathLike, *,
+          callbacks: Sequence[Callable[[int, nn.Module, dict], None]] = ()) -> TrainResult:
     """Train ``model`` with ``objective`` (see module docstring); resumes from ``run_dir/last.pt`` if present.
 
     ``callbacks`` are called as ``cb(step, model, logs)`` after every optimiser step (``model`` unwrapped).
@@ -317,7 +318,8 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
             _set_rng_state(extra["rng"])
         net = model
         if world > 1:
-            net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            ids = [device.index] if device.type == "cuda" else None
+            net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
             for p in obj_params:
                 dist.broadcast(p.data, 0)
         if main:
@@ -368,19 +370,22 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
                                                                      else step % steps_per_epoch == 0))
                 val_loss = None
                 if val_due and main:
-                    val_loss = last_val = validate(model, val_set, batch_size=config.val_batch_size or config.batch_size,
+                    val_loss = last_val = validate(model, val_set,
+                                                   batch_size=config.val_batch_size or config.batch_size,
                                                    device=device, max_batches=config.max_val_batches,
                                                    num_workers=config.num_workers)
                     if val_loss < best:
                         best, best_step = val_loss, step
                         save(run_dir / "best.pt", full=False)
                 if main and (step % config.log_every == 0 or val_loss is not None):
-                    log.write({"step": step, "epoch": epoch, "time_s": round(time.time() - t0, 3), "lr": config.lr,
-                               "loss": last_loss, **logs, "val_loss": val_loss})
+                    row = {"step": step, "epoch": epoch, "time_s": round(time.time() - t0, 3), "lr": config.lr,
+                           "loss": last_loss}  # loss: this rank's total; then the objective's terms
+                    log.write({**row, **{k: v for k, v in logs.items() if k not in row}, "val_loss": val_loss})
                     bar.set_postfix(loss=f"{last_loss:.4f}", refresh=False)
                 for cb in callbacks:
                     cb(step, unwrap(model), logs)
-                ckpt_due = step == stop_at or (step % config.checkpoint_every == 0 if config.checkpoint_every else val_due)
+                every = config.checkpoint_every
+                ckpt_due = step == stop_at or (step % every == 0 if every else val_due)
                 if main and ckpt_due:
                     if val_set is None and step == total:
                         save(run_dir / "best.pt", full=False)

@@ -46,7 +46,8 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
     torch.manual_seed(100 + rank)  # different initial weights per rank: DDP must broadcast rank 0's
     model = build_student(0.125)
-    cfg = training.TrainConfig(lr=0.01, batch_size=2, steps=4, val_every=2, checkpoint_every=4, seed=0, device="cpu", progress=False)
+    cfg = training.TrainConfig(lr=0.01, batch_size=2, steps=4, val_every=2, checkpoint_every=4, seed=0, device="cpu",
+                               progress=False)
     result = training.train(model, training.AlphaObjective(), TinyMatting(8, seed=1), TinyMatting(2, seed=2), cfg,
                             os.path.join(out_dir, "run"), callbacks=[same_weights_everywhere])
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:

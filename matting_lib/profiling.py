@@ -1,0 +1,58 @@
+"""Cost of a network: parameters, multiply-accumulates (counted by torch's FLOP counter, not estimated by
+hand) and CPU inference latency. Used by the results notebook and ``benchmarks/bench_models.py``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from .models import build_model, count_parameters
+
+
+def count_macs(model: nn.Module, size: int | tuple[int, int]) -> int:
+    """Multiply-accumulates of one forward pass on a (1, 4, H, W) input (convolutions and matmuls; torch's
+    ``FlopCounterMode`` counts 2 FLOPs per MAC). Unpooling, BatchNorm and activations are not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    h, w = (size, size) if isinstance(size, int) else size
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(torch.zeros(1, 4, h, w))
+    return counter.get_total_flops() // 2
+
+
+def latency_ms(model: nn.Module, size: int | tuple[int, int], repeats: int = 5) -> float:
+    """Median wall time (ms) of one forward pass on a (1, 4, H, W) CPU input, after one warm-up pass."""
+    h, w = (size, size) if isinstance(size, int) else size
+    x = torch.randn(1, 4, h, w)
+    model = model.eval()
+    times = []
+    with torch.inference_mode():
+        model(x)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(x)
+            times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def cost_table(width: float = 1.0, size: int = 320, *, repeats: int = 3, latency: bool = True) -> list[dict]:
+    """Teacher and student at ``width``: parameters, MACs at size×size and CPU latency, plus the student/teacher
+    ratios. Returns one dict per network."""
+    rows = []
+    for kind in ("teacher", "student"):
+        net = build_model(kind, width).eval()
+        rows.append({"network": kind, "width": width, "size": size, "params": count_parameters(net),
+                     "macs": count_macs(net, size),
+                     "latency_ms": latency_ms(net, size, repeats) if latency else float("nan"),
+                     "threads": torch.get_num_threads()})
+    t, s = rows
+    rows.append({"network": "student / teacher", "width": width, "size": size,
+                 "params": s["params"] / t["params"], "macs": s["macs"] / t["macs"],
+                 "latency_ms": s["latency_ms"] / t["latency_ms"] if latency else float("nan"),
+                 "threads": s["threads"]})
+    return rows
