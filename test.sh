@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 source scripts/env.sh
 ensure_env
-exec "$MATTING_PY" -m pytest "$@"
+# Two workers: the suite is dominated by notebook executions that each use one core.
+exec "$MATTING_PY" -m pytest -n "${MATTING_TEST_WORKERS:-2}" "$@"

@@ -4,7 +4,8 @@ Every function takes already-validated arrays:
 
 - ``pred``, ``gt``: (H, W), either ``uint8`` (0..255, the values an 8-bit PNG holds) or ``float64`` in [0, 1];
 - ``trimap``: (H, W) ``uint8`` with values 0 / 128 / 255;
-- ``mask``: (H, W) bool, ``trimap == 128`` (the unknown pixels), with at least one True.
+- ``mask``: (H, W) bool, ``trimap == 128`` (the unknown pixels), with at least one True (except
+  :func:`spkd_metrics`, whose whole-image SAD is defined without one).
 
 They return the *raw* sums of the official MATLAB code (no /1000); ``metrics.py`` applies the units.
 The official definitions are those of Deep Image Matting's evaluation code (Xu et al., CVPR 2017:
@@ -14,6 +15,8 @@ code (Yoon, Park & Cho, IEEE SPL 2020). Written from those definitions, not copi
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -71,8 +74,8 @@ def mask_bbox(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
             slice(max(int(cols[0]) - margin, 0), min(int(cols[-1]) + 1 + margin, w)))
 
 
-def mat2gray_crop(x: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
-    """MATLAB ``mat2gray(x)`` restricted to ``x[rows, cols]``: float64, contiguous.
+def mat2gray_fn(x: np.ndarray) -> Callable[[slice, slice], np.ndarray]:
+    """MATLAB ``mat2gray(x)`` evaluated lazily on rectangles: ``f(rows, cols)`` -> float64, contiguous.
 
     ``x*(1/(max-min)) + (-min/(max-min))`` (``imlincomb``'s form) clipped to [0, 1], with the min and
     max of the *whole* image. A constant image becomes ``clip(double(x), 0, 1)`` (zero gradient anyway).
@@ -83,9 +86,13 @@ def mat2gray_crop(x: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
     if x.dtype == np.uint8:
         v = np.arange(256, dtype=np.float64)
         lut = np.clip(v if delta is None else v * delta + (-lo * delta), 0.0, 1.0)
-        return cv2.LUT(np.ascontiguousarray(x[rows, cols]), lut)
-    crop = x[rows, cols].astype(np.float64)
-    return np.clip(crop if delta is None else crop * delta + (-lo * delta), 0.0, 1.0)
+        return lambda rows, cols: cv2.LUT(np.ascontiguousarray(x[rows, cols]), lut)
+
+    def f(rows: slice, cols: slice) -> np.ndarray:
+        crop = x[rows, cols].astype(np.float64)
+        return np.clip(crop if delta is None else crop * delta + (-lo * delta), 0.0, 1.0)
+
+    return f
 
 
 def _gradient_amplitude(img: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -118,19 +125,35 @@ def official_sad_mse(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> tupl
     return float(np.abs(diff).sum()), float((diff * diff).sum()) / n
 
 
+GRAD_STRIP = 64  # rows per strip: keeps the float64 buffers in cache (~1.5x faster at 3 MP)
+
+
 def official_grad(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> float:
     """Raw official Grad: sum over unknown pixels of (single(|grad p|) - single(|grad g|))^2.
 
     Each image is min-max normalised on its own (``mat2gray``, whole image), filtered with the 9x9
-    derivative-of-Gaussian pair (sigma 1.4, replicate borders) in float64; only the crop around the
-    unknown pixels (+4 px) is filtered, which gives identical values there.
+    derivative-of-Gaussian pair (sigma 1.4, replicate borders) in float64. The image is processed in
+    strips of ``GRAD_STRIP`` rows, each filtered over the columns spanned by its unknown pixels with a
+    4-pixel margin (and only strips holding unknown pixels): a window that stops 4 px beyond the
+    pixels read, or at the image border where replicate applies anyway, gives the whole-image values.
     """
-    rows, cols = mask_bbox(mask, HALF)
-    idx = np.flatnonzero(mask[rows, cols])
-    ap = _gradient_amplitude(mat2gray_crop(pred, rows, cols), idx)
-    ag = _gradient_amplitude(mat2gray_crop(gt, rows, cols), idx)
-    e = ap.astype(F32) - ag.astype(F32)  # float32 like MATLAB's single(...) - single(...)
-    return float(np.square(e).sum(dtype=np.float64))
+    h, w = mask.shape
+    norm_p, norm_g = mat2gray_fn(pred), mat2gray_fn(gt)
+    rows_any = mask.any(axis=1)
+    total = 0.0
+    for s in range(0, h, GRAD_STRIP):
+        e = min(s + GRAD_STRIP, h)
+        if not rows_any[s:e].any():
+            continue
+        cs = np.flatnonzero(mask[s:e].any(axis=0))
+        cols = slice(max(int(cs[0]) - HALF, 0), min(int(cs[-1]) + 1 + HALF, w))
+        rows = slice(max(s - HALF, 0), min(e + HALF, h))
+        idx = np.flatnonzero(mask[s:e, cols]) + (s - rows.start) * (cols.stop - cols.start)
+        ap = _gradient_amplitude(norm_p(rows, cols), idx)
+        ag = _gradient_amplitude(norm_g(rows, cols), idx)
+        diff = ap.astype(F32) - ag.astype(F32)  # float32 like MATLAB's single(...) - single(...)
+        total += float(np.square(diff).sum(dtype=np.float64))
+    return total
 
 
 def _largest_component(passing: np.ndarray, order: str) -> np.ndarray:
@@ -254,6 +277,8 @@ def spkd_metrics(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray, mask: np.
     diff = p - g  # float64
     n = int(np.count_nonzero(mask))
     sad = float(np.abs(diff).sum()) / 1000.0
+    if n == 0:  # no unknown pixel (metrics.py warns): only the whole-image SAD is defined
+        return {"sad": sad, "mse": 0.0, "grad": 0.0, "conn": 0.0}
     mse = float(np.square(diff).sum()) / n
 
     radius = int(4.0 * 1.4 + 0.5)  # scipy's truncate=4.0

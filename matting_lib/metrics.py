@@ -196,11 +196,9 @@ def _evaluate(pred: Any, gt: Any, trimap: Any, convention: str, quantize: bool) 
     if n == 0:
         warnings.warn("trimap has no unknown (128) pixel: SAD, MSE, Grad and Conn are reported as 0.0",
                       NoUnknownPixelsWarning, stacklevel=3)
-        out = dict.fromkeys(METRIC_KEYS, 0.0)
         if convention == "spkd":  # its SAD is over the whole image
-            pf = impl.ALPHA32[p] if p.dtype == np.uint8 else p.astype(np.float32)
-            pf = np.where(t == 255, np.float32(1), np.where(t == 0, np.float32(0), pf))
-            out["sad"] = float(np.abs(pf - (g / 255.0 if g.dtype == np.uint8 else g)).sum()) / 1000.0
+            return impl.spkd_metrics(p, g, t, mask), 0
+        out = dict.fromkeys(METRIC_KEYS, 0.0)
         return out, 0
     return fn(p, g, t, mask), n
 

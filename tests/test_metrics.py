@@ -204,14 +204,28 @@ def test_official_matches_slow_reference_on_random_images():
         assert_close(M.evaluate_alpha(*case), ref_official(*case))
 
 
-def test_crops_give_the_whole_image_values():
+@pytest.mark.parametrize("strip", [64, 5, 1])
+def test_crops_and_strips_give_the_whole_image_values(strip, monkeypatch):
+    monkeypatch.setattr(impl, "GRAD_STRIP", strip)  # Grad filters strips of this many rows
     rng = np.random.default_rng(1)
     pred, gt, trimap = random_case(rng, 26, 34)
     trimap[:] = 0
     trimap[3:7, 1:5] = 128  # unknown patch touching the 4-px filter margin of the left border
+    trimap[11, 30:34] = 128  # ... and the right border
     trimap[20:22, 25:27] = 128
     assert_close(M.evaluate_alpha(pred, gt, trimap), ref_official(pred, gt, trimap))
-    assert_close(M.evaluate_alpha(pred, gt, trimap, convention="spkd"), ref_spkd(pred, gt, trimap), rtol_grad=1e-9)
+    pred, gt, trimap = random_case(rng, 17, 12)  # unknown pixels everywhere, borders included
+    assert_close(M.evaluate_alpha(pred, gt, trimap), ref_official(pred, gt, trimap))
+
+
+def test_spkd_crop_gives_the_whole_image_values():
+    rng = np.random.default_rng(14)
+    pred, gt, trimap = random_case(rng, 30, 34)
+    for patch in ((slice(12, 15), slice(14, 18)), (slice(0, 3), slice(1, 4)), (slice(26, 30), slice(30, 34))):
+        trimap[:] = 0
+        trimap[patch] = 128  # one patch: the crop is its box + the filter radius (inside or at a border)
+        assert_close(M.evaluate_alpha(pred, gt, trimap, convention="spkd"), ref_spkd(pred, gt, trimap),
+                     rtol_grad=1e-9)
 
 
 def test_unquantised_floats_match_reference():
@@ -408,6 +422,11 @@ def test_no_unknown_pixel_gives_zeros_and_a_warning():
         assert M.evaluate_alpha(z + 255, z, z) == dict.fromkeys(M.METRIC_KEYS, 0.0)
     with pytest.warns(M.NoUnknownPixelsWarning):
         assert M.connectivity_error(z, z, z + 255) == 0.0
+    g = z.copy()
+    g[0, 0] = 51  # in the known background: only SPKD's whole-image SAD sees it
+    with pytest.warns(M.NoUnknownPixelsWarning):
+        res = M.evaluate_alpha(z, g, z, convention="spkd")
+    assert res == pytest.approx({"sad": 0.2 / 1000, "mse": 0.0, "grad": 0.0, "conn": 0.0})
 
 
 # ------------------------------------------------------------------------------------------ folders
