@@ -5,13 +5,23 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import SHARED
+from conftest import REPO, SHARED
 from matting_lib.models import (DECODER_LAYERS, ENCODER_LAYERS, LAYERS, build_channel_adapters, build_model,
                                 build_student, build_teacher, count_parameters, scale_channels)
 
 
+# The 126 state-dict keys and shapes of DIM-PyTorch's public checkpoint (a copy of the project's
+# shared/paper/teacher_state_dict_keys.txt, kept here so the suite runs without shared/).
+KEYS_FILE = REPO / "tests" / "data" / "teacher_state_dict_keys.txt"
+
+
+@pytest.mark.skipif(not (SHARED / "paper").is_dir(), reason="shared/ is not beside this checkout")
+def test_key_list_copy_matches_shared():
+    assert KEYS_FILE.read_text() == (SHARED / "paper" / "teacher_state_dict_keys.txt").read_text()
+
+
 def _reference_keys():
-    rows = [line.split() for line in (SHARED / "paper" / "teacher_state_dict_keys.txt").read_text().splitlines()
+    rows = [line.split() for line in KEYS_FILE.read_text().splitlines()
             if line.strip() and not line.startswith("#")]
     return [(k, [int(d) for d in shape.strip("[]").split(",") if d]) for k, shape in rows]
 
