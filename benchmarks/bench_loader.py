@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from matting_lib.compositing import DatasetLayout
 from matting_lib.datasets import MattingTrainDataset
+from matting_lib.profiling import train_images_per_s
 
 
 def stand_in_net() -> torch.nn.Module:
@@ -55,26 +56,6 @@ def loader_rate(ds: MattingTrainDataset, batch: int, workers: int, batches: int)
     return n / (time.perf_counter() - t0)
 
 
-def train_rate(net: torch.nn.Module, crop: int, batch: int, steps: int) -> float:
-    from matting_lib.training import alpha_loss
-
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x = torch.randn(batch, 4, crop, crop)
-    alpha = torch.rand(batch, 1, crop, crop)
-    mask = torch.ones_like(alpha)
-
-    def step():
-        opt.zero_grad()
-        alpha_loss(net(x), alpha, mask).backward()
-        opt.step()
-
-    step()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch / (time.perf_counter() - t0)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="", help="dataset root (default: generate the smoke preset in a temp folder)")
@@ -102,7 +83,7 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}")
     print(f"{'crop':>5} {'workers':>7} {'loader samples/s':>17} {'train images/s':>15} {'ratio':>7}")
     for crop in args.crops:
-        rate_train = train_rate(net, crop, args.batch, args.steps)
+        rate_train = train_images_per_s(net, crop, args.batch, args.steps)
         ds = MattingTrainDataset(layout, layout.fg_names("train"), crop_size=crop, seed=0,
                                  epoch_length=args.batch * (args.batches + 1))
         for workers in args.workers:

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
 
 from matting_lib.models import build_model, count_parameters
-from matting_lib.training import alpha_loss
+from matting_lib.profiling import count_macs, latency_ms, train_images_per_s
 
 MEM_SCRIPT = """
 import json, resource, sys, torch
@@ -53,53 +51,12 @@ print(json.dumps({"peak_mb": peak / 1024, "forward_mb": (peak - before) / 1024})
 """
 
 
-def count_macs(model: torch.nn.Module, size: int) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        model(torch.randn(1, 4, size, size))
-    return counter.get_total_flops() // 2
-
-
-def latency_ms(model: torch.nn.Module, size: int, repeats: int) -> float:
-    x = torch.randn(1, 4, size, size)
-    times = []
-    with torch.inference_mode():
-        model(x)  # warm-up
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(x)
-            times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
-
-
 def peak_memory(kind: str, width: float, size: int, threads: int) -> dict:
     out = subprocess.run([sys.executable, "-c", MEM_SCRIPT, kind, str(width), str(size), str(threads)],
                          capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def train_images_per_s(kind: str, width: float, size: int, batch: int, steps: int) -> float:
-    torch.manual_seed(0)
-    model = build_model(kind, width).train()
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    x, alpha = torch.randn(batch, 4, size, size), torch.rand(batch, 1, size, size)
-    mask = (torch.rand(batch, 1, size, size) < 0.3).float()
-
-    def step():
-        loss = alpha_loss(model(x), alpha, mask)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    step()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch / (time.perf_counter() - t0)
 
 
 def profile_ops(kind: str, width: float, size: int) -> tuple[str, float, float]:
@@ -143,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         res[k]["latency_ms"] = {s: latency_ms(model, s, args.repeats) for s in args.sizes}
         if not args.no_memory:
             res[k]["memory"] = {s: peak_memory(k, args.width, s, args.threads) for s in args.sizes}
-        res[k]["train_img_s"] = train_images_per_s(k, args.train_width, args.train_size, args.train_batch,
+        res[k]["train_img_s"] = train_images_per_s(build_model(k, args.train_width), args.train_size, args.train_batch,
                                                    args.train_steps)
     t, s = res["teacher"], res["student"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); inference width {args.width}, batch 1")

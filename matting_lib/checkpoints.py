@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import copyreg
-import hashlib
 import json
 import os
 import pickle
@@ -39,7 +38,7 @@ import torch
 from torch import nn
 
 from .models import DIMNet, build_teacher, model_from_arch
-from .utils import atomic_write, atomic_write_text
+from .utils import atomic_write, atomic_write_text, sha256_file
 
 FORMAT = "matting_lib.checkpoint/1"
 
@@ -120,15 +119,6 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "c
     model = model_from_arch(ckpt["arch"])
     model.load_state_dict(ckpt["model"])
     return model.to(map_location).eval()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file (for provenance manifests)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def manifest_path(path: str | os.PathLike) -> Path:

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .utils import atomic_write_bytes, atomic_write_text
+from .utils import atomic_write_bytes, atomic_write_text, sha256_file
 
 TRAIN_BG_DIR = "train2014"
 TEST_BG_DIR = "VOCdevkit/VOC2012/JPEGImages"
@@ -259,14 +259,6 @@ def encode_png(img: np.ndarray) -> bytes:
     if not ok:
         raise RuntimeError(f"PNG encoding failed for an array of shape {img.shape}")
     return buf.tobytes()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------- compositing

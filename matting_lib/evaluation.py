@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .compositing import read_rgb, read_trimap
 from .datasets import make_input
 from .utils import atomic_write_bytes
 
@@ -46,21 +47,9 @@ def predict_alpha(model: nn.Module, image_rgb: np.ndarray, trimap: np.ndarray, *
     return np.clip(np.round(alpha * 255.0), 0, 255).astype(np.uint8)
 
 
-def _read(path: Path, flags: int) -> np.ndarray:
-    img = cv2.imread(str(path), flags)
-    if img is None:
-        raise FileNotFoundError(f"cannot read {path}: " + ("missing" if not Path(path).exists() else "not an image"))
-    return img
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """uint8 (H, W, 3) RGB."""
-    return np.ascontiguousarray(_read(Path(path), cv2.IMREAD_COLOR)[..., ::-1])
-
-
 def read_gray(path: str | os.PathLike) -> np.ndarray:
-    """uint8 (H, W) (alpha mattes, trimaps, predictions)."""
-    return _read(Path(path), cv2.IMREAD_GRAYSCALE)
+    """uint8 (H, W) exactly as stored (alpha mattes, trimaps, predictions)."""
+    return read_trimap(path)
 
 
 def write_png(path: str | os.PathLike, gray: np.ndarray) -> Path:

@@ -56,3 +56,26 @@ def cost_table(width: float = 1.0, size: int = 320, *, repeats: int = 3, latency
                  "latency_ms": s["latency_ms"] / t["latency_ms"] if latency else float("nan"),
                  "threads": s["threads"]})
     return rows
+
+
+def train_images_per_s(model: nn.Module, size: int, batch: int, steps: int = 3) -> float:
+    """Training throughput (images/s) of plain alpha-loss steps (Adam) on random (batch, 4, size, size) inputs,
+    after one warm-up step."""
+    from .training import alpha_loss
+
+    x = torch.randn(batch, 4, size, size)
+    alpha = torch.rand(batch, 1, size, size)
+    mask = torch.ones_like(alpha)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    model.train()
+
+    def step():
+        opt.zero_grad()
+        alpha_loss(model(x), alpha, mask).backward()
+        opt.step()
+
+    step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - t0)

@@ -6,6 +6,7 @@ Everything here is used by several modules; nothing here knows about matting.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import random
 import tempfile
@@ -68,6 +69,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Atomically write UTF-8 ``text`` to ``path`` (see :func:`atomic_write`)."""
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (dataset manifests, checkpoint provenance)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:

@@ -10,7 +10,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from matting_lib import distill, kd_losses
 from matting_lib.distill import (PAPER_CONFIGS, DistillConfig, DistillObjective, config_label, make_config,
