@@ -40,7 +40,7 @@ NOTEBOOKS = {
     "results": "04_results.ipynb",
     "explorer": "05_similarity_explorer.ipynb",
 }
-PIPELINE_KEYS = {"configs", "seeds"}  # profile keys the pipeline consumes itself
+PIPELINE_KEYS = {"configs", "seeds", "jobs"}  # profile keys the pipeline consumes itself
 
 
 class PipelineError(RuntimeError):
@@ -103,7 +103,8 @@ class Job:
 
 def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds: int | None = None,
               retrain_teacher: bool = False, threads: int = 0) -> list[Job]:
-    """Turn a profile into the ordered list of notebook executions."""
+    """Turn a profile into the ordered list of notebook executions. ``threads`` (torch threads of each student
+    run; 0 = torch's default) is set when student runs execute in parallel; the teacher always gets every core."""
     runs = runs_root / profile_name
     figures = REPO / "figures" / profile_name
     common = {"profile": profile_name, "figures_dir": str(figures)}
@@ -116,7 +117,7 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
         teacher["mode"] = "train"
     teacher_dir = runs / "teacher"
     jobs.append(Job("teacher", "teacher",
-                    {**common, **teacher, "data_dir": data_dir, "run_dir": str(teacher_dir), "threads": threads},
+                    {**common, **teacher, "data_dir": data_dir, "run_dir": str(teacher_dir)},
                     needs=["data"]))
     teacher_ckpt = str(teacher_dir / "teacher.pt")
 
@@ -234,7 +235,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
     if args.public_teacher:
         prof.setdefault("teacher", {}).update(mode="import", public_checkpoint=args.public_teacher)
     runs_root = Path(args.runs_dir).resolve()
-    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs)) if args.jobs > 1 else 0
+    parallel = args.jobs if args.jobs is not None else int(prof.get("distill", {}).get("jobs", 1))
+    threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else 0
     jobs = plan_jobs(args.profile, prof, runs_root=runs_root, seeds=args.seeds,
                      retrain_teacher=args.retrain_teacher, threads=threads)
     if args.only:
@@ -256,8 +258,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
                 print(f"[{args.profile}] {j.key}: up to date, skipped")
         if not todo:
             continue
-        if stage == "distill" and args.jobs > 1:
-            with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        if stage == "distill" and parallel > 1:
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
                 futures = [pool.submit(run_job, j, runs_root, args.profile) for j in todo]
                 errors = [f.exception() for f in futures if f.exception() is not None]
             if errors:
@@ -286,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="seeds per student configuration (default: the profile's)")
     p.add_argument("--only", choices=STAGES, default=None, help="run only this stage")
     p.add_argument("--force", action="store_true", help="re-run stages even when their outputs are up to date")
-    p.add_argument("-j", "--jobs", type=int, default=1, help="student runs in parallel (threads split between them)")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="student runs in parallel, CPU threads split between "
+                   "them (default: the profile's distill.jobs, else 1)")
     p.add_argument("--retrain-teacher", action="store_true", help="train the teacher from scratch instead of "
                    "verifying the shipped one (hours on a CPU)")
     p.add_argument("--adobe-root", default="", help="folder with the Adobe dataset and COCO/VOC backgrounds "
@@ -303,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         print(f"run_all.sh: error: -j/--jobs must be at least 1, got {args.jobs}", file=sys.stderr)
         return 2
     if args.seeds is not None and args.seeds < 1:
