@@ -5,16 +5,22 @@ Similarity-Preserving Knowledge Distillation", IEEE Signal Processing Letters 27
 
 Modules (one concept each):
     metrics      SAD / MSE / Grad / Conn as the official DIM MATLAB evaluation code computes them
-    compositing  Composition-1k compositing and the Adobe dataset layout
+    compositing  Composition-1k compositing, the Adobe dataset layout and its checker
     synthetic    the embedded, procedurally generated matting benchmark
     trimap       trimaps from alphas and from binary masks
     datasets     on-the-fly training composites and the test set as torch Datasets
     models       the DIM teacher and the paper's student
     checkpoints  the project's checkpoints and a safe importer for the public DIM-PyTorch teacher
-    training     one training loop for teacher and students
-    distill      batch / spatial / channel similarity losses and the paper's baselines
+    training     one training loop for teacher and students (resumable, DDP-ready)
+    kd_losses    batch / spatial / channel similarity and the AT / FSP / OFD losses, as tensor functions
+    distill      the paper's distillation configurations and the student objective
     evaluation   predict a test set and score it
-    figures      the results table and figures
+    predict      command line: matte one image
+    profiling    parameters, multiply-accumulates and latency
+    paper        the paper's published numbers
+    results      Table 1 from run metrics: mean ± std, relative changes, Markdown / CSV / LaTeX
+    figures      the results figures
+    explorer     the interactive similarity explorer (ipywidgets)
     pipeline     the notebook pipeline behind run_all.sh
 
 The package imports nothing heavy at import time, so ``python -m matting_lib.pipeline --help`` answers
