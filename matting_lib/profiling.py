@@ -79,3 +79,16 @@ def train_images_per_s(model: nn.Module, size: int, batch: int, steps: int = 3) 
     for _ in range(steps):
         step()
     return steps * batch / (time.perf_counter() - t0)
+
+
+def cost_markdown(rows: list[dict]) -> str:
+    """A Markdown table of :func:`cost_table` rows (ratio rows as percentages)."""
+    size, threads = rows[0]["size"], rows[0]["threads"]
+    lines = [f"| network | width | params | GMACs @ {size}² | CPU latency (ms, {threads} threads) |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        if r["network"] == "student / teacher":
+            lines.append(f"| {r['network']} | {r['width']} | {r['params']:.1%} | {r['macs']:.1%} | {r['latency_ms']:.1%} |")
+        else:
+            lines.append(f"| {r['network']} | {r['width']} | {r['params']:,} | {r['macs'] / 1e9:.2f} | {r['latency_ms']:.0f} |")
+    return "\n".join(lines) + "\n"

@@ -243,3 +243,10 @@ def comparison_samples(items, pred_dirs: dict[str, str | Path], names: Sequence[
         del s["pred"], s["error"]
         s.update({label: read_gray(prediction_path(d, name)) for label, d in pred_dirs.items()})
     return samples
+
+
+def best_config(rows: list[dict], among: Sequence[str] | None = None, metric: str = "sad") -> str | None:
+    """The configuration with the lowest mean ``metric`` among the student rows (teacher and no-KD student
+    excluded), optionally restricted to ``among``; None when there is none."""
+    cands = [r for r in rows if r["config"] not in ("teacher", "student") and (among is None or r["config"] in among)]
+    return min(cands, key=lambda r: r[metric])["config"] if cands else None

@@ -78,3 +78,11 @@ def test_figures_render_and_save(tmp_path):
     img = np.zeros((8, 8, 3), np.uint8)
     figures.qualitative_grid([{"image": img, "alpha": img[..., 0]}], ["image", "alpha"])
     figures.similarity_panels({"t": {"batch": np.eye(3)}, "s": {"batch": np.ones((3, 3))}}, diff_against="t")
+
+
+def test_best_config_excludes_teacher_and_student():
+    rows = [{"config": "teacher", "sad": 1.0}, {"config": "student", "sad": 2.0}, {"config": "at", "sad": 3.0},
+            {"config": "channel", "sad": 2.5}, {"config": "spatial", "sad": 2.7}]
+    assert results.best_config(rows) == "channel"
+    assert results.best_config(rows, among=("spatial", "at")) == "spatial"
+    assert results.best_config(rows, among=("batch",)) is None
