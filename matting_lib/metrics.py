@@ -62,6 +62,7 @@ import cv2
 import numpy as np
 
 from matting_lib import _metrics_impl as impl
+from matting_lib.trimap import snap_trimap  # noqa: F401 (public here too: the error message points to it)
 from matting_lib.utils import atomic_write_text
 
 METRIC_KEYS = ("sad", "mse", "grad", "conn")
@@ -141,21 +142,6 @@ def _check_trimap(x: Any) -> np.ndarray:
             f"trimap has values other than 0/128/255: {top}; it was probably resized or saved as JPEG. "
             f"Snap it with matting_lib.metrics.snap_trimap(trimap) (nearest of 0/128/255) or regenerate it")
     return t
-
-
-def snap_trimap(trimap: Any) -> np.ndarray:
-    """Snap a damaged trimap to {0, 128, 255}: nearest value, ties (64) towards 128 (more unknown).
-
-    trimap: (H, W) uint8 0..255, or float in [0, 1] (scaled by 255 first). Returns (H, W) uint8.
-    Use it on trimaps that were resized with interpolation or stored as JPEG; regenerating is better.
-    """
-    t = _to_2d(trimap, "trimap").astype(np.float64)
-    if t.max() <= 1.0:
-        t = t * 255.0
-    out = np.full(t.shape, 128, np.uint8)
-    out[t < 64] = 0
-    out[t >= 192] = 255
-    return out
 
 
 def _prepare(pred: Any, gt: Any, trimap: Any, quantize: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
