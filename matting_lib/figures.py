@@ -137,3 +137,23 @@ def similarity_panels(matrices: Mapping[str, Mapping[str, np.ndarray]], *, kinds
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def histogram(values: Sequence[float], *, xlabel: str, title: str = "", ylabel: str = "test images") -> plt.Figure:
+    """A histogram of per-image values (e.g. official SAD), with about one bin per three values (5–30 bins)."""
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist(values, bins=min(30, max(5, len(values) // 3)))
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    fig.tight_layout()
+    return fig
+
+
+def loss_terms(log: Mapping[str, np.ndarray], *, title: str = "", x: str = "step") -> plt.Figure:
+    """Every loss term of a training log (columns ``alpha*`` and ``kd_*``, unweighted) on a log scale."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for k in (k for k in log if k.startswith(("kd_", "alpha"))):
+        ax.plot(log[x], log[k], lw=1, label=k)
+    ax.set(xlabel=x, yscale="log", title=title)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig

@@ -86,3 +86,15 @@ def test_best_config_excludes_teacher_and_student():
     assert results.best_config(rows) == "channel"
     assert results.best_config(rows, among=("spatial", "at")) == "spatial"
     assert results.best_config(rows, among=("batch",)) is None
+
+
+def test_histogram_and_loss_terms_figures():
+    import numpy as np
+
+    from matting_lib import figures
+
+    fig = figures.histogram([1.0, 2.0, 2.5, 3.0], xlabel="SAD")
+    assert fig.axes[0].get_xlabel() == "SAD" and len(fig.axes[0].patches) == 5
+    log = {"step": np.arange(1, 4.0), "loss": np.ones(3), "alpha": np.ones(3), "kd_spatial": np.full(3, 0.1)}
+    labels = [line.get_label() for line in figures.loss_terms(log).axes[0].lines]
+    assert labels == ["alpha", "kd_spatial"]
