@@ -393,6 +393,8 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
                 if step >= stop_at:
                     break
         bar.close()
+        if world > 1:  # ranks leave together: a rank tearing gloo down while rank 0 still saves can abort the peer
+            dist.barrier()
         return TrainResult(run_dir, step, total, step // steps_per_epoch, None if best == math.inf else best,
                            best_step, last_val, last_loss, time.time() - t0, interrupted=step < total)
     finally:

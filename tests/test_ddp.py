@@ -53,6 +53,9 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
         json.dump({"max_diff": max_diff, "saves": saves, "step": result.step,
                    "initialized_after": dist.is_initialized()}, fh)
+    # What this test checks is written; skip interpreter finalisation, where gloo's C++ threads can abort the
+    # process (pytorch/pytorch#179291) after everything above has succeeded.
+    os._exit(0)
 
 
 @pytest.mark.slow
