@@ -59,6 +59,7 @@ from torch import Tensor, nn
 
 from .kd_losses import KD_LOSSES, SPATIAL_MODES, KDLoss, TermContext, UnknownNameError, lookup, ofd_margin
 from .models import LAYERS, build_channel_adapters
+from .training import parse_decay_steps
 from .training import alpha_loss, unknown_mask
 
 LAYER_NAMES = LAYERS  # conv1..conv5 (encoder stages after pooling), dconv5..dconv2 (decoder stages after BN)
@@ -255,6 +256,7 @@ class DistillRunParams:
     crop_size: int = 160
     batch_size: int = 16
     lr: float = 0.01
+    lr_decay: str = ""
     steps: int = 2000
     epoch_length: int = 0
     val_fraction: float = 0.1
@@ -278,8 +280,13 @@ class DistillRunParams:
         for name in ("epoch_length", "val_every", "num_workers", "threads", "max_test_images", "n_qualitative"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        self.lr_decay_steps  # validates the schedule's form
         if not (self.width > 0 and self.lr > 0):
             raise ValueError(f"width and lr must be > 0, got width={self.width}, lr={self.lr}")
+
+    @property
+    def lr_decay_steps(self) -> tuple[int, ...]:
+        return parse_decay_steps(self.lr_decay)
 
     @property
     def distill_config(self) -> DistillConfig:

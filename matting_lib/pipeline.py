@@ -95,6 +95,7 @@ class Job:
     key: str  # unique within the profile, e.g. "distill-spatial+channel-seed0"
     params: dict[str, Any]
     needs: list[str] = field(default_factory=list)  # keys of jobs whose results this one reads
+    inputs: list[str] = field(default_factory=list)  # files whose contents are part of the fingerprint
 
     @property
     def notebook(self) -> Path:
@@ -116,9 +117,13 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
     if retrain_teacher:
         teacher["mode"] = "train"
     teacher_dir = runs / "teacher"
+    inputs = []
+    if teacher.get("mode", "train") == "load":  # a replaced shipped checkpoint re-runs everything downstream
+        shipped = Path(teacher.get("shipped_checkpoint") or f"matting_lib/assets/teacher-{profile_name}.pt")
+        inputs.append(str(shipped if shipped.is_absolute() else REPO / shipped))
     jobs.append(Job("teacher", "teacher",
                     {**common, **teacher, "data_dir": data_dir, "run_dir": str(teacher_dir)},
-                    needs=["data"]))
+                    needs=["data"], inputs=inputs))
     teacher_ckpt = str(teacher_dir / "teacher.pt")
 
     student = dict(prof.get("distill", {}))
@@ -162,7 +167,19 @@ def job_fingerprint(job: Job, runs_root: Path, profile: str) -> str:
     for dep in job.needs:
         m = marker_path(runs_root, profile, dep)
         upstream.append(json.loads(m.read_text())["fingerprint"] if m.is_file() else None)
-    return _digest({"params": job.params, "notebook": _notebook_source_digest(job.notebook), "upstream": upstream})
+    files = [_file_digest(Path(f)) for f in job.inputs]
+    return _digest({"params": job.params, "notebook": _notebook_source_digest(job.notebook), "upstream": upstream,
+                    **({"inputs": files} if files else {})})
+
+
+def _file_digest(path: Path) -> str:
+    if not path.is_file():
+        return "missing"
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _notebook_source_digest(path: Path) -> str:
@@ -183,6 +200,33 @@ def is_done(job: Job, runs_root: Path, profile: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- execution
+def _ipc_kernel_manager() -> type:
+    """nbclient's kernel manager talking to the kernel over local IPC sockets instead of TCP: nothing listens on
+    the network, and ipykernel has no reason to warn about unencrypted TCP traffic on every notebook."""
+    import shutil
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:  # a private folder per kernel: parallel jobs never race for socket names
+            self._ipc_dir = tempfile.mkdtemp(prefix="matting-kernel-")
+            return os.path.join(self._ipc_dir, "ipc")
+
+        def cleanup_connection_file(self) -> None:  # called once the kernel is gone for good (not on restart)
+            super().cleanup_connection_file()
+            if getattr(self, "_ipc_dir", None):
+                shutil.rmtree(self._ipc_dir, ignore_errors=True)
+
+    return IPCKernelManager
+
+
 def check_parameters(job: Job) -> None:
     """Refuse parameters the notebook does not declare (papermill would only warn)."""
     import papermill as pm
@@ -212,7 +256,7 @@ def run_job(job: Job, runs_root: Path, profile: str, *, log=print) -> float:
     log(f"[{profile}] {job.key}: running {job.notebook.name} -> {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     try:
         pm.execute_notebook(str(job.notebook), str(out), parameters=job.params, cwd=str(REPO),
-                            progress_bar=False, kernel_name="python3")
+                            progress_bar=False, kernel_name="python3", kernel_manager_class=_ipc_kernel_manager())
     except PapermillExecutionError as err:
         raise PipelineError(
             f"{job.notebook.name} failed in job {job.key!r} at cell {err.cell_index} "

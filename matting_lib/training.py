@@ -100,7 +100,9 @@ class TrainConfig:
     """Training parameters (plain data; stored in every checkpoint). Give ``steps`` or ``epochs``
     (neither: the paper's 30 epochs)."""
 
-    lr: float = 0.01  # Adam learning rate, constant
+    lr: float = 0.01  # Adam learning rate (the paper's, constant)
+    lr_decay_steps: tuple[int, ...] = ()  # global steps after which the lr is multiplied by lr_gamma; () = constant
+    lr_gamma: float = 0.1
     batch_size: int = 16  # per process
     steps: int | None = None  # total optimiser steps
     epochs: int | None = None  # or total epochs (an epoch = len(train_set) // (batch_size · world size) steps)
@@ -129,13 +131,31 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: log_every must be ≥ 1 and lr > 0, got {self.log_every}, {self.lr}")
         if self.steps is not None and self.epochs is not None:
             raise ValueError("TrainConfig: give steps or epochs, not both")
+        decay = tuple(self.lr_decay_steps)
+        if any(not isinstance(d, int) or d < 1 for d in decay) or list(decay) != sorted(set(decay)):
+            raise ValueError(f"TrainConfig.lr_decay_steps must be increasing steps ≥ 1, got {self.lr_decay_steps!r}")
+        if not 0 < self.lr_gamma <= 1:
+            raise ValueError(f"TrainConfig.lr_gamma must be in (0, 1], got {self.lr_gamma}")
+        object.__setattr__(self, "lr_decay_steps", decay)  # lists from notebooks/TOML become tuples
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimiser step ``step`` (1-based): ``lr`` times ``lr_gamma`` per decay step passed."""
+        return self.lr * self.lr_gamma ** sum(step > d for d in self.lr_decay_steps)
 
     def total_steps(self, steps_per_epoch: int) -> int:
         return self.steps if self.steps is not None else (self.epochs or 30) * steps_per_epoch
 
 
+def parse_decay_steps(text: str) -> tuple[int, ...]:
+    """``"1500,1800"`` → ``(1500, 1800)`` (notebook parameter form of :attr:`TrainConfig.lr_decay_steps`)."""
+    try:
+        return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise ValueError(f"lr_decay={text!r}: give comma-separated optimiser steps, e.g. 1500,1800") from None
+
+
 # Keys that must not change when a run directory is resumed (the others may, e.g. more steps).
-_RESUME_KEYS = ("lr", "batch_size", "grad_clamp", "weight_decay", "seed")
+_RESUME_KEYS = ("lr", "batch_size", "grad_clamp", "weight_decay", "seed", "lr_gamma")
 
 
 @dataclass
@@ -305,7 +325,8 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
         cfg = dataclasses.asdict(config)
         if (run_dir / "last.pt").is_file():
             ckpt = load_checkpoint(run_dir / "last.pt", map_location=device)
-            diff = {k: (ckpt["config"].get(k), cfg[k]) for k in _RESUME_KEYS if ckpt["config"].get(k) != cfg[k]}
+            stored = {k: ckpt["config"].get(k, TrainConfig.__dataclass_fields__[k].default) for k in _RESUME_KEYS}
+            diff = {k: (stored[k], cfg[k]) for k in _RESUME_KEYS if stored[k] != cfg[k]}
             if diff:
                 raise ValueError(f"{run_dir / 'last.pt'} was written with other settings {diff} (stored, given); "
                                  f"use the same settings to resume or a new run_dir to start afresh")
@@ -362,6 +383,9 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
                     for p in params:
                         if p.grad is not None:
                             p.grad.clamp_(-config.grad_clamp, config.grad_clamp)
+                lr = config.lr_at(step + 1)  # stateless schedule: a resumed run continues it exactly
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 optimizer.step()
                 step += 1
                 last_loss = loss.item()
@@ -378,7 +402,7 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
                         best, best_step = val_loss, step
                         save(run_dir / "best.pt", full=False)
                 if main and (step % config.log_every == 0 or val_loss is not None):
-                    row = {"step": step, "epoch": epoch, "time_s": round(time.time() - t0, 3), "lr": config.lr,
+                    row = {"step": step, "epoch": epoch, "time_s": round(time.time() - t0, 3), "lr": lr,
                            "loss": last_loss}  # loss: this rank's total; then the objective's terms
                     log.write({**row, **{k: v for k, v in logs.items() if k not in row}, "val_loss": val_loss})
                     bar.set_postfix(loss=f"{last_loss:.4f}", refresh=False)

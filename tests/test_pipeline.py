@@ -61,6 +61,20 @@ def test_fingerprint_tracks_params_and_upstream(tmp_path):
     assert not pipeline.is_done(a, tmp_path, "p")
 
 
+def test_load_mode_fingerprint_follows_the_shipped_checkpoint(tmp_path):
+    shipped = tmp_path / "teacher-x.pt"
+    prof = {"teacher": {"mode": "load", "shipped_checkpoint": str(shipped)}}
+    job = pipeline.plan_jobs("x", prof, runs_root=tmp_path)[1]
+    assert job.stage == "teacher" and job.inputs == [str(shipped)]
+    missing = pipeline.job_fingerprint(job, tmp_path, "x")
+    shipped.write_bytes(b"weights v1")
+    v1 = pipeline.job_fingerprint(job, tmp_path, "x")
+    shipped.write_bytes(b"weights v2")
+    assert len({missing, v1, pipeline.job_fingerprint(job, tmp_path, "x")}) == 3  # replaced file -> rerun
+    trained = pipeline.plan_jobs("x", prof, runs_root=tmp_path, retrain_teacher=True)[1]
+    assert trained.inputs == []  # training does not read the shipped file
+
+
 def test_failing_notebook_names_notebook_cell_and_error(tmp_path):
     out = subprocess.run([sys.executable, "-m", "matting_lib.pipeline", "--profile", "smoke", "--only", "teacher",
                           "--set", "teacher.mode=bogus", "--runs-dir", str(tmp_path)],

@@ -156,3 +156,26 @@ def test_config_validation():
     assert TrainConfig().total_steps(10) == 300 and TrainConfig(epochs=2).total_steps(10) == 20
     with pytest.raises(ValueError, match="fewer than batch_size"):
         _run("unused", batch_size=16)
+
+
+def test_step_decay_schedule_logged_and_resumed_exactly(tmp_path):
+    cfg = TrainConfig(lr=0.01, lr_decay_steps=[2, 5], lr_gamma=0.5)
+    assert cfg.lr_decay_steps == (2, 5)
+    assert [cfg.lr_at(s) for s in (1, 2, 3, 5, 6)] == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025])
+    for bad in ({"lr_decay_steps": (5, 2)}, {"lr_decay_steps": (0,)}, {"lr_gamma": 0.0}, {"lr_gamma": 2.0}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+    schedule = dict(lr_decay_steps=(2, 5), lr_gamma=0.5)
+    full_model, full, _ = _run(tmp_path / "full", **schedule)
+    assert [float(r["lr"]) for r in _log_rows(full.log_path)] == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.005,
+                                                                                0.0025, 0.0025])
+    _run(tmp_path / "resumed", stop_after_steps=4, **schedule)  # interrupted between the two decays
+    resumed_model, resumed, _ = _run(tmp_path / "resumed", model_seed=99, **schedule)
+    assert resumed.step == 7
+    for (k, a), b in zip(full_model.state_dict().items(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b), k
+    constant_model, _, _ = _run(tmp_path / "constant")
+    assert not all(torch.equal(a, b) for a, b in zip(full_model.state_dict().values(),
+                                                     constant_model.state_dict().values()))
+    with pytest.raises(ValueError, match="lr_gamma"):  # the decay factor cannot change under a resumed run
+        _run(tmp_path / "resumed", steps=9, lr_decay_steps=(2, 5), lr_gamma=0.25)
