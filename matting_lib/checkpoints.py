@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .models import DIMNet, build_teacher, model_from_arch
-from .utils import atomic_write, atomic_write_text, sha256_file
+from .utils import atomic_write, atomic_write_bytes, atomic_write_text, sha256_file
 
 FORMAT = "matting_lib.checkpoint/1"
 
@@ -146,6 +146,42 @@ def check_manifest(path: str | os.PathLike) -> dict:
                               f"{str(manifest.get('sha256'))[:16]}…; the file was changed or damaged — restore it "
                               f"(git checkout) or retrain it")
     return manifest
+
+
+def ship_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = False, **info: Any) -> Path:
+    """Copy a checkpoint and its manifest to ``dst`` (e.g. ``matting_lib/assets/teacher-default.pt``), adding
+    ``info`` (plain data, e.g. the command that trained it) to the manifest. The source manifest's SHA-256 is
+    checked first; an existing ``dst`` is replaced only with ``force``."""
+    src, dst = Path(src), Path(dst)
+    manifest = check_manifest(src)
+    if (dst.exists() or manifest_path(dst).exists()) and not force:
+        raise FileExistsError(f"{dst} (or its manifest) exists; pass force=True (--force) to replace it")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dst, src.read_bytes())
+    keep = {k: v for k, v in manifest.items() if k not in ("file", "sha256", "bytes")}
+    write_manifest(dst, **{**keep, **info, "shipped_from": str(src)})
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m matting_lib.checkpoints ship SRC DST [--force]``: see :func:`ship_checkpoint`."""
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m matting_lib.checkpoints",
+                                description="Ship a trained checkpoint with its provenance manifest.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    ship = sub.add_parser("ship", help="copy SRC (+ manifest) to DST, checking SRC's SHA-256")
+    ship.add_argument("src")
+    ship.add_argument("dst")
+    ship.add_argument("--force", action="store_true", help="replace an existing DST")
+    ship.add_argument("--note", default="", help="free text stored in the manifest (e.g. the training command)")
+    args = p.parse_args(argv)
+    try:
+        out = ship_checkpoint(args.src, args.dst, force=args.force, **({"note": args.note} if args.note else {}))
+    except (CheckpointError, FileExistsError, FileNotFoundError) as err:
+        print(f"error: {err}")
+        return 1
+    print(f"wrote {out} and {manifest_path(out).name}")
+    return 0
 
 
 # ------------------------------------------------------------------------------------------ safe import
@@ -288,3 +324,6 @@ def import_dim_pytorch_teacher(path: str | os.PathLike) -> DIMNet:
     teacher.load_state_dict(state)
     return teacher.eval()
 
+
+if __name__ == "__main__":
+    raise SystemExit(main())

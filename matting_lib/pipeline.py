@@ -167,19 +167,12 @@ def job_fingerprint(job: Job, runs_root: Path, profile: str) -> str:
     for dep in job.needs:
         m = marker_path(runs_root, profile, dep)
         upstream.append(json.loads(m.read_text())["fingerprint"] if m.is_file() else None)
-    files = [_file_digest(Path(f)) for f in job.inputs]
+    if job.inputs:
+        from .utils import sha256_file  # lazily: this module imports only the standard library up front
+    files = [sha256_file(f) if Path(f).is_file() else "missing" for f in job.inputs]
     return _digest({"params": job.params, "notebook": _notebook_source_digest(job.notebook), "upstream": upstream,
                     **({"inputs": files} if files else {})})
 
-
-def _file_digest(path: Path) -> str:
-    if not path.is_file():
-        return "missing"
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _notebook_source_digest(path: Path) -> str:

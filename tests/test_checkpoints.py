@@ -260,6 +260,26 @@ def test_manifest_records_and_checks_the_hash(tmp_path):
         ck.check_manifest(tmp_path / "other.pt")
 
 
+def test_ship_checkpoint_copies_with_manifest_and_never_overwrites(tmp_path, capsys):
+    src = ck.save_checkpoint(tmp_path / "run" / "teacher.pt", model=build_student(0.125), config={}, epoch=0,
+                             step=3, metrics={"sad": 1.5})
+    ck.write_manifest(src, steps=3, metrics={"official": {"sad": 1.5}})
+    dst = tmp_path / "assets" / "teacher-x.pt"
+    assert ck.main(["ship", str(src), str(dst), "--note", "./run_all.sh --only teacher"]) == 0
+    shipped = ck.check_manifest(dst)
+    assert shipped["file"] == "teacher-x.pt" and shipped["steps"] == 3 and shipped["metrics"]["official"]["sad"] == 1.5
+    assert shipped["note"] == "./run_all.sh --only teacher" and shipped["shipped_from"] == str(src)
+    assert dst.read_bytes() == src.read_bytes()
+    before = ck.manifest_path(dst).read_text()
+    assert ck.main(["ship", str(src), str(dst)]) == 1 and "--force" in capsys.readouterr().out
+    assert ck.manifest_path(dst).read_text() == before  # nothing written is lost
+    with open(src, "ab") as fh:  # a source that no longer matches its manifest is not shipped
+        fh.write(b"\0")
+    with pytest.raises(ck.CheckpointError, match="differs"):
+        ck.ship_checkpoint(src, dst, force=True)
+    assert ck.check_manifest(dst)["sha256"] == shipped["sha256"]
+
+
 def test_import_teacher_at_full_width(tmp_path):
     torch.manual_seed(0)
     teacher = build_teacher(1.0)
