@@ -5,8 +5,12 @@ Similarity-Preserving Knowledge Distillation", IEEE Signal Processing Letters 27
 
 Modules (one concept each):
     metrics      SAD / MSE / Grad / Conn as the official DIM MATLAB evaluation code computes them
-    compositing  Composition-1k compositing, the Adobe dataset layout and its checker
-    synthetic    the embedded, procedurally generated matting benchmark
+    layout       the Adobe dataset layout and image I/O
+    layout_check the dataset checker (check_layout) and link_dataset
+    compositing  Composition-1k compositing and the published test set (re-exports layout, layout_check)
+    synthetic    the embedded, procedurally generated matting benchmark: presets and dataset generation
+    synthetic_textures     its backgrounds and colour textures
+    synthetic_foregrounds  its foregrounds: hair, fur, glass, smoke, veils, nets, lace
     trimap       trimaps from alphas and from binary masks
     datasets     on-the-fly training composites and the test set as torch Datasets
     models       the DIM teacher and the paper's student

@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .compositing import (DatasetLayout, LayoutError, TestItem, list_test_items, read_alpha, read_rgb,
-                          read_trimap, upscaled_size)
+from .compositing import TestItem, list_test_items, upscaled_size
+from .layout import DatasetLayout, LayoutError, read_alpha, read_rgb, read_trimap
 from .trimap import UNKNOWN, random_trimap, snap_trimap
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -400,7 +400,7 @@ def prepare_dataset(params: DataParams, *, progress: bool = True) -> DatasetLayo
     """Notebook 01's first step: generate the synthetic benchmark into ``data_dir`` (or find it complete),
     or, for ``source="adobe"``, link ``data_dir`` to ``adobe_root``; then check the layout (raises with the
     full report if anything is missing). Returns the layout of ``data_dir``."""
-    from .compositing import check_layout, link_dataset
+    from .layout_check import check_layout, link_dataset
     from .synthetic import generate_dataset
 
     if params.source == "synthetic":

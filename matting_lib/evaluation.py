@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .compositing import read_rgb, read_trimap
+from .layout import read_rgb, read_trimap
 from .datasets import make_input
 from .utils import atomic_write_bytes
 

@@ -196,8 +196,9 @@ def load_test_batch(layout, n: int = 4, size: int = 128) -> tuple[torch.Tensor, 
     to ``size``×``size``: network inputs (n, 4, size, size) and RGB images (n, size, size, 3) uint8."""
     import cv2
 
-    from .compositing import list_test_items, read_rgb, read_trimap
+    from .compositing import list_test_items
     from .datasets import make_input
+    from .layout import read_rgb, read_trimap
     from .trimap import snap_trimap
 
     items = list_test_items(layout)

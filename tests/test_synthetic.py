@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from matting_lib import synthetic as S
+from matting_lib import synthetic_foregrounds as SF
 from matting_lib.compositing import DatasetLayout, LayoutError, check_layout, read_alpha, read_trimap, sha256_file
 
 
@@ -62,7 +63,7 @@ def test_layout_is_adobe_and_test_is_disjoint_from_train(smoke):
 
 
 def test_supersampled_coverage_is_physical():
-    cv = S._Canvas(12, 12, 4)
+    cv = SF._Canvas(12, 12, 4)
     cover = []
     for edge in (4.75, 5.0, 5.25):  # pixel 5 spans x in [4.5, 5.5]: a quarter, a half, three quarters covered
         c = cv.down(cv.fill(cv.new(), [np.array([[-1, -1], [edge, -1], [edge, 13], [-1, 13]])]))

@@ -1,0 +1,251 @@
+"""The Adobe Deep Image Matting dataset layout (:class:`DatasetLayout`) and image I/O.
+
+One code path serves the real Adobe data (plus COCO/VOC backgrounds) and the embedded synthetic benchmark
+(:mod:`matting_lib.synthetic` writes the same layout)::
+
+    <root>/Combined_Dataset/Training_set/{training_fg_names,training_bg_names}.txt
+    <root>/Combined_Dataset/Training_set/{Adobe-licensed images,Other}/{fg,alpha}/<fg name>
+    <root>/Combined_Dataset/Test_set/{test_fg_names,test_bg_names}.txt
+    <root>/Combined_Dataset/Test_set/Adobe-licensed images/{fg,alpha,trimaps}/   trimaps: {fg stem}_{i}.png
+    <root>/train2014/                      training backgrounds (COCO)
+    <root>/VOCdevkit/VOC2012/JPEGImages/   test backgrounds (VOC)
+    <root>/Composition-1k/merged/{bg stem}!{fg stem}!{f}!{b}.png   written by compositing.build_test_set
+
+Background lists hold K names per foreground, in foreground order (Adobe: K = 100 train, 20 test);
+composite ``(f, b)`` uses background ``f * K + b`` and, in the test set, trimap ``{fg stem}_{b}.png``.
+
+Image readers decode like the official compositing code (``backend="cv2"``: DIM-PyTorch's OpenCV,
+``"pil"``: Adobe's PIL) and raise :class:`LayoutError` with a message saying what to fix. The checker of a
+whole dataset folder is :mod:`matting_lib.layout_check`; compositing is :mod:`matting_lib.compositing`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+TRAIN_BG_DIR = "train2014"
+TEST_BG_DIR = "VOCdevkit/VOC2012/JPEGImages"
+SPLITS = ("train", "test")
+
+
+class LayoutError(ValueError):
+    """The dataset folder is incomplete or inconsistent; the message names the files and what to do."""
+
+
+# ----------------------------------------------------------------------------------------------- layout
+@dataclass(frozen=True)
+class DatasetLayout:
+    """Where every file of an Adobe-layout dataset lives. ``bg_*_dir`` default to the COCO/VOC folders
+    under ``root``; relative ones are taken relative to ``root``."""
+
+    root: Path
+    bg_train_dir: Path | None = None
+    bg_test_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        root = Path(self.root).expanduser()
+        object.__setattr__(self, "root", root)
+        for name, default in (("bg_train_dir", TRAIN_BG_DIR), ("bg_test_dir", TEST_BG_DIR)):
+            value = Path(getattr(self, name) or default).expanduser()
+            object.__setattr__(self, name, value if value.is_absolute() else root / value)
+
+    @classmethod
+    def for_root(cls, root: str | os.PathLike, *, bg_train_dir: str | os.PathLike | None = None,
+                 bg_test_dir: str | os.PathLike | None = None) -> "DatasetLayout":
+        return cls(Path(root), None if bg_train_dir is None else Path(bg_train_dir),
+                   None if bg_test_dir is None else Path(bg_test_dir))
+
+    # folders
+    @property
+    def combined_dir(self) -> Path:
+        return self.root / "Combined_Dataset"
+
+    @property
+    def train_dir(self) -> Path:
+        return self.combined_dir / "Training_set"
+
+    @property
+    def test_dir(self) -> Path:
+        return self.combined_dir / "Test_set"
+
+    @property
+    def train_fg_dirs(self) -> tuple[Path, Path]:
+        return (self.train_dir / "Adobe-licensed images" / "fg", self.train_dir / "Other" / "fg")
+
+    @property
+    def train_alpha_dirs(self) -> tuple[Path, Path]:
+        return (self.train_dir / "Adobe-licensed images" / "alpha", self.train_dir / "Other" / "alpha")
+
+    @property
+    def test_fg_dir(self) -> Path:
+        return self.test_dir / "Adobe-licensed images" / "fg"
+
+    @property
+    def test_alpha_dir(self) -> Path:
+        return self.test_dir / "Adobe-licensed images" / "alpha"
+
+    @property
+    def test_trimap_dir(self) -> Path:
+        return self.test_dir / "Adobe-licensed images" / "trimaps"
+
+    @property
+    def composition_dir(self) -> Path:
+        return self.root / "Composition-1k"
+
+    @property
+    def merged_dir(self) -> Path:
+        return self.composition_dir / "merged"
+
+    @property
+    def train_merged_dir(self) -> Path:
+        """Optional training composites written for inspection by :func:`build_train_composites`."""
+        return self.composition_dir / "train_merged"
+
+    @property
+    def manifest_path(self) -> Path:
+        """The synthetic generator's manifest (absent for the real Adobe data)."""
+        return self.root / "manifest.json"
+
+    # name lists
+    @property
+    def training_fg_names_file(self) -> Path:
+        return self.train_dir / "training_fg_names.txt"
+
+    @property
+    def training_bg_names_file(self) -> Path:
+        return self.train_dir / "training_bg_names.txt"
+
+    @property
+    def test_fg_names_file(self) -> Path:
+        return self.test_dir / "test_fg_names.txt"
+
+    @property
+    def test_bg_names_file(self) -> Path:
+        return self.test_dir / "test_bg_names.txt"
+
+    def names_file(self, split: str, kind: str) -> Path:
+        _check_split(split)
+        return {("train", "fg"): self.training_fg_names_file, ("train", "bg"): self.training_bg_names_file,
+                ("test", "fg"): self.test_fg_names_file, ("test", "bg"): self.test_bg_names_file}[(split, kind)]
+
+    def fg_names(self, split: str) -> list[str]:
+        return read_name_list(self.names_file(split, "fg"))
+
+    def bg_names(self, split: str) -> list[str]:
+        return read_name_list(self.names_file(split, "bg"))
+
+    def bg_per_fg(self, split: str) -> int:
+        """K, the number of backgrounds listed per foreground; raises if the lists do not divide."""
+        n_fg, n_bg = len(self.fg_names(split)), len(self.bg_names(split))
+        if n_bg % n_fg:
+            raise LayoutError(f"{self.names_file(split, 'bg')}: {n_bg} backgrounds for {n_fg} foregrounds in "
+                              f"{self.names_file(split, 'fg')} is not a whole number per foreground")
+        return n_bg // n_fg
+
+    # files
+    def fg_path(self, split: str, name: str) -> Path:
+        """The foreground file; training foregrounds are looked up in 'Adobe-licensed images' then 'Other'."""
+        dirs = self.train_fg_dirs if _check_split(split) == "train" else (self.test_fg_dir,)
+        return _find(name, dirs, f"{split} foreground")
+
+    def alpha_path(self, split: str, name: str) -> Path:
+        dirs = self.train_alpha_dirs if _check_split(split) == "train" else (self.test_alpha_dir,)
+        return _find(name, dirs, f"{split} alpha matte")
+
+    def bg_path(self, split: str, name: str) -> Path:
+        return (self.bg_train_dir if _check_split(split) == "train" else self.bg_test_dir) / name
+
+    def trimap_path(self, fg_name: str, i: int) -> Path:
+        return self.test_trimap_dir / f"{Path(fg_name).stem}_{i}.png"
+
+
+def _check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return split
+
+
+def _find(name: str, dirs: tuple[Path, ...], what: str) -> Path:
+    for d in dirs:
+        if (d / name).is_file():
+            return d / name
+    raise LayoutError(f"{what} {name!r} not found; looked in: {', '.join(str(d) for d in dirs)}. "
+                      "Check the name list against the unpacked files (see check_layout).")
+
+
+def read_name_list(path: Path) -> list[str]:
+    """One file name per line (blank lines and surrounding whitespace ignored); raises if missing or empty."""
+    if not path.is_file():
+        raise LayoutError(f"name list {path} is missing; the dataset root must contain Combined_Dataset/ "
+                          "as unpacked from Adobe's archive (or run synthetic.generate_dataset)")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not names:
+        raise LayoutError(f"name list {path} is empty")
+    return names
+
+
+# ----------------------------------------------------------------------------------------------- image I/O
+def read_rgb(path: str | os.PathLike, *, backend: str = "cv2") -> np.ndarray:
+    """Read a colour image as uint8 (H, W, 3) RGB. ``backend="cv2"`` decodes like ``cv.imread(path)``
+    (DIM-PyTorch), ``"pil"`` like ``Image.open(path).convert('RGB')`` (Adobe's code)."""
+    path = Path(path)
+    if backend == "pil":
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+        except (OSError, ValueError) as err:
+            raise LayoutError(f"cannot read image {path}: {err}") from None
+    if backend != "cv2":
+        raise ValueError(f"backend must be 'cv2' or 'pil', got {backend!r}")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise LayoutError(f"cannot read image {path}: " + ("file is missing" if not path.exists() else
+                          "unreadable or not an image; replace it with an intact copy"))
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def read_alpha(path: str | os.PathLike) -> np.ndarray:
+    """Read an alpha matte as uint8 (H, W). Accepts 8-bit grey, or 8-bit RGB with equal channels (some
+    Adobe mattes); refuses RGBA and 16-bit mattes with a message saying how to convert them."""
+    path = Path(path)
+    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if a is None:
+        raise LayoutError(f"cannot read alpha matte {path}: " + ("file is missing" if not path.exists() else
+                          "unreadable or not an image"))
+    if a.dtype != np.uint8:
+        raise LayoutError(f"alpha matte {path} is {a.dtype} ({8 * a.itemsize}-bit); save it as 8-bit "
+                          "greyscale (e.g. numpy: (a / 257).round().astype('uint8'))")
+    if a.ndim == 3 and a.shape[2] in (2, 4):
+        raise LayoutError(f"alpha matte {path} has {a.shape[2]} channels (grey/RGB + alpha); it is ambiguous "
+                          "which one holds the matte: save the matte alone as an 8-bit greyscale PNG")
+    if a.ndim == 3:
+        diff = int(np.abs(a.astype(np.int16) - a[..., :1]).max()) if a.size else 0
+        if diff > 8:  # JPEG-compressed grey mattes stored as RGB differ by a few levels at most
+            raise LayoutError(f"alpha matte {path} is a colour image (channels differ by up to {diff}); "
+                              "save the matte as an 8-bit greyscale image")
+        a = cv2.cvtColor(a, cv2.COLOR_BGR2GRAY)
+    return a
+
+
+def read_trimap(path: str | os.PathLike) -> np.ndarray:
+    """Read a trimap as uint8 (H, W) exactly as stored (see :func:`matting_lib.trimap.snap_trimap`)."""
+    t = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if t is None:
+        raise LayoutError(f"cannot read trimap {path}: " + ("file is missing" if not Path(path).exists()
+                          else "unreadable or not an image"))
+    return t
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    """PNG bytes of a uint8 (H, W) grey or (H, W, 3) RGB image (OpenCV's encoder, default settings)."""
+    arr = img[..., ::-1] if img.ndim == 3 else img
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr))
+    if not ok:
+        raise RuntimeError(f"PNG encoding failed for an array of shape {img.shape}")
+    return buf.tobytes()
