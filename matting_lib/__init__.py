@@ -5,6 +5,7 @@ Similarity-Preserving Knowledge Distillation", IEEE Signal Processing Letters 27
 
 Modules (one concept each):
     metrics      SAD / MSE / Grad / Conn as the official DIM MATLAB evaluation code computes them
+    metrics_folder  folder evaluation (CSV, process pool) and the metrics command line
     layout       the Adobe dataset layout and image I/O
     layout_check the dataset checker (check_layout) and link_dataset
     compositing  Composition-1k compositing and the published test set (re-exports layout, layout_check)
@@ -13,6 +14,7 @@ Modules (one concept each):
     synthetic_foregrounds  its foregrounds: hair, fur, glass, smoke, veils, nets, lace
     trimap       trimaps from alphas and from binary masks
     datasets     on-the-fly training composites and the test set as torch Datasets
+    dataset_report  notebook 01's dataset step: prepare the dataset, its summary, statistics and figures
     models       the DIM teacher and the paper's student
     checkpoints  the project's checkpoints and a safe importer for the public DIM-PyTorch teacher
     training     one training loop for teacher and students (resumable, DDP-ready)

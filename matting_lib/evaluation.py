@@ -4,7 +4,7 @@ Known regions are forced from the trimap by default (alpha = 0 where the trimap 
 official DIM-PyTorch test script (``test.py``) and the SPKD evaluator do; the official metrics only look at the
 unknown region, so this changes only how the saved mattes look (``force_known=False`` keeps the raw output).
 Predictions are written as 8-bit PNGs (``round(α·255)``), the input the official MATLAB metrics expect; scoring a
-folder is :func:`matting_lib.metrics.evaluate_folder`.
+folder is :func:`matting_lib.metrics_folder.evaluate_folder`.
 """
 
 from __future__ import annotations
@@ -90,10 +90,10 @@ def evaluate_model(model: nn.Module, items: Sequence[Any], pred_dir: str | os.Pa
                    conventions: Iterable[str] = ("official", "spkd"), overwrite: bool = False,
                    device: torch.device | str | None = None, workers: int | None = None,
                    progress: bool = True) -> dict[str, dict]:
-    """Predict ``items`` into ``pred_dir`` and score them with :func:`matting_lib.metrics.evaluate_folder`
+    """Predict ``items`` into ``pred_dir`` and score them with :func:`matting_lib.metrics_folder.evaluate_folder`
     (Composition-1k name matching); returns ``{convention: evaluate_folder result}``, per-image CSVs beside
     the predictions (``pred_dir/../metrics_<convention>.csv``)."""
-    from .metrics import evaluate_folder  # written by another module; imported only when scoring
+    from .metrics_folder import evaluate_folder  # written by another module; imported only when scoring
 
     if not items:
         raise ValueError("no test items to evaluate")

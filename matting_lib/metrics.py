@@ -3,8 +3,9 @@
 Official code: Xu et al., "Deep Image Matting", CVPR 2017, evaluation scripts by Ning Xu
 (``compute_sad_loss.m``, ``compute_mse_loss.m``, ``compute_gradient_loss.m`` + ``gaussgradient.m``,
 ``compute_connectivity_error.m``, driven by e.g. ``hleval.m`` in IndexNet-Matting's ``evaluation_code/``).
-The numerical kernels live in :mod:`matting_lib._metrics_impl`; this module checks inputs, applies units,
-evaluates folders and is the command line (``python -m matting_lib.metrics --help``).
+The numerical kernels live in :mod:`matting_lib._metrics_impl`; this module checks inputs and applies units.
+Folder evaluation and the command line (``python -m matting_lib.metrics --help``) live in
+:mod:`matting_lib.metrics_folder`; its public names are re-exported here.
 
 Units (the ones papers print): ``sad`` = sum |p - g| / 255 / 1000 (the /1000 is inside the official
 function), ``mse`` = mean ((p - g) / 255)^2 per unknown pixel, ``grad`` = official Grad / 1000,
@@ -47,26 +48,21 @@ Decisions (each tested in ``tests/test_metrics.py``):
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
-import json
-import math
-import os
 import sys
 import warnings
-from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 from matting_lib import _metrics_impl as impl
 from matting_lib.trimap import snap_trimap  # noqa: F401 (public here too: the error message points to it)
-from matting_lib.utils import atomic_write_text
+
+#: public names that moved to matting_lib.metrics_folder, re-exported lazily (see __getattr__ at the end)
+_MOVED_TO_METRICS_FOLDER = ("IMAGE_EXTENSIONS", "MATCHERS", "read_alpha", "evaluate_folder", "main")
+__all__ = ["METRIC_KEYS", "CONVENTIONS", "MetricsInputError", "NoUnknownPixelsWarning", "evaluate_alpha", "sad",
+           "mse", "gradient_error", "connectivity_error", "snap_trimap", *_MOVED_TO_METRICS_FOLDER]
 
 METRIC_KEYS = ("sad", "mse", "grad", "conn")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 class MetricsInputError(ValueError):
@@ -230,222 +226,25 @@ def connectivity_error(pred: Any, gt: Any, trimap: Any, *, quantize: bool = True
     return _single(pred, gt, trimap, quantize, lambda p, g, u: impl.official_conn(p, g, u) / 1000.0)
 
 
-# ----------------------------------------------------------------------------------------- files
-def read_alpha(path: str | os.PathLike) -> np.ndarray:
-    """Read an 8-bit single-channel image (alpha matte, prediction or trimap) as (H, W) uint8.
-
-    A 3/4-channel file whose colour channels are identical (and alpha opaque) is accepted as grey, as
-    ``hleval.m`` reads ``gt(:, :, 1)``. 16-bit files, differing channels and unreadable files raise
-    :class:`MetricsInputError` naming the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MetricsInputError(f"{path}: no such file")
-    img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise MetricsInputError(f"{path}: not a readable image")
-    if img.dtype != np.uint8:
-        raise MetricsInputError(f"{path}: {img.dtype} image (max value {int(img.max())}); the official evaluation "
-                                f"reads 8-bit PNGs; save it as 8-bit (e.g. np.rint(a / 257).astype(np.uint8))")
-    if img.ndim == 3:
-        color = img[..., :3] if img.shape[2] >= 3 else img[..., :1]
-        opaque = img.shape[2] != 4 or bool((img[..., 3] == 255).all())
-        if not (opaque and (color == color[..., :1]).all()):
-            raise MetricsInputError(f"{path}: {img.shape[2]}-channel image with differing channels; save the "
-                                    f"alpha matte / trimap as a single-channel 8-bit PNG")
-        img = img[..., 0]
-    return np.ascontiguousarray(img)
+# ----------------------------------------------------------------------------------------- files, folders, CLI
+# Re-exported: read_alpha, the folder evaluation and the command line moved to matting_lib.metrics_folder. That
+# module imports this one, so the names are looked up on first use (PEP 562) instead of imported here:
+# ``from matting_lib.metrics import evaluate_folder, main, read_alpha`` and ``metrics.evaluate_folder`` work as before.
 
 
-def _index_dir(folder: Path, what: str) -> dict[str, list[Path]]:
-    if not folder.is_dir():
-        raise MetricsInputError(f"{what} folder {folder} does not exist")
-    out: dict[str, list[Path]] = {}
-    for f in folder.iterdir():
-        if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
-            out.setdefault(f.stem, []).append(f)
-    return out
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_METRICS_FOLDER:
+        from matting_lib import metrics_folder
+
+        return getattr(metrics_folder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _pick(index: dict[str, list[Path]], stem: str, prefer: str) -> Path | None:
-    cands = index.get(stem, [])
-    for c in cands:
-        if c.name == prefer:
-            return c
-    return sorted(cands)[0] if cands else None
-
-
-def _match_same_name(gt: dict, tri: dict, stem: str, name: str) -> tuple[Path | None, Path | None, str]:
-    return _pick(gt, stem, name), _pick(tri, stem, name), f"{stem}.* in the gt and trimap folders"
-
-
-def _match_composition1k(gt: dict, tri: dict, stem: str, name: str) -> tuple[Path | None, Path | None, str]:
-    parts = stem.rsplit("!", 3)
-    if len(parts) != 4 or not (parts[2].isdigit() and parts[3].isdigit()):
-        raise MetricsInputError(f"{name}: not a Composition-1k name '{{bg}}!{{fg}}!{{f}}!{{b}}.png'; "
-                                f"use matcher='same_name' for other layouts")
-    fg, b = parts[1], parts[3]
-    hint = f"gt {fg}.* and trimap {fg}_{b}.*"
-    if int(b) >= 20:
-        hint += (f" (b={b} looks like a global background index as in DIM-PyTorch's test.py; this layout "
-                 f"expects b within the foreground, 0..K-1)")
-    return _pick(gt, fg, fg + ".png"), _pick(tri, f"{fg}_{b}", f"{fg}_{b}.png"), hint
-
-
-#: matcher name -> function(gt index, trimap index, prediction stem, prediction file name) -> (gt, trimap, hint);
-#: an index maps a file stem to the image files with that stem in one folder.
-MATCHERS: dict[str, Callable[..., tuple[Path | None, Path | None, str]]] = {
-    "same_name": _match_same_name,
-    "composition1k": _match_composition1k,
-}
-
-
-def _evaluate_job(job: tuple[str, str, str, str, str]) -> dict[str, Any]:
-    """Worker: one image's row; input problems are returned in ``error`` so the run goes on."""
-    name, pred_path, gt_path, trimap_path, convention = job
-    row: dict[str, Any] = {"name": name, **dict.fromkeys(METRIC_KEYS, math.nan), "n_unknown": -1,
-                           "note": "", "error": "", "pred": pred_path, "gt": gt_path, "trimap": trimap_path}
-    try:
-        images = [read_alpha(pred_path), read_alpha(gt_path), read_alpha(trimap_path)]  # errors name the file
-    except MetricsInputError as e:
-        row["error"] = str(e)
-        return row
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            values, n = _evaluate(*images, convention, True)
-        row.update(values, n_unknown=n, note="; ".join(str(w.message) for w in caught))
-    except MetricsInputError as e:
-        row["error"] = f"{e} (pred {pred_path}, gt {gt_path}, trimap {trimap_path})"
-    return row
-
-
-def _worker_init() -> None:
-    cv2.setNumThreads(1)  # one image per process; no nested thread pools
-
-
-def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, trimap_dir: str | os.PathLike, *,
-                    out_csv: str | os.PathLike | None = None, convention: str = "official",
-                    workers: int | None = None, matcher: Literal["same_name", "composition1k"] = "same_name",
-                    progress: bool = True) -> dict[str, Any]:
-    """Evaluate every prediction in ``pred_dir`` against its ground truth and trimap.
-
-    Matching (``matcher``): "same_name" = the same file stem in all three folders; "composition1k" =
-    prediction ``{bg}!{fg}!{f}!{b}.png`` -> alpha ``{fg}.png`` and trimap ``{fg}_{b}.png``. All files are
-    matched before any work starts; missing partners raise :class:`MetricsInputError` listing them.
-    Images run in parallel (a process pool of ``workers`` processes, chunked; ``None`` = one per
-    available core, in-process for fewer than 8 images; 0 or 1 = in-process) with a progress bar.
-
-    Returns ``{"mean": {sad, mse, grad, conn}, "rows": [per-image dicts], "count", "convention"}``.
-    ``out_csv`` gets the rows (written atomically) and ``<out_csv>.mean.json`` the means. Images whose
-    files are unusable are listed in one error raised at the end, after the CSV is written.
-    """
-    if convention not in CONVENTIONS:
-        raise MetricsInputError(f"unknown convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
-    if matcher not in MATCHERS:
-        raise MetricsInputError(f"unknown matcher {matcher!r}; valid: {', '.join(MATCHERS)}")
-    pred_i = _index_dir(Path(pred_dir), "prediction")
-    gt_i, tri_i = _index_dir(Path(gt_dir), "ground-truth"), _index_dir(Path(trimap_dir), "trimap")
-    jobs, missing = [], []
-    for stem in sorted(pred_i):
-        for pred_path in sorted(pred_i[stem]):
-            gt_path, tri_path, hint = MATCHERS[matcher](gt_i, tri_i, stem, pred_path.name)
-            if gt_path is None or tri_path is None:
-                what = "gt" if gt_path is None else "trimap"
-                missing.append(f"{pred_path.name}: no {what} found (looked for {hint})")
-            else:
-                jobs.append((pred_path.name, str(pred_path), str(gt_path), str(tri_path), convention))
-    if missing:
-        more = f" ... and {len(missing) - 10} more" if len(missing) > 10 else ""
-        raise MetricsInputError(f"{len(missing)} prediction(s) in {pred_dir} have no partner:\n  "
-                                + "\n  ".join(missing[:10]) + more)
-    if not jobs:
-        raise MetricsInputError(f"no prediction images ({', '.join(IMAGE_EXTENSIONS)}) in {pred_dir}")
-    if matcher == "same_name":
-        unused = sorted(set(gt_i) - set(pred_i))
-        if unused:
-            warnings.warn(f"{len(unused)} ground-truth file(s) have no prediction (e.g. {unused[0]}); "
-                          f"the means cover the {len(jobs)} predictions only", stacklevel=2)
-    rows = _run_jobs(jobs, workers, progress)
-    good = [r for r in rows if not r["error"]]
-    mean = {k: float(np.mean([r[k] for r in good])) if good else math.nan for k in METRIC_KEYS}
-    result = {"mean": mean, "rows": rows, "count": len(good), "convention": convention}
-    if out_csv is not None:
-        _write_csv(Path(out_csv), rows)
-        summary = {"convention": convention, "count": len(good), "failed": len(rows) - len(good), "mean": mean,
-                   "pred_dir": str(pred_dir), "gt_dir": str(gt_dir), "trimap_dir": str(trimap_dir)}
-        atomic_write_text(Path(str(out_csv) + ".mean.json"), json.dumps(summary, indent=2) + "\n")
-    failed = [r for r in rows if r["error"]]
-    if failed:
-        where = f"; the other rows are in {out_csv}" if out_csv is not None else ""
-        raise MetricsInputError(f"{len(failed)} of {len(rows)} image(s) could not be evaluated{where}:\n  "
-                                + "\n  ".join(f"{r['name']}: {r['error']}" for r in failed[:10]))
-    notes = [r for r in rows if r["note"]]
-    if notes:
-        warnings.warn(f"{len(notes)} image(s) have notes (e.g. {notes[0]['name']}: {notes[0]['note']})",
-                      NoUnknownPixelsWarning, stacklevel=2)
-    return result
-
-
-def _run_jobs(jobs: list[tuple[str, str, str, str, str]], workers: int | None, progress: bool) -> list[dict]:
-    from tqdm.auto import tqdm
-
-    if workers is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        workers = 1 if len(jobs) < 8 else min(cores, len(jobs))
-    bar = dict(total=len(jobs), desc="metrics", unit="img", disable=not progress)
-    if workers <= 1:
-        return [_evaluate_job(j) for j in tqdm(jobs, **bar)]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    chunk = max(1, min(16, math.ceil(len(jobs) / (4 * workers))))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init) as ex:
-        return list(tqdm(ex.map(_evaluate_job, jobs, chunksize=chunk), **bar))
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    cols = ["name", *METRIC_KEYS, "n_unknown", "note", "error", "pred", "gt", "trimap"]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: r[c] for c in cols})
-    atomic_write_text(path, buf.getvalue())
-
-
-# ----------------------------------------------------------------------------------------- CLI
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m matting_lib.metrics --pred DIR --gt DIR --trimap DIR [--out CSV] ...``; returns the exit code."""
-    ap = argparse.ArgumentParser(prog="python -m matting_lib.metrics",
-                                 description="SAD / MSE / Grad / Conn of a folder of predicted alpha mattes, "
-                                             "as the official Deep Image Matting MATLAB code computes them.")
-    ap.add_argument("--pred", required=True, help="folder of predicted alphas (8-bit single-channel PNGs)")
-    ap.add_argument("--gt", required=True, help="folder of ground-truth alphas")
-    ap.add_argument("--trimap", required=True, help="folder of trimaps (0/128/255)")
-    ap.add_argument("--out", default=None, help="per-image CSV to write (means go to <out>.mean.json)")
-    ap.add_argument("--convention", default="official", choices=sorted(CONVENTIONS),
-                    help="official = DIM MATLAB code (default); spkd = the SPKD code's evaluator")
-    ap.add_argument("--layout", default="same_name", choices=sorted(MATCHERS),
-                    help="same_name: same file stem in all folders; composition1k: {bg}!{fg}!{f}!{b}.png -> "
-                         "{fg}.png alpha and {fg}_{b}.png trimap")
-    ap.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
-    ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    args = ap.parse_args(argv)
-    try:
-        res = evaluate_folder(args.pred, args.gt, args.trimap, out_csv=args.out, convention=args.convention,
-                              workers=args.workers, matcher=args.layout, progress=not args.no_progress)
-    except MetricsInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    m = res["mean"]
-    print(f"{res['count']} images ({res['convention']}): SAD {m['sad']:.2f}  MSE {m['mse']:.4f}  "
-          f"Grad {m['grad']:.2f}  Conn {m['conn']:.2f}")
-    return 0
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MOVED_TO_METRICS_FOLDER))
 
 
 if __name__ == "__main__":
-    from matting_lib.metrics import main as _main  # the importable module, so pool workers can find the job
+    from matting_lib.metrics_folder import main as _main  # the importable modules, so pool workers can find the job
 
     sys.exit(_main())
