@@ -33,6 +33,7 @@ from scipy import ndimage as ndi
 
 from matting_lib import _metrics_impl as impl
 from matting_lib import metrics as M
+from matting_lib import metrics_folder as MF
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -163,7 +164,7 @@ def bench_folder(n: int, h: int, w: int, workers: int, rng: np.random.Generator)
             for k, img in zip(("pred", "gt", "trimap"), synthetic_case(h, w, rng)):
                 cv2.imwrite(str(dirs[k] / f"img{i:04d}.png"), img)
         t0 = time.perf_counter()
-        res = M.evaluate_folder(dirs["pred"], dirs["gt"], dirs["trimap"], out_csv=Path(tmp, "m.csv"),
+        res = MF.evaluate_folder(dirs["pred"], dirs["gt"], dirs["trimap"], out_csv=Path(tmp, "m.csv"),
                                 workers=workers, progress=False)
         dt = time.perf_counter() - t0
     assert res["count"] == n

@@ -5,7 +5,7 @@ Official code: Xu et al., "Deep Image Matting", CVPR 2017, evaluation scripts by
 ``compute_connectivity_error.m``, driven by e.g. ``hleval.m`` in IndexNet-Matting's ``evaluation_code/``).
 The numerical kernels live in :mod:`matting_lib._metrics_impl`; this module checks inputs and applies units.
 Folder evaluation and the command line (``python -m matting_lib.metrics --help``) live in
-:mod:`matting_lib.metrics_folder`; its public names are re-exported here.
+:mod:`matting_lib.metrics_folder` (which imports this module; ``python -m matting_lib.metrics`` still works).
 
 Units (the ones papers print): ``sad`` = sum |p - g| / 255 / 1000 (the /1000 is inside the official
 function), ``mse`` = mean ((p - g) / 255)^2 per unknown pixel, ``grad`` = official Grad / 1000,
@@ -57,10 +57,8 @@ import numpy as np
 from matting_lib import _metrics_impl as impl
 from matting_lib.trimap import snap_trimap  # noqa: F401 (public here too: the error message points to it)
 
-#: public names that moved to matting_lib.metrics_folder, re-exported lazily (see __getattr__ at the end)
-_MOVED_TO_METRICS_FOLDER = ("IMAGE_EXTENSIONS", "MATCHERS", "read_alpha", "evaluate_folder", "main")
 __all__ = ["METRIC_KEYS", "CONVENTIONS", "MetricsInputError", "NoUnknownPixelsWarning", "evaluate_alpha", "sad",
-           "mse", "gradient_error", "connectivity_error", "snap_trimap", *_MOVED_TO_METRICS_FOLDER]
+           "mse", "gradient_error", "connectivity_error", "snap_trimap"]
 
 METRIC_KEYS = ("sad", "mse", "grad", "conn")
 
@@ -226,25 +224,8 @@ def connectivity_error(pred: Any, gt: Any, trimap: Any, *, quantize: bool = True
     return _single(pred, gt, trimap, quantize, lambda p, g, u: impl.official_conn(p, g, u) / 1000.0)
 
 
-# ----------------------------------------------------------------------------------------- files, folders, CLI
-# Re-exported: read_alpha, the folder evaluation and the command line moved to matting_lib.metrics_folder. That
-# module imports this one, so the names are looked up on first use (PEP 562) instead of imported here:
-# ``from matting_lib.metrics import evaluate_folder, main, read_alpha`` and ``metrics.evaluate_folder`` work as before.
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_METRICS_FOLDER:
-        from matting_lib import metrics_folder
-
-        return getattr(metrics_folder, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_MOVED_TO_METRICS_FOLDER))
-
-
+# ----------------------------------------------------------------------------------------- command line
 if __name__ == "__main__":
-    from matting_lib.metrics_folder import main as _main  # the importable modules, so pool workers can find the job
+    from matting_lib.metrics_folder import main as _main  # run from there so pool workers import the job
 
     sys.exit(_main())

@@ -18,6 +18,7 @@ import pytest
 
 from matting_lib import _metrics_impl as impl
 from matting_lib import metrics as M
+from matting_lib import metrics_folder as MF
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "metrics_golden.json").read_text())["cases"]
 F32 = np.float32
@@ -447,7 +448,7 @@ def test_evaluate_folder_same_name_csv_and_means(tmp_path):
     _write_set(tmp_path, cases)
     out = tmp_path / "res" / "metrics.csv"
     with pytest.warns(M.NoUnknownPixelsWarning):
-        res = M.evaluate_folder(tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap", out_csv=out,
+        res = MF.evaluate_folder(tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap", out_csv=out,
                                 workers=0, progress=False)
     rows = {r["name"]: r for r in res["rows"]}
     assert res["count"] == 4 and set(rows) == set(cases)
@@ -467,18 +468,18 @@ def test_evaluate_folder_composition1k_layout_and_missing_partner(tmp_path):
     names = {"a": ("bgx!doll!0!3.png", "doll.png", "doll_3.png"),
              "b": ("bgy!net!1!0.png", "net.png", "net_0.png")}
     _write_set(tmp_path, cases, names)
-    res = M.evaluate_folder(tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap", matcher="composition1k",
+    res = MF.evaluate_folder(tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap", matcher="composition1k",
                             workers=0, progress=False)
     got = {r["name"]: r["conn"] for r in res["rows"]}
     assert got == {"bgx!doll!0!3.png": M.evaluate_alpha(*cases["a"])["conn"],
                    "bgy!net!1!0.png": M.evaluate_alpha(*cases["b"])["conn"]}
     (tmp_path / "trimap" / "net_0.png").unlink()
     with pytest.raises(M.MetricsInputError, match=r"bgy!net!1!0.png: no trimap found .*net_0"):
-        M.evaluate_folder(tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap", matcher="composition1k",
+        MF.evaluate_folder(tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap", matcher="composition1k",
                           workers=0, progress=False)
     cv2.imwrite(str(tmp_path / "pred" / "plain.png"), cases["a"][0])
     with pytest.raises(M.MetricsInputError, match="not a Composition-1k name"):
-        M.evaluate_folder(tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap", matcher="composition1k",
+        MF.evaluate_folder(tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap", matcher="composition1k",
                           workers=0, progress=False)
 
 
@@ -489,7 +490,7 @@ def test_folder_bad_file_is_reported_after_the_csv_is_written(tmp_path):
     cv2.imwrite(str(tmp_path / "gt" / "bad.png"), (cases["bad.png"][1].astype(np.uint16) * 257))
     out = tmp_path / "m.csv"
     with pytest.raises(M.MetricsInputError, match=r"(?s)1 of 2 image\(s\).*gt/bad.png: uint16"):
-        M.evaluate_folder(tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap", out_csv=out,
+        MF.evaluate_folder(tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap", out_csv=out,
                           workers=0, progress=False)
     rows = {r["name"]: r for r in csv.DictReader(out.open())}
     assert rows["bad.png"]["error"] and not rows["ok.png"]["error"] and float(rows["ok.png"]["sad"]) >= 0
@@ -498,12 +499,12 @@ def test_folder_bad_file_is_reported_after_the_csv_is_written(tmp_path):
 def test_read_alpha_accepts_grey_rgb_and_refuses_colour(tmp_path):
     a = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
     cv2.imwrite(str(tmp_path / "grey3.png"), np.dstack([a, a, a]))
-    assert np.array_equal(M.read_alpha(tmp_path / "grey3.png"), a)
+    assert np.array_equal(MF.read_alpha(tmp_path / "grey3.png"), a)
     cv2.imwrite(str(tmp_path / "colour.png"), np.dstack([a, a, 255 - a]))
     with pytest.raises(M.MetricsInputError, match="colour.png.*differing channels"):
-        M.read_alpha(tmp_path / "colour.png")
+        MF.read_alpha(tmp_path / "colour.png")
     with pytest.raises(M.MetricsInputError, match="no such file"):
-        M.read_alpha(tmp_path / "missing.png")
+        MF.read_alpha(tmp_path / "missing.png")
 
 
 def test_parallel_folder_run_and_cli(tmp_path, capsys):
@@ -511,14 +512,14 @@ def test_parallel_folder_run_and_cli(tmp_path, capsys):
     cases = {f"im{i}.png": random_case(rng, 10, 10) for i in range(4)}
     _write_set(tmp_path, cases)
     dirs = [tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap"]
-    serial = M.evaluate_folder(*dirs, workers=0, progress=False)
-    parallel = M.evaluate_folder(*dirs, workers=2, progress=False)
+    serial = MF.evaluate_folder(*dirs, workers=0, progress=False)
+    parallel = MF.evaluate_folder(*dirs, workers=2, progress=False)
     assert parallel["rows"] == serial["rows"]
-    code = M.main(["--pred", str(dirs[0]), "--gt", str(dirs[1]), "--trimap", str(dirs[2]), "--workers", "0",
+    code = MF.main(["--pred", str(dirs[0]), "--gt", str(dirs[1]), "--trimap", str(dirs[2]), "--workers", "0",
                    "--out", str(tmp_path / "cli.csv"), "--no-progress"])
     assert code == 0 and "4 images (official): SAD" in capsys.readouterr().out
-    assert M.main(["--pred", str(tmp_path / "nope"), "--gt", str(dirs[1]), "--trimap", str(dirs[2])]) == 2
+    assert MF.main(["--pred", str(tmp_path / "nope"), "--gt", str(dirs[1]), "--trimap", str(dirs[2])]) == 2
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        M.main(["--help"])
+        MF.main(["--help"])
     assert e.value.code == 0 and "--convention" in capsys.readouterr().out
