@@ -49,3 +49,25 @@ def test_run_all_help_and_bad_option():
     bad = subprocess.run(["bash", str(REPO / "run_all.sh"), "--no-such-option"], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0
     assert "--no-such-option" in bad.stderr
+
+
+@pytest.mark.parametrize("profile", ["default"])
+def test_shipped_teacher_matches_its_manifest_and_profile(profile):
+    """The teacher a profile loads is in git, intact (SHA-256), and was trained with the profile's [teacher] settings."""
+    import tomllib
+
+    from matting_lib import checkpoints
+
+    prof = tomllib.loads((REPO / "profiles" / f"{profile}.toml").read_text())
+    assert prof["teacher"]["mode"] == "load"
+    path = REPO / "matting_lib" / "assets" / f"teacher-{profile}.pt"
+    manifest = checkpoints.check_manifest(path)
+    model = checkpoints.load_model(path)
+    trained_with = manifest["parameters"]
+    for key in ("width", "crop_size", "batch_size", "lr", "lr_decay", "steps", "seed"):
+        assert trained_with[key] == prof["teacher"][key], key  # --retrain-teacher reproduces the shipped one
+    assert model.arch["kind"] == "teacher" and model.arch["width"] == prof["teacher"]["width"] == manifest["width"]
+    assert manifest["test_images"] > 0 and set(manifest["metrics"]["official"]) == {"sad", "mse", "grad", "conn"}
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(path.relative_to(REPO))], cwd=REPO,
+                             capture_output=True)
+    assert tracked.returncode == 0 or not (REPO / ".git").exists(), f"{path} is not committed"
