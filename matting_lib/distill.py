@@ -59,8 +59,7 @@ from torch import Tensor, nn
 
 from .kd_losses import KD_LOSSES, SPATIAL_MODES, KDLoss, TermContext, UnknownNameError, lookup, ofd_margin
 from .models import LAYERS, build_channel_adapters
-from .training import parse_decay_steps
-from .training import alpha_loss, unknown_mask
+from .training import alpha_loss, parse_decay_steps, unknown_mask
 
 LAYER_NAMES = LAYERS  # conv1..conv5 (encoder stages after pooling), dconv5..dconv2 (decoder stages after BN)
 DEFAULT_LAYERS = ("conv2", "conv3", "conv4", "conv5")

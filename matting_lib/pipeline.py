@@ -174,7 +174,6 @@ def job_fingerprint(job: Job, runs_root: Path, profile: str) -> str:
                     **({"inputs": files} if files else {})})
 
 
-
 def _notebook_source_digest(path: Path) -> str:
     if not path.is_file():
         return "missing"
