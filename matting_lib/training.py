@@ -13,7 +13,8 @@ with every tensor already on the training device; the objective is moved with ``
 
 :func:`train`: Adam (lr 0.01 by default, constant as in the paper or step-decayed with ``lr_decay_steps``),
 gradients clamped element-wise to ±``grad_clamp`` (as the original ``clip_gradient``), steps or epochs,
-validation by alpha loss against the ground truth, ``best.pt`` (weights of the lowest validation loss), ``last.pt`` (everything needed to resume: optimizer, objective, RNG states, step),
+validation by alpha loss against the ground truth, ``best.pt`` (weights of the lowest validation loss),
+``last.pt`` (everything needed to resume: optimizer, objective, RNG states, step),
 ``log.csv`` (one row per ``log_every`` steps and per validation) and a tqdm progress bar. A run directory that
 holds ``last.pt`` is resumed; on CPU an interrupted-then-resumed run equals an uninterrupted one bit for bit:
 the data order is a function of (seed, epoch) only (``DistributedSampler`` seeded per epoch, mid-epoch resume
