@@ -29,6 +29,7 @@ import copyreg
 import json
 import os
 import pickle
+import shutil
 import types
 import warnings
 from pathlib import Path
@@ -38,7 +39,7 @@ import torch
 from torch import nn
 
 from .models import DIMNet, build_teacher, model_from_arch
-from .utils import atomic_write, atomic_write_bytes, atomic_write_text, sha256_file
+from .utils import atomic_write, atomic_write_text, sha256_file
 
 FORMAT = "matting_lib.checkpoint/1"
 
@@ -157,7 +158,7 @@ def ship_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, force: bo
     if (dst.exists() or manifest_path(dst).exists()) and not force:
         raise FileExistsError(f"{dst} (or its manifest) exists; pass force=True (--force) to replace it")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(dst, src.read_bytes())
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))  # streamed, not read into memory
     keep = {k: v for k, v in manifest.items() if k not in ("file", "sha256", "bytes")}
     write_manifest(dst, **{**keep, **info, "shipped_from": str(src)})
     return dst

@@ -20,6 +20,7 @@ This module imports only the standard library at import time so ``--help`` and a
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -192,6 +193,7 @@ def is_done(job: Job, runs_root: Path, profile: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- execution
+@functools.cache
 def _ipc_kernel_manager() -> type:
     """nbclient's kernel manager talking to the kernel over local IPC sockets instead of TCP: nothing listens on
     the network, and ipykernel has no reason to warn about unencrypted TCP traffic on every notebook."""
