@@ -25,6 +25,7 @@ the public names of the texture and foreground modules are re-exported here for 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -68,11 +69,14 @@ class Preset:
     trimap_width: tuple[float, float] = (6.0, 14.0)  # unknown band of the test trimaps, pixels per side
     supersample: int = 4
     jpeg_quality: int = 92
+    mix: str = "weighted"  # foreground kinds: "weighted" (random, FOREGROUND_KINDS' weights) | "comp1k" (see KIND_MIXES)
 
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(6, 2, 3, 2, (112, 144), (120, 136), trimap_width=(3.0, 6.0), supersample=3),
     "default": Preset(200, 8, 25, 8, (320, 400), (300, 340)),
+    # default's sizes, foreground kinds in Composition-1k's test proportions (comp1k_kind_counts)
+    "comp1k": Preset(200, 8, 25, 8, (320, 400), (300, 340), mix="comp1k"),
     "large": Preset(431, 20, 50, 20, (480, 640), (480, 560), trimap_width=(10.0, 24.0)),
 }
 
@@ -87,7 +91,42 @@ TEST_PHOTOS = [("skimage", "chelsea.png"), ("skimage", "motorcycle_left.png"), (
                ("skimage", "text.png")]
 
 # Independent random streams: (seed, stream, index) -> generator. Test streams never meet train streams.
-_STREAMS = {"train-fg": 1, "train-bg": 2, "test-fg": 3, "test-bg": 4, "test-trimap": 5}
+_STREAMS = {"train-fg": 1, "train-bg": 2, "test-fg": 3, "test-bg": 4, "test-trimap": 5, "train-kinds": 6,
+            "test-kinds": 7}
+KIND_MIXES = ("weighted", "comp1k")
+_COMP1K_KINDS = Path(__file__).with_name("assets") / "comp1k_test_kinds.csv"
+
+
+def comp1k_test_kinds() -> dict[str, str]:
+    """{test foreground name: kind} for Composition-1k's 50 test foregrounds, from ``assets/comp1k_test_kinds.csv``
+    (the official names, each assigned to the closest synthetic kind; the file says which rows are guesses)."""
+    import csv
+
+    with _COMP1K_KINDS.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
+    bad = sorted({r["kind"] for r in rows} - set(FOREGROUND_KINDS))
+    if bad:
+        raise ValueError(f"{_COMP1K_KINDS}: unknown kind(s) {bad}; valid: {', '.join(FOREGROUND_KINDS)}")
+    return {r["name"]: r["kind"] for r in rows}
+
+
+def comp1k_kind_counts() -> dict[str, int]:
+    """How many of Composition-1k's 50 test foregrounds are of each synthetic kind (zeros included)."""
+    kinds = list(comp1k_test_kinds().values())
+    return {k: kinds.count(k) for k in FOREGROUND_KINDS}
+
+
+def allocate_kinds(counts: dict[str, int], n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` kinds in the proportions of ``counts`` (largest remainder, ties in ``counts`` order), shuffled by ``rng``:
+    a stratified draw, so a 25-foreground test set has exactly its share of each kind rather than a random one."""
+    total = sum(counts.values())
+    quota = {k: n * c / total for k, c in counts.items()}
+    alloc = {k: int(q) for k, q in quota.items()}
+    by_remainder = sorted(counts, key=lambda k: -(quota[k] - alloc[k]))  # stable: ties keep counts' order
+    for k in by_remainder[: n - sum(alloc.values())]:
+        alloc[k] += 1
+    kinds = [k for k in counts for _ in range(alloc[k])]
+    return [kinds[i] for i in rng.permutation(n)]
 
 
 def _rng(seed: int, stream: str, index: int) -> np.random.Generator:
@@ -124,7 +163,8 @@ def _make_item(args: tuple[int, str, str, int]) -> tuple[str, list[str], dict[st
         bg_names.append(name)
         bg_mean = bg.reshape(-1, 3).mean(0) / 255 if bg_mean is None else bg_mean
     near = bg_mean if rng.random() < 0.3 else None  # foreground colour close to its background's
-    fg, alpha, kind = make_foreground(rng, h, w, photos, supersample=p.supersample, near_colour=near)
+    fg, alpha, kind = make_foreground(rng, h, w, photos, supersample=p.supersample, near_colour=near,
+                                      kind=_kinds(seed, preset_name, split)[i])
     fg_name = f"{split}-{i:04d}-{kind}.png"
     fg_dir = layout.train_fg_dirs[0] if split == "train" else layout.test_fg_dir
     alpha_dir = layout.train_alpha_dirs[0] if split == "train" else layout.test_alpha_dir
@@ -138,9 +178,22 @@ def _make_item(args: tuple[int, str, str, int]) -> tuple[str, list[str], dict[st
     return fg_name, bg_names, files
 
 
+@functools.cache
+def _kinds(seed: int, preset_name: str, split: str) -> tuple[str | None, ...]:
+    """The kind of every foreground of a split: None (drawn with the foreground, "weighted") or stratified."""
+    p = PRESETS[preset_name]
+    n = p.n_train_fg if split == "train" else p.n_test_fg
+    if p.mix == "weighted":
+        return (None,) * n
+    if p.mix != "comp1k":
+        raise ValueError(f"preset {preset_name!r}: unknown mix {p.mix!r}; valid: {', '.join(KIND_MIXES)}")
+    return tuple(allocate_kinds(comp1k_kind_counts(), n, _rng(seed, f"{split}-kinds", 0)))
+
+
 def _spec(seed: int, preset: str) -> dict:
     spec = {"generator": GENERATOR, "format": FORMAT, "seed": seed, "preset": preset,
-            "params": dataclasses.asdict(PRESETS[preset]),
+            "params": {k: v for k, v in dataclasses.asdict(PRESETS[preset]).items()
+                       if not (k == "mix" and v == "weighted")},  # presets made before mixes: same spec as then
             "sources": {"train": [f"{a}:{b}" for a, b in TRAIN_PHOTOS], "test": [f"{a}:{b}" for a, b in TEST_PHOTOS]}}
     return json.loads(json.dumps(spec))  # tuples -> lists, as read back from manifest.json
 

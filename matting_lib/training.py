@@ -114,6 +114,7 @@ class TrainConfig:
     max_val_batches: int | None = None  # None = the whole validation set
     log_every: int = 1  # a log.csv row every N steps
     checkpoint_every: int = 0  # last.pt every N steps; 0 = at every validation. Always at the end.
+    snapshot_every: int = 0  # keep snapshots/step-NNNNNNN.pt (full, resumable) every N steps; 0 = none
     seed: int = 0
     num_workers: int = 0  # DataLoader workers
     device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
@@ -125,7 +126,7 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"TrainConfig.{name} must be ≥ 1 or None, got {v}")
-        for name in ("val_every", "checkpoint_every", "num_workers"):
+        for name in ("val_every", "checkpoint_every", "snapshot_every", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be ≥ 0, got {getattr(self, name)}")
         if self.log_every < 1 or self.lr <= 0:
@@ -188,6 +189,21 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def snapshot_path(run_dir: str | os.PathLike, step: int) -> Path:
+    """``run_dir/snapshots/step-NNNNNNN.pt``: the full training state after optimiser step ``step``."""
+    return Path(run_dir) / "snapshots" / f"step-{step:07d}.pt"
+
+
+def list_snapshots(run_dir: str | os.PathLike) -> dict[int, Path]:
+    """{step: path} of a run's snapshots (see :attr:`TrainConfig.snapshot_every`), in step order."""
+    found = {}
+    for path in sorted((Path(run_dir) / "snapshots").glob("step-*.pt")):
+        stem = path.stem.removeprefix("step-")
+        if stem.isdigit():
+            found[int(stem)] = path
+    return found
+
+
 class _SkipSampler(Sampler):
     """The indices of ``base`` after the first ``skip`` (resuming mid-epoch without loading skipped samples)."""
 
@@ -415,6 +431,8 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
                     if val_set is None and step == total:
                         save(run_dir / "best.pt", full=False)
                     save(run_dir / "last.pt", full=True)
+                if main and config.snapshot_every and step % config.snapshot_every == 0:
+                    save(snapshot_path(run_dir, step), full=True)  # a curve point; also resumable (branch_run)
                 if step >= stop_at:
                     break
         bar.close()

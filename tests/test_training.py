@@ -179,3 +179,20 @@ def test_step_decay_schedule_logged_and_resumed_exactly(tmp_path):
                                                      constant_model.state_dict().values()))
     with pytest.raises(ValueError, match="lr_gamma"):  # the decay factor cannot change under a resumed run
         _run(tmp_path / "resumed", steps=9, lr_decay_steps=(2, 5), lr_gamma=0.25)
+
+
+def test_snapshots_are_full_resumable_states_at_their_steps(tmp_path):
+    from matting_lib.training import list_snapshots, snapshot_path
+
+    model, result, _ = _run(tmp_path / "s", snapshot_every=3)
+    snaps = list_snapshots(tmp_path / "s")
+    assert list(snaps) == [3, 6] and snaps[3] == snapshot_path(tmp_path / "s", 3)
+    ckpt = load_checkpoint(snaps[6])
+    assert ckpt["step"] == 6 and ckpt["optimizer"] is not None  # full state: a run can branch from it
+    # Branching: the step-6 snapshot as last.pt of a new folder continues to the same step-7 weights.
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "last.pt").write_bytes(snaps[6].read_bytes())
+    branched, _, _ = _run(tmp_path / "b", model_seed=5, snapshot_every=3)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), branched.state_dict().values()))
+    with pytest.raises(ValueError, match="snapshot_every"):
+        TrainConfig(snapshot_every=-1)

@@ -1,0 +1,257 @@
+"""The calibration study: how far the teacher leads the no-KD student, measured on the validation split only.
+
+The default profile must follow from evidence, never from the test set. This module measures the gap between
+teacher and student on **full-size validation composites** (the held-out training foregrounds of
+:func:`matting_lib.datasets.split_train_val`, each over some of its own listed backgrounds, composited like the
+Composition-1k test set with a fixed-band trimap like the test trimaps) as training goes on:
+
+* :func:`train_run` trains one network (teacher or no-KD student) with periodic full snapshots
+  (``TrainConfig.snapshot_every``), resumable in stints (a killed run resumes exactly from ``last.pt``);
+* :func:`validation_composites` builds the validation images in memory (deterministic from the seed);
+* :func:`evaluate_snapshots` scores every snapshot of a run on them (official SAD/MSE/Grad/Conn, per kind too)
+  and caches the scores beside the snapshots (``curve.csv``), so a curve grows as a long run goes on;
+* :func:`gap_table` pairs teacher and student curves into the relative gap 1 − SAD_teacher / SAD_student.
+
+Command line (long teacher runs, one stint per call; interrupt any time, rerun to continue)::
+
+    python -m matting_lib.calibration train --data data/synthetic-comp1k --kind teacher --width 0.5 \\
+        --crop-size 160 --steps 20000 --snapshot-every 1000 --run-dir runs/calibrate/teacher-w0.5-c160
+    python -m matting_lib.calibration curve --data data/synthetic-comp1k --run-dir runs/calibrate/teacher-w0.5-c160
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import cpu_env
+
+# ------------------------------------------------------------------------------------------ settings
+@dataclass(frozen=True)
+class RunSettings:
+    """One calibration run: what is trained and how (primitives only; stored in ``run.json``)."""
+
+    kind: str = "teacher"  # "teacher" | "student" (no KD)
+    width: float = 0.25  # channel width (1.0 = the paper's networks)
+    crop_size: int = 160  # training crop side (px)
+    batch_size: int = 16
+    lr: float = 0.01  # Adam, constant (the paper's); snapshots of a constant-lr run are the curve's points
+    steps: int = 20000  # target optimiser steps (a stint may stop earlier and resume later)
+    snapshot_every: int = 1000
+    seed: int = 0  # initialisation and data order
+    split_seed: int = 0  # train/validation foreground split (shared by every run of a study)
+    val_fraction: float = 0.1
+    val_samples: int = 64  # validation crops for the crop-loss curve (and best.pt)
+    val_every: int = 500
+    num_workers: int = 1
+    threads: int = 0  # torch threads; 0 = torch's default (all cores)
+
+    def __post_init__(self):
+        if self.kind not in ("teacher", "student"):
+            raise ValueError(f"kind={self.kind!r}; valid: teacher, student")
+        if self.steps < 1 or self.snapshot_every < 1 or self.crop_size < 32:
+            raise ValueError(f"steps ({self.steps}) and snapshot_every ({self.snapshot_every}) must be >= 1 and "
+                             f"crop_size ({self.crop_size}) >= 32")
+
+
+def train_run(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings: RunSettings, *,
+              stop_after_steps: int | None = None, progress: bool = True):
+    """Train (or continue) one calibration run; returns :class:`matting_lib.training.TrainResult`.
+
+    ``run_dir/run.json`` records the settings and the dataset's identity; a run folder holding another run's
+    settings or data is refused (never silently continued). ``stop_after_steps`` ends this stint early."""
+    import torch
+
+    from .datasets import MattingTrainDataset, split_train_val
+    from .layout import DatasetLayout, dataset_identity
+    from .models import build_student, build_teacher
+    from .training import AlphaObjective, TrainConfig, train
+    from .utils import atomic_write_text
+
+    run_dir = Path(run_dir)
+    layout = DatasetLayout.for_root(data_dir)
+    identity = {"settings": {k: v for k, v in asdict(settings).items() if k not in ("steps", "threads",
+                                                                                     "num_workers")},
+                "data": dataset_identity(layout)}
+    record = run_dir / "run.json"
+    if record.is_file():
+        old = json.loads(record.read_text())
+        if old.get("identity") != identity:
+            raise ValueError(f"{run_dir} holds a run with other settings or data ({record}); choose another "
+                             f"--run-dir, or move that folder away to start afresh")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record, json.dumps({"identity": identity, "steps": settings.steps}, indent=1) + "\n")
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    train_fg, val_fg = split_train_val(layout.fg_names("train"), settings.val_fraction, settings.split_seed)
+    train_set = MattingTrainDataset(layout, train_fg, crop_size=settings.crop_size, seed=settings.seed)
+    val_set = MattingTrainDataset(layout, val_fg, crop_size=settings.crop_size, seed=settings.split_seed + 1,
+                                  epoch_length=settings.val_samples)
+    model = (build_teacher if settings.kind == "teacher" else build_student)(settings.width)
+    cfg = TrainConfig(lr=settings.lr, batch_size=settings.batch_size, steps=settings.steps,
+                      val_every=settings.val_every, snapshot_every=settings.snapshot_every, seed=settings.seed,
+                      num_workers=settings.num_workers, stop_after_steps=stop_after_steps, progress=progress)
+    return train(model, AlphaObjective(), train_set, val_set, cfg, run_dir)
+
+
+# ------------------------------------------------------------------------------------------ validation images
+@dataclass(frozen=True)
+class Composite:
+    """One full-size validation image: uint8 image (H, W, 3), trimap (H, W) in {0, 128, 255}, alpha (H, W)."""
+
+    name: str
+    kind: str
+    image: np.ndarray
+    trimap: np.ndarray
+    alpha: np.ndarray
+
+
+def fg_kind(name: str) -> str:
+    """The synthetic benchmark's foreground kind from its file name (``train-0012-hair.png`` → ``hair``);
+    ``"other"`` for names that do not carry one (real data)."""
+    from .synthetic_foregrounds import FOREGROUND_KINDS
+
+    stem = Path(name).stem.rsplit("-", 1)[-1]
+    return stem if stem in FOREGROUND_KINDS else "other"
+
+
+def validation_composites(data_dir: str | os.PathLike, *, val_fraction: float = 0.1, split_seed: int = 0,
+                          bg_per_fg: int = 4, trimap_width: tuple[float, float] = (6.0, 14.0),
+                          seed: int = 0) -> list[Composite]:
+    """The held-out foregrounds of the training split, each over its first ``bg_per_fg`` listed backgrounds,
+    composited as the test set (top-left crop, :func:`matting_lib.compositing.composite`), with a fixed-band
+    trimap (:func:`matting_lib.trimap.trimap_from_distance`, band width drawn per foreground from
+    ``trimap_width`` with ``seed``, as the synthetic test trimaps). Deterministic; nothing is written."""
+    from .compositing import composite
+    from .datasets import split_train_val
+    from .layout import DatasetLayout, read_alpha, read_rgb
+    from .trimap import trimap_from_distance
+
+    layout = DatasetLayout.for_root(data_dir)
+    names, bgs, k = layout.fg_names("train"), layout.bg_names("train"), layout.bg_per_fg("train")
+    _, val_fg = split_train_val(names, val_fraction, split_seed)
+    if not 1 <= bg_per_fg <= k:
+        raise ValueError(f"bg_per_fg={bg_per_fg} must be between 1 and the {k} backgrounds listed per foreground")
+    index = {n: i for i, n in enumerate(names)}
+    out = []
+    for fg_name in val_fg:
+        fg, alpha = read_rgb(layout.fg_path("train", fg_name)), read_alpha(layout.alpha_path("train", fg_name))
+        width = np.random.default_rng([seed, 11, index[fg_name]]).uniform(*trimap_width)
+        trimap = trimap_from_distance(alpha, width)
+        for b in range(bg_per_fg):
+            bg_name = bgs[index[fg_name] * k + b]
+            image = composite(fg, alpha, read_rgb(layout.bg_path("train", bg_name)))
+            out.append(Composite(f"{Path(bg_name).stem}!{Path(fg_name).stem}!{b}", fg_kind(fg_name), image,
+                                 trimap, alpha))
+    return out
+
+
+def score_model(model, composites: Sequence[Composite], *, metrics: Sequence[str] = ("sad", "mse", "grad", "conn")
+                ) -> dict[str, dict[str, float]]:
+    """Official metrics of ``model`` on ``composites``: ``{"all": {metric: mean}, "<kind>": {...}, ...}``, plus
+    ``"count"`` per group. Predictions as :func:`matting_lib.evaluation.predict_alpha` (8-bit, known regions
+    forced), so the numbers are those the test-set evaluation would give on these images."""
+    from .evaluation import predict_alpha
+    from .metrics import evaluate_alpha
+
+    rows: dict[str, list[dict[str, float]]] = {}
+    for c in composites:
+        pred = predict_alpha(model, c.image, c.trimap)
+        m = evaluate_alpha(pred, c.alpha, c.trimap)
+        for group in ("all", c.kind):
+            rows.setdefault(group, []).append({k: m[k] for k in metrics})
+    return {g: {**{k: float(np.mean([r[k] for r in rs])) for k in metrics}, "count": len(rs)}
+            for g, rs in rows.items()}
+
+
+# ------------------------------------------------------------------------------------------ curves
+CURVE_FIELDS = ("step", "group", "count", "sad", "mse", "grad", "conn")
+
+
+def evaluate_snapshots(run_dir: str | os.PathLike, composites: Sequence[Composite], *, progress: bool = True
+                       ) -> list[dict]:
+    """Score every snapshot of ``run_dir`` on ``composites``; rows ``{step, group, count, sad, mse, grad, conn}``.
+
+    Scores are cached in ``run_dir/curve.csv`` keyed by step (and by a digest of the composites' names, so
+    another validation set is scored afresh): a growing run only scores its new snapshots."""
+    import hashlib
+
+    from .checkpoints import load_model
+    from .training import list_snapshots
+    from .utils import atomic_write_text
+
+    run_dir = Path(run_dir)
+    digest = hashlib.sha256("\n".join(c.name for c in composites).encode()).hexdigest()[:12]
+    cache = run_dir / f"curve-{digest}.csv"
+    rows = []
+    if cache.is_file():
+        with cache.open(newline="") as fh:
+            rows = [{k: (r[k] if k == "group" else float(r[k])) for k in CURVE_FIELDS} for r in csv.DictReader(fh)]
+    done = {int(r["step"]) for r in rows}
+    todo = {s: p for s, p in list_snapshots(run_dir).items() if s not in done}
+    for step, path in todo.items():
+        t0 = time.time()
+        scores = score_model(load_model(path), composites)
+        rows += [{"step": step, "group": g, **{k: s[k] for k in CURVE_FIELDS[2:]}} for g, s in sorted(scores.items())]
+        rows.sort(key=lambda r: (r["step"], r["group"]))
+        lines = [",".join(CURVE_FIELDS)] + [",".join(str(r[k]) for k in CURVE_FIELDS) for r in rows]
+        atomic_write_text(cache, "\n".join(lines) + "\n")
+        if progress:
+            print(f"{run_dir.name} step {step}: validation SAD {scores['all']['sad']:.3f} "
+                  f"({scores['all']['count']} images, {time.time() - t0:.0f} s)", flush=True)
+    for r in rows:
+        r["step"], r["count"] = int(r["step"]), int(r["count"])
+    return rows
+
+
+def gap_table(teacher_rows: Sequence[dict], student_rows: Sequence[dict], *, group: str = "all") -> list[dict]:
+    """Relative gap ``1 − SAD_teacher(step_t) / SAD_student(step_s)`` for every pair of snapshot steps of one
+    group: positive = the teacher is better. Rows ``{teacher_step, student_step, teacher_sad, student_sad, gap}``."""
+    t = {r["step"]: r["sad"] for r in teacher_rows if r["group"] == group}
+    s = {r["step"]: r["sad"] for r in student_rows if r["group"] == group}
+    return [{"teacher_step": ts, "student_step": ss, "teacher_sad": t[ts], "student_sad": s[ss],
+             "gap": 1.0 - t[ts] / s[ss]} for ts in sorted(t) for ss in sorted(s)]
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m matting_lib.calibration", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train or continue one calibration run (resumable; interrupt any time)")
+    t.add_argument("--data", required=True, help="dataset root (Adobe layout)")
+    t.add_argument("--run-dir", required=True)
+    for f in RunSettings.__dataclass_fields__.values():
+        t.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    t.add_argument("--stop-after-steps", type=int, default=None, help="end this stint after this global step")
+    c = sub.add_parser("curve", help="score a run's snapshots on the validation composites (cached)")
+    c.add_argument("--data", required=True)
+    c.add_argument("--run-dir", required=True, nargs="+")
+    c.add_argument("--bg-per-fg", type=int, default=4)
+    c.add_argument("--split-seed", type=int, default=0)
+    c.add_argument("--val-fraction", type=float, default=0.1)
+    args = p.parse_args(argv)
+    if args.cmd == "train":
+        fields = RunSettings.__dataclass_fields__
+        settings = RunSettings(**{k: getattr(args, k) for k in fields})
+        res = train_run(args.data, args.run_dir, settings, stop_after_steps=args.stop_after_steps)
+        print(f"{args.run_dir}: step {res.step} of {res.total_steps} ({'stint ended' if res.interrupted else 'done'})")
+        return 0
+    comps = validation_composites(args.data, val_fraction=args.val_fraction, split_seed=args.split_seed,
+                                  bg_per_fg=args.bg_per_fg)
+    for run in args.run_dir:
+        evaluate_snapshots(run, comps)
+    return 0
+
+
+if __name__ == "__main__":
+    cpu_env.reexec_pinned()
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""One instruction-set level for every numerical library, so that two x86-64 machines compute the same numbers.
+
+Why: NumPy, PyTorch (ATen), oneDNN and MKL pick their kernels at run time by what the CPU offers. On an AVX-512
+machine they run other code than on an AVX2 one, and the results differ in the last bits: NumPy's AVX-512
+transcendental and reduction loops changed 1–6 of the 2,454 files of the default synthetic benchmark (measured on
+an AVX-512 machine by disabling its AVX-512 paths), and at lr 0.01 last-bit differences in training grow into
+different students. Machines here are AVX2 or AVX-512, so the pipeline pins everything to AVX2 (x86-64-v3), the
+level they share: :data:`PINNED_ENV`, set by :func:`pin` before any kernel starts (the notebooks' kernels inherit
+it) and reported by :func:`describe`.
+
+The variables must be set before the libraries load, so this module imports nothing but the standard library.
+Thread counts matter too (parallel reductions split work by thread); the pipeline fixes them per run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Mapping
+
+# What each variable does (all documented by the library concerned):
+#   NPY_DISABLE_CPU_FEATURES  NumPy's dispatched SIMD loops above AVX2 off (numpy >= 2.4 names the levels X86_V4 ...)
+#   ATEN_CPU_CAPABILITY       PyTorch's own CPU kernels compiled for AVX2 instead of AVX-512
+#   ONEDNN_MAX_CPU_ISA        oneDNN (convolutions, batch norm, pooling) at most AVX2
+#   MKL_CBWR                  MKL's conditional numerical reproducibility: the AVX2 code path on every AVX2+ CPU
+#   OPENCV_CPU_DISABLE        OpenCV's AVX-512 dispatch off
+#   OPENBLAS_CORETYPE         OpenBLAS (NumPy's BLAS) kernels for Haswell (AVX2)
+PINNED_ENV: dict[str, str] = {
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_CBWR": "AVX2",
+    "OPENCV_CPU_DISABLE": "AVX512-SKX",
+    "OPENBLAS_CORETYPE": "Haswell",
+}
+
+
+def supported() -> bool:
+    """True on x86-64 Linux with AVX2 (the pinned level can only be reached where the CPU has it)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx2" in flags and " fma" in flags
+
+
+def pin(env: os._Environ | dict | None = None) -> dict[str, str]:
+    """Put :data:`PINNED_ENV` into ``env`` (default ``os.environ``) where the CPU supports it; a variable the
+    user already set is left alone (their choice wins). Returns what is now in effect of those variables."""
+    env = os.environ if env is None else env
+    if supported():
+        for key, value in PINNED_ENV.items():
+            env.setdefault(key, value)
+    return {k: env[k] for k in PINNED_ENV if k in env}
+
+
+def is_pinned(env: Mapping[str, str] | None = None) -> bool:
+    """Whether every variable of :data:`PINNED_ENV` has its pinned value in ``env`` (default ``os.environ``)."""
+    env = os.environ if env is None else env
+    return all(env.get(k) == v for k, v in PINNED_ENV.items())
+
+
+def describe() -> str:
+    """One line on the instruction sets in effect (call after torch/numpy are imported, e.g. in a notebook)."""
+    parts = []
+    try:
+        import torch
+
+        parts.append(f"torch {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} thread(s)")
+    except ImportError:
+        pass
+    try:
+        import numpy as np
+
+        from numpy._core._multiarray_umath import __cpu_features__ as feats  # type: ignore[attr-defined]
+        top = [k for k in ("X86_V4", "X86_V3", "X86_V2") if feats.get(k)]
+        parts.append(f"numpy {top[0] if top else 'baseline'} ({np.__version__})")
+    except ImportError:
+        pass
+    state = "pinned to AVX2 for reproducibility" if is_pinned() else "native (not pinned: results may differ by CPU)"
+    return f"CPU kernels {state}: " + "; ".join(parts)
+
+
+def reexec_pinned() -> None:
+    """Restart this Python process with :data:`PINNED_ENV` if it is not in effect yet (for command-line entry
+    points: the variables only work before NumPy/PyTorch load). Does nothing where :func:`supported` is False."""
+    import sys
+
+    if not supported() or is_pinned():
+        return
+    env = dict(os.environ)
+    pin(env)
+    if is_pinned(env):  # never loop when the user set one of the variables to something else
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)

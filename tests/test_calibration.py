@@ -1,0 +1,128 @@
+"""Calibration study helpers: Composition-1k kind mix, reproducible CPU kernels, dataset identity, validation
+composites and snapshot curves."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matting_lib import calibration, cpu_env
+from matting_lib import synthetic as S
+from matting_lib.layout import DatasetLayout, dataset_identity
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_kind_table_covers_the_official_test_list_in_order():
+    official = [ln.strip() for ln in (DATA / "comp1k_test_fg_names.txt").read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")]
+    kinds = S.comp1k_test_kinds()
+    assert list(kinds) == official and len(official) == 50
+    counts = S.comp1k_kind_counts()
+    assert sum(counts.values()) == 50 and set(counts) == set(S.FOREGROUND_KINDS)
+    assert counts["hair"] + counts["fur"] > 25  # Composition-1k is mostly people and animals
+
+
+def test_allocation_is_stratified_exact_and_seeded():
+    counts = {"a": 16, "b": 18, "c": 8, "d": 4, "e": 1, "f": 1, "g": 2, "h": 0}
+    got = S.allocate_kinds(counts, 200, np.random.default_rng(0))
+    assert Counter(got) == {"a": 64, "b": 72, "c": 32, "d": 16, "e": 4, "f": 4, "g": 8}
+    small = S.allocate_kinds(counts, 25, np.random.default_rng(0))
+    assert len(small) == 25 and Counter(small)["a"] == 8 and Counter(small)["b"] == 9 and "h" not in small
+    assert S.allocate_kinds(counts, 25, np.random.default_rng(0)) == small
+    assert S.allocate_kinds(counts, 25, np.random.default_rng(1)) != small
+
+
+def test_comp1k_preset_follows_the_mix_and_old_presets_keep_their_spec():
+    train = Counter(S._kinds(0, "comp1k", "train"))
+    share = {k: c / 50 for k, c in S.comp1k_kind_counts().items()}
+    assert all(abs(train.get(k, 0) / 200 - share[k]) <= 1 / 200 for k in share)
+    assert S._kinds(0, "default", "test") == (None,) * 25  # the weighted draw, as before mixes existed
+    assert "mix" not in S._spec(0, "default")["params"] and S._spec(0, "comp1k")["params"]["mix"] == "comp1k"
+
+
+def test_pin_sets_defaults_but_never_overrides_the_user():
+    env = {"MKL_CBWR": "COMPATIBLE"}
+    if not cpu_env.supported():
+        assert cpu_env.pin(env) == {"MKL_CBWR": "COMPATIBLE"}
+        return
+    cpu_env.pin(env)
+    assert env["MKL_CBWR"] == "COMPATIBLE" and env["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert not cpu_env.is_pinned(env) and cpu_env.is_pinned(cpu_env.PINNED_ENV)
+
+
+@pytest.mark.skipif(not cpu_env.supported(), reason="needs an x86-64 CPU with AVX2")
+def test_pinned_process_runs_avx2_kernels():
+    env = {k: v for k, v in os.environ.items() if k not in cpu_env.PINNED_ENV}
+    cpu_env.pin(env)
+    code = "import torch, numpy; from matting_lib import cpu_env; print(cpu_env.describe())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert "pinned to AVX2" in out and "torch AVX2" in out and "numpy X86_V4" not in out
+
+
+def _fake_dataset(root: Path, files: dict[str, str], versions: dict) -> DatasetLayout:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "manifest.json").write_text(json.dumps({"versions": versions, "files": files}))
+    return DatasetLayout.for_root(root)
+
+
+def test_dataset_identity_is_the_files_not_the_environment(tmp_path):
+    a = dataset_identity(_fake_dataset(tmp_path / "a", {"x.png": "11", "y.png": "22"}, {"numpy": "1"}))
+    b = dataset_identity(_fake_dataset(tmp_path / "b", {"y.png": "22", "x.png": "11"}, {"numpy": "2"}))
+    c = dataset_identity(_fake_dataset(tmp_path / "c", {"x.png": "11", "y.png": "23"}, {"numpy": "1"}))
+    assert a == b and a["kind"] == "files" and a["sha256"] != c["sha256"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    return S.generate_dataset(tmp_path_factory.mktemp("cal") / "smoke", seed=0, preset="smoke", progress=False)
+
+
+def test_validation_composites_are_held_out_deterministic_and_test_like(smoke):
+    from matting_lib.datasets import split_train_val
+
+    comps = calibration.validation_composites(smoke, bg_per_fg=2, val_fraction=0.34)
+    layout = DatasetLayout.for_root(smoke)
+    _, val_fg = split_train_val(layout.fg_names("train"), 0.34, 0)
+    assert len(comps) == 2 * len(val_fg) and {c.name.split("!")[1] for c in comps} == {Path(n).stem for n in val_fg}
+    again = calibration.validation_composites(smoke, bg_per_fg=2, val_fraction=0.34)
+    assert all(np.array_equal(x.image, y.image) and np.array_equal(x.trimap, y.trimap) for x, y in zip(comps, again))
+    for c in comps:
+        assert c.image.shape == c.alpha.shape + (3,) and set(np.unique(c.trimap)) <= {0, 128, 255}
+        assert (c.trimap == 128).any() and c.kind in S.FOREGROUND_KINDS
+    with pytest.raises(ValueError, match="bg_per_fg"):
+        calibration.validation_composites(smoke, bg_per_fg=99)
+
+
+def test_snapshot_curve_is_scored_once_and_cached(smoke, tmp_path, monkeypatch):
+    settings = calibration.RunSettings(kind="student", width=0.125, crop_size=48, batch_size=2, steps=4,
+                                       snapshot_every=2, val_every=2, val_samples=2, num_workers=0)
+    calibration.train_run(smoke, tmp_path / "run", settings, progress=False)
+    comps = calibration.validation_composites(smoke, bg_per_fg=1, val_fraction=0.34)
+    rows = calibration.evaluate_snapshots(tmp_path / "run", comps, progress=False)
+    assert sorted({r["step"] for r in rows}) == [2, 4] and all(r["sad"] >= 0 for r in rows)
+    calls = []
+    monkeypatch.setattr(calibration, "score_model", lambda *a, **k: calls.append(1))
+    assert calibration.evaluate_snapshots(tmp_path / "run", comps, progress=False) == rows and not calls
+    # Another run's settings in the same folder are refused, never silently continued.
+    with pytest.raises(ValueError, match="other settings"):
+        calibration.train_run(smoke, tmp_path / "run", calibration.RunSettings(**{**settings.__dict__, "lr": 0.1}))
+
+
+def test_gap_table_pairs_every_teacher_and_student_step():
+    t = [{"step": 10, "group": "all", "sad": 6.0}, {"step": 20, "group": "all", "sad": 5.0}]
+    s = [{"step": 5, "group": "all", "sad": 10.0}, {"step": 5, "group": "hair", "sad": 1.0}]
+    rows = calibration.gap_table(t, s)
+    assert [(r["teacher_step"], r["student_step"]) for r in rows] == [(10, 5), (20, 5)]
+    assert [r["gap"] for r in rows] == pytest.approx([0.4, 0.5])
+
+
+def test_fg_kind_from_names():
+    assert calibration.fg_kind("train-0012-hair.png") == "hair" and calibration.fg_kind("dog-1.png") == "other"
