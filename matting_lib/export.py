@@ -70,6 +70,17 @@ class OnnxModelError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------- export
+def _require(module: str):
+    """Import an optional dependency (the ``onnx`` extra) with an error that says how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"{module} is not installed; ONNX export and inference need the 'onnx' extra: "
+                          f"pip install -e '.[onnx]' (or the pinned versions in requirements.lock)") from None
+
+
 def metadata(model: DIMNet, *, opset: int, source: str = "", source_sha256: str = "") -> dict[str, str]:
     """The ``metadata_props`` written into an exported file (all values strings, keys ``matting_lib.*``)."""
     arch = dict(model.arch)
@@ -100,6 +111,7 @@ def _to_onnx_proto(model: DIMNet, opset: int):
     """The exported ``onnx.ModelProto`` (weights inline) with dynamic N, H, W."""
     from torch.export import Dim
 
+    _require("onnxscript")  # torch's dynamo exporter translates through it
     # An example batch of 2 at an odd size: torch.export specialises dimensions of size 1, and odd sizes exercise
     # the floor-pooling / padded-unpooling path while tracing.
     example = torch.randn(2, 4, 64, 96)
@@ -118,8 +130,7 @@ def _to_onnx_proto(model: DIMNet, opset: int):
 
 def onnx_session(path: str | os.PathLike, *, threads: int | None = None):
     """An onnxruntime CPU session for ``path``; ``threads`` = intra-op threads (None: onnxruntime's default)."""
-    import onnxruntime as ort
-
+    ort = _require("onnxruntime")
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = int(threads)
@@ -145,8 +156,7 @@ def export_onnx(model: DIMNet, out: str | os.PathLike, *, force: bool = False, o
     The file is written atomically and only after onnxruntime reproduces PyTorch on a :data:`CHECK_SHAPE` input
     within :data:`PARITY_ATOL`; an existing ``out`` is replaced only with ``force``.
     """
-    import onnx
-
+    onnx = _require("onnx")
     out = Path(out)
     if not isinstance(model, DIMNet):
         raise ExportError(f"expected a matting network (DIMNet), got {type(model).__name__}")
@@ -208,8 +218,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
 # ---------------------------------------------------------------------------------------------- inference
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The ``matting_lib.*`` metadata of an exported file; :class:`OnnxModelError` if it is not ours."""
-    import onnx
-
+    onnx = _require("onnx")
     path = Path(path)
     if not path.is_file():
         raise OnnxModelError(f"ONNX model {path} does not exist")
@@ -277,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = export_checkpoint(args.checkpoint, args.out, force=args.force, opset=args.opset)
         meta = read_metadata(out)
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, ImportError) as err:
         print(f"matting_lib.export: error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {out} ({meta['matting_lib.kind']}, width {meta['matting_lib.width']}, "

@@ -208,9 +208,48 @@ def test_onnx_model_checks_its_input(exported):
         model(torch.zeros(1, 3, 64, 64))
 
 
+def test_missing_optional_dependency_says_how_to_install(exported, monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the 'onnx' extra were not installed
+    with pytest.raises(ImportError, match=r"onnxruntime is not installed.*pip install -e '\.\[onnx\]'"):
+        ex.OnnxMatting(exported["student"])
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    shipped = REPO / "matting_lib" / "assets" / "teacher-default.pt"
+    assert ex.main(["--checkpoint", str(shipped), "--out", str(tmp_path / "t.onnx")]) == 1
+    assert "onnxscript is not installed" in capsys.readouterr().err and not (tmp_path / "t.onnx").exists()
+
+
 def test_module_help_states_the_input_layout():
     out = subprocess.run([sys.executable, "-m", "matting_lib.export", "--help"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0
     for needle in ("--checkpoint", "--force", "--opset", "0.485", "0.229", "128/255", "matting_lib.kind", "RGB"):
         assert needle in out.stdout, needle
+
+
+def test_benchmark_quick_mode_runs(nets, tmp_path, capsys):
+    """benchmarks/bench_export.py --quick: the latency table and test-set parity on tiny settings."""
+    import importlib.util
+
+    from fixtures_adobe import make_tiny_adobe
+    from matting_lib.compositing import DatasetLayout, build_test_set
+
+    spec = importlib.util.spec_from_file_location("bench_export", REPO / "benchmarks" / "bench_export.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "latency.md"
+    assert bench.main(["--quick", "--threads", "1", "--out", str(out)]) == 0
+    table = out.read_text()
+    assert "1 intra-op thread(s)" in table and "| PyTorch eager (ms) | onnxruntime (ms) |" in table
+    assert [line.split("|")[1].strip() for line in table.splitlines()[4:]] == ["teacher", "student",
+                                                                              "student / teacher"]
+    with pytest.raises(SystemExit):  # an existing --out is refused without --force
+        bench.main(["--quick", "--out", str(out)])
+    assert "exists" in capsys.readouterr().err
+    root = make_tiny_adobe(tmp_path / "adobe")
+    build_test_set(DatasetLayout.for_root(root), progress=False)
+    ckpt = save_checkpoint(tmp_path / "s.pt", model=nets["student"], config={}, epoch=0, step=0, metrics={})
+    assert bench.main(["--quick", "--threads", "1", "--parity", str(ckpt), "--data", str(root)]) == 0
+    printed = capsys.readouterr().out
+    rows = [line.split("|") for line in printed.splitlines() if line.startswith(f"| {ckpt} |")]
+    assert [r[3].strip() for r in rows] == ["PyTorch", "onnxruntime"] and rows[0][4] == rows[1][4]  # SAD, 4 decimals
+    assert "SAD equal to 4 decimals: yes" in printed
