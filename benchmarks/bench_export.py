@@ -137,10 +137,11 @@ def parity_markdown(results: list[dict]) -> str:
         for path_name, m in r["means"].items():
             lines.append(f"| {r['checkpoint']} | {r['images']} | {path_name} | {m['sad']:.4f} | {m['mse']:.6f} "
                          f"| {m['grad']:.4f} | {m['conn']:.4f} |")
-    notes = [f"{r['checkpoint']}: {r['differ']} of {r['pixels']:,} PNG pixels differ (max {r['max_diff']} grey "
-             f"level); SAD equal to 4 decimals: "
-             f"{'yes' if round(r['means']['PyTorch']['sad'], 4) == round(r['means']['onnxruntime']['sad'], 4) else 'NO'}"
-             for r in results]
+    notes = []
+    for r in results:
+        same = f"{r['means']['PyTorch']['sad']:.4f}" == f"{r['means']['onnxruntime']['sad']:.4f}"
+        notes.append(f"{r['checkpoint']}: {r['differ']} of {r['pixels']:,} PNG pixels differ (max {r['max_diff']} "
+                     f"grey level); SAD equal to 4 decimals: {'yes' if same else 'NO'}")
     return "\n".join(lines + [""] + notes) + "\n"
 
 

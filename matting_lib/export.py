@@ -140,9 +140,10 @@ def onnx_session(path: str | os.PathLike, *, threads: int | None = None):
 
 @torch.no_grad()
 def max_abs_diff(model: nn.Module, session, shape: Sequence[int] = CHECK_SHAPE, *, seed: int = 0) -> float:
-    """max |α_onnxruntime − α_pytorch| on a random normal input of ``shape`` (N, 4, H, W)."""
+    """max |α_onnxruntime − α_pytorch| on a random normal input of ``shape`` (N, 4, H, W); ``model`` in eval
+    mode."""
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-    ref = model.eval()(x).numpy()
+    ref = model(x).numpy()
     got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
     if got.shape != ref.shape:
         return float("inf")
@@ -160,6 +161,9 @@ def export_onnx(model: DIMNet, out: str | os.PathLike, *, force: bool = False, o
     out = Path(out)
     if not isinstance(model, DIMNet):
         raise ExportError(f"expected a matting network (DIMNet), got {type(model).__name__}")
+    device = next(model.parameters()).device
+    if device.type != "cpu":  # the example input and the parity check run on the CPU
+        raise ExportError(f"the network is on {device}; export it from the CPU: export_onnx(model.cpu(), ...)")
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"output {out} must end in .onnx (matting_lib.predict recognises exported models by it)")
     if out.exists() and not force:

@@ -177,6 +177,8 @@ def test_checkpoint_that_is_not_a_matting_network(tmp_path, capsys):
     assert not (tmp_path / "out.onnx").exists()
     with pytest.raises(ex.ExportError, match="DIMNet"):
         ex.export_onnx(torch.nn.Conv2d(4, 1, 3), tmp_path / "conv.onnx")
+    with pytest.raises(ex.ExportError, match="on meta; export it from the CPU"):
+        ex.export_onnx(build_student(0.125).to("meta"), tmp_path / "meta.onnx")
 
 
 def test_onnx_file_that_is_not_ours(tmp_path, capsys):
