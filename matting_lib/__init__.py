@@ -22,6 +22,7 @@ Modules (one concept each):
     distill      the paper's distillation configurations and the student objective
     evaluation   predict a test set and score it
     predict      command line: matte one image
+    export       ONNX export, and exported networks run by onnxruntime
     profiling    parameters, multiply-accumulates and latency
     paper        the paper's published numbers
     results      Table 1 from run metrics: mean ± std, relative changes, Markdown / CSV / LaTeX

@@ -33,7 +33,8 @@ def predict_alpha(model: nn.Module, image_rgb: np.ndarray, trimap: np.ndarray, *
     if trimap.shape != image_rgb.shape[:2] or trimap.dtype != np.uint8:
         raise ValueError(f"trimap must be uint8 {image_rgb.shape[:2]} like the image, "
                          f"got {trimap.dtype} {trimap.shape}")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    # a model without parameters (an onnxruntime-backed export.OnnxMatting) takes CPU inputs
+    device = torch.device(device) if device is not None else next(model.parameters(), torch.empty(0)).device
     was_training = model.training
     model.eval()
     try:

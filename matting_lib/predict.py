@@ -7,7 +7,8 @@
 nearest of the three). ``--mask``: a binary foreground mask instead (non-zero = foreground); the trimap is made
 by marking a band of ``--band`` pixels on each side of the mask's edge unknown
 (:func:`matting_lib.trimap.trimap_from_mask`). ``CKPT``: a matting_lib checkpoint (``teacher.pt``, ``best.pt``,
-...) or DIM-PyTorch's ``BEST_checkpoint.tar`` (imported safely, :mod:`matting_lib.checkpoints`).
+...) or DIM-PyTorch's ``BEST_checkpoint.tar`` (imported safely, :mod:`matting_lib.checkpoints`), or a ``.onnx``
+file written by ``python -m matting_lib.export`` (run by onnxruntime on the CPU; same preprocessing, same PNG).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("trimap", nargs="?", help="trimap (0 / 128 / 255); or give --mask")
     p.add_argument("--mask", help="binary foreground mask instead of a trimap")
     p.add_argument("--band", type=int, default=10, help="unknown band half-width in pixels for --mask")
-    p.add_argument("--checkpoint", required=True, help="matting_lib checkpoint or DIM-PyTorch BEST_checkpoint.tar")
+    p.add_argument("--checkpoint", required=True,
+                   help="matting_lib checkpoint, DIM-PyTorch BEST_checkpoint.tar, or a .onnx from matting_lib.export")
     p.add_argument("--out", required=True, help="output alpha PNG (8-bit)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
     p.add_argument("--keep-known", dest="force_known", action="store_false",
@@ -70,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         if min(image.shape[:2]) < 32:
             raise ValueError(f"{args.image} is {image.shape[1]}×{image.shape[0]}; both sides must be ≥ 32 px")
         device = resolve_device(args.device)
-        model = load_any_model(args.checkpoint).to(device)
+        if Path(args.checkpoint).suffix.lower() == ".onnx":  # an exported network: onnxruntime, on the CPU
+            from .export import OnnxMatting
+            model, device = OnnxMatting(args.checkpoint), resolve_device("cpu")
+        else:
+            model = load_any_model(args.checkpoint).to(device)
         t0 = time.time()
         alpha = predict_alpha(model, image, trimap, device=device, force_known=args.force_known)
         out = write_png(args.out, alpha)
