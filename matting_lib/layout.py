@@ -287,3 +287,33 @@ def dataset_identity(layout: DatasetLayout) -> dict[str, str]:
             p = layout.bg_path(split, name)
             h.update(f"{name} {p.stat().st_size if p.is_file() else -1}\n".encode())
     return {"kind": "names+sizes", "sha256": h.hexdigest()}
+
+
+def compare_training_data(manifest: dict, layout: DatasetLayout) -> tuple[bool | None, str]:
+    """Whether ``layout`` holds the data a checkpoint was trained on, from its provenance ``manifest``.
+
+    Returns ``(same, message)``: ``same`` is True/False, or None when the manifest records nothing comparable.
+    New manifests record ``dataset`` (:func:`dataset_identity`); older ones only the SHA-256 of the dataset's
+    ``manifest.json`` (``dataset_manifest_sha256``), which also changes with the library versions it lists, so a
+    mismatch there may be the environment rather than the data — the message says so."""
+    import hashlib
+
+    stored = manifest.get("dataset")
+    if stored:
+        now = dataset_identity(layout)
+        if now == stored:
+            return True, f"same data as the teacher was trained on ({now['kind']} identity {now['sha256'][:12]}…)"
+        return False, (f"the data in {layout.root} DIFFERS from the data the teacher was trained on (identity "
+                       f"{now['sha256'][:12]}… here, {str(stored.get('sha256'))[:12]}… in the manifest): test "
+                       f"metrics are not comparable with the manifest's; regenerate the data with the profile's "
+                       f"settings or retrain the teacher (./run_all.sh --retrain-teacher)")
+    legacy = manifest.get("dataset_manifest_sha256")
+    man = layout.root / "manifest.json"
+    if legacy and man.is_file():
+        now = hashlib.sha256(man.read_bytes()).hexdigest()
+        if now == legacy:
+            return True, "same dataset manifest as the teacher was trained on (SHA-256 of manifest.json)"
+        return False, ("the dataset's manifest.json differs from the one the teacher was trained on (an old manifest "
+                       "that records only that file's hash, which also covers library versions): the training data "
+                       "may differ; the test metrics check below decides whether the test data does")
+    return None, "the teacher's manifest records no dataset identity to compare with"

@@ -126,3 +126,18 @@ def test_gap_table_pairs_every_teacher_and_student_step():
 
 def test_fg_kind_from_names():
     assert calibration.fg_kind("train-0012-hair.png") == "hair" and calibration.fg_kind("dog-1.png") == "other"
+
+
+def test_compare_training_data_says_when_the_data_differs(tmp_path):
+    from matting_lib.layout import compare_training_data
+
+    layout = _fake_dataset(tmp_path / "d", {"x.png": "11"}, {"numpy": "1"})
+    same, msg = compare_training_data({"dataset": dataset_identity(layout)}, layout)
+    assert same is True
+    other = _fake_dataset(tmp_path / "e", {"x.png": "12"}, {"numpy": "1"})
+    same, msg = compare_training_data({"dataset": dataset_identity(layout)}, other)
+    assert same is False and "DIFFERS" in msg and str(other.root) in msg
+    import hashlib
+    legacy = {"dataset_manifest_sha256": hashlib.sha256((tmp_path / "d" / "manifest.json").read_bytes()).hexdigest()}
+    assert compare_training_data(legacy, layout)[0] is True and compare_training_data(legacy, other)[0] is False
+    assert compare_training_data({}, layout)[0] is None

@@ -68,6 +68,12 @@ def test_shipped_teacher_matches_its_manifest_and_profile(profile):
         assert trained_with[key] == prof["teacher"][key], key  # --retrain-teacher reproduces the shipped one
     assert model.arch["kind"] == "teacher" and model.arch["width"] == prof["teacher"]["width"] == manifest["width"]
     assert manifest["test_images"] > 0 and set(manifest["metrics"]["official"]) == {"sad", "mse", "grad", "conn"}
+    assert manifest["dataset"]["kind"] == "files" and len(manifest["dataset"]["sha256"]) == 64  # checkable provenance
+
+    def strings(x):
+        return [x] if isinstance(x, str) else [s for v in (x.values() if isinstance(x, dict) else
+                                                              x if isinstance(x, list) else []) for s in strings(v)]
+    assert not [s for s in strings(manifest) if s.startswith("/")], "manifest stores a machine's absolute path"
     tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(path.relative_to(REPO))], cwd=REPO,
                              capture_output=True)
     assert tracked.returncode == 0 or not (REPO / ".git").exists(), f"{path} is not committed"
