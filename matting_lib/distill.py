@@ -59,6 +59,7 @@ from torch import Tensor, nn
 
 from .kd_losses import KD_LOSSES, SPATIAL_MODES, KDLoss, TermContext, UnknownNameError, lookup, ofd_margin
 from .models import LAYERS, build_channel_adapters
+from .teacher_cache import TeacherOutputCache
 from .training import alpha_loss, parse_decay_steps, unknown_mask
 
 LAYER_NAMES = LAYERS  # conv1..conv5 (encoder stages after pooling), dconv5..dconv2 (decoder stages after BN)
@@ -340,6 +341,8 @@ class DistillObjective(nn.Module):
         config: the :class:`DistillConfig`.
         margins: optional OFD margins per layer (``(C,)`` tensors or None); computed from the teacher's
             BatchNorms by default (:func:`bn_before_relu`, :func:`kd_losses.ofd_margin`).
+        teacher_cache: optional :class:`matting_lib.teacher_cache.TeacherOutputCache`: the teacher's outputs are
+            read from it when another run of the same seed stored them (identical results, one forward per batch).
 
     Submodules ``adapters`` (channel, fsp) and ``connectors`` (ofd) are trained with the student.
     ``logs`` holds ``loss``, ``alpha`` (vs ground truth, as :class:`training.AlphaObjective` names it),
@@ -347,9 +350,11 @@ class DistillObjective(nn.Module):
     """
 
     def __init__(self, teacher: nn.Module | None, student: nn.Module, config: DistillConfig, *,
-                 margins: Mapping[str, Tensor | None] | None = None) -> None:
+                 margins: Mapping[str, Tensor | None] | None = None,
+                 teacher_cache: TeacherOutputCache | None = None) -> None:
         super().__init__()
         self.config = config
+        self.teacher_cache = teacher_cache  # shares the teacher's forward between the runs of one seed
         if config.uses_teacher and teacher is None:
             raise ValueError(f"DistillObjective: configuration {config_label(config)!r} needs a teacher; load one "
                              f"(matting_lib.checkpoints) or use the 'student' configuration")
@@ -409,8 +414,12 @@ class DistillObjective(nn.Module):
             teacher = self._teacher
             if teacher.training:  # someone flipped it: a frozen teacher always runs with running BN stats
                 teacher.eval()
-            with torch.no_grad():
-                t_alpha, t_feats = teacher.forward_features(x, layers) if layers else (teacher(x), {})
+            def run_teacher():
+                with torch.no_grad():
+                    return teacher.forward_features(x, layers) if layers else (teacher(x), {})
+
+            cache = self.teacher_cache
+            t_alpha, t_feats = cache.get(x, layers, run_teacher) if cache is not None else run_teacher()
             if cfg.teacher_alpha_weight > 0:
                 terms["alpha_teacher"] = alpha_loss(s_alpha, t_alpha, mask)
                 total = total + cfg.teacher_alpha_weight * terms["alpha_teacher"]

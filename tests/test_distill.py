@@ -395,3 +395,49 @@ def test_objective_in_the_training_loop_checkpoints_adapters_not_teacher(tmp_pat
     header = result.log_path.read_text().splitlines()[0].split(",")
     assert {"alpha", "alpha_teacher", "kd_spatial", "kd_channel", "val_loss"} <= set(header)
     assert not teacher.training and all(p.grad is None for p in teacher.parameters())
+
+
+@pytest.mark.parametrize("name", ["hinton", "spatial+channel", "ofd"])
+def test_teacher_cache_gives_bit_identical_students(tmp_path, name):
+    """One teacher forward per batch per seed: a cold cache (computes and stores) and a warm one (reads) train
+    exactly the students that computing the teacher in every run trains."""
+    from matting_lib.teacher_cache import TeacherOutputCache
+    from matting_lib.training import TrainConfig, train
+
+    def run(cache, folder):
+        teacher, student = _tiny_pair(seed=6)
+        obj = DistillObjective(teacher, student, PAPER_CONFIGS[name], teacher_cache=cache)
+        cfg = TrainConfig(lr=1e-2, batch_size=2, steps=4, device="cpu", progress=False, val_every=4, seed=1)
+        train(student, obj, _TinySet(), None, cfg, tmp_path / folder)
+        return student.state_dict(), obj.state_dict()
+
+    plain = run(None, "plain")
+    cold_cache = TeacherOutputCache(tmp_path / "cache", "teacher-a")
+    cold = run(cold_cache, "cold")
+    warm_cache = TeacherOutputCache(tmp_path / "cache", "teacher-a")
+    warm = run(warm_cache, "warm")
+    assert cold_cache.misses == 4 and cold_cache.hits == 0  # 4 steps, each batch a new pairing of the 4 items
+    assert warm_cache.hits == 4 and warm_cache.misses == 0
+    for got in (cold, warm):
+        for a, b in zip(plain, got):
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_teacher_cache_recomputes_damaged_entries_and_keys_by_teacher(tmp_path):
+    from matting_lib.teacher_cache import TeacherOutputCache
+
+    x = _tiny_batch(seed=3)["input"]
+    out = (torch.rand(2, 1, 64, 64), {"conv2": torch.rand(2, 3, 16, 16)})
+    cache = TeacherOutputCache(tmp_path, "t1")
+    cache.get(x, ["conv2"], lambda: out)
+    path = cache.path(cache.key(x, ["conv2"]))
+    path.write_bytes(b"damaged")
+    alpha, feats = cache.get(x, ["conv2"], lambda: out)
+    assert cache.misses == 2 and torch.equal(alpha, out[0]) and torch.equal(feats["conv2"], out[1]["conv2"])
+    assert torch.equal(torch.load(path, weights_only=True)["alpha"], out[0])  # rewritten
+    other = TeacherOutputCache(tmp_path, "t2")
+    other.get(x, ["conv2"], lambda: out)
+    assert other.misses == 1  # another teacher never reads t1's outputs
+    assert cache.key(x, ["conv2"]) != cache.key(x, ["conv3"]) != cache.key(x + 1, ["conv2"])
+    with pytest.raises(ValueError, match="plain name"):
+        TeacherOutputCache(tmp_path, "../x")
