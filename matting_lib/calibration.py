@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import sys
@@ -101,6 +102,39 @@ def train_run(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings:
                       val_every=settings.val_every, snapshot_every=settings.snapshot_every, seed=settings.seed,
                       num_workers=settings.num_workers, stop_after_steps=stop_after_steps, progress=progress)
     return train(model, AlphaObjective(), train_set, val_set, cfg, run_dir)
+
+
+def study_plan(*, teacher_widths: Sequence[float], teacher_crop: int, teacher_steps: int, snapshot_every: int,
+               student_widths: Sequence[float], student_crops: Sequence[int], student_steps: int,
+               student_snapshot_every: int, student_seeds: int, batch_size: int = 16,
+               threads: int = 0) -> dict[str, RunSettings]:
+    """The runs of a calibration study, students first: ``{run folder name: settings}``. Students validate at
+    every snapshot; teachers every half snapshot interval, with one DataLoader worker (as the shipped teacher)."""
+    plan = {}
+    for w in student_widths:
+        for c in student_crops:
+            for seed in range(student_seeds):
+                plan[f"student-w{w:g}-c{c}-seed{seed}"] = RunSettings(
+                    kind="student", width=float(w), crop_size=int(c), steps=student_steps, seed=seed,
+                    snapshot_every=student_snapshot_every, val_every=student_snapshot_every, num_workers=0, batch_size=batch_size,
+                    threads=threads)
+    for w in teacher_widths:
+        plan[f"teacher-w{w:g}-c{teacher_crop}"] = RunSettings(
+            kind="teacher", width=float(w), crop_size=teacher_crop, steps=teacher_steps, snapshot_every=snapshot_every,
+            val_every=max(1, snapshot_every // 2), num_workers=1, batch_size=batch_size, threads=threads)
+    return plan
+
+
+def train_stint(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings: RunSettings, *,
+                stint_steps: int = 0, progress: bool = True):
+    """:func:`train_run` for at most ``stint_steps`` more steps (0: to ``settings.steps``): one sitting's share of
+    a long run. The next call continues exactly where this one stopped."""
+    from .checkpoints import load_checkpoint
+
+    last = Path(run_dir) / "last.pt"
+    done = load_checkpoint(last)["step"] if last.is_file() else 0
+    stop = min(settings.steps, done + stint_steps) if stint_steps else None
+    return train_run(data_dir, run_dir, settings, stop_after_steps=stop, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------ validation images
@@ -220,6 +254,94 @@ def gap_table(teacher_rows: Sequence[dict], student_rows: Sequence[dict], *, gro
     s = {r["step"]: r["sad"] for r in student_rows if r["group"] == group}
     return [{"teacher_step": ts, "student_step": ss, "teacher_sad": t[ts], "student_sad": s[ss],
              "gap": 1.0 - t[ts] / s[ss]} for ts in sorted(t) for ss in sorted(s)]
+
+
+def training_tmacs(settings: RunSettings, steps: int) -> float:
+    """Training compute of ``steps`` optimiser steps in tera multiply-accumulates: forward MACs of one crop
+    (:func:`matting_lib.profiling.count_macs`) × 3 (forward + backward ≈ 3 forwards) × batch × steps."""
+    macs = _forward_macs(settings.kind, settings.width, settings.crop_size)
+    return 3 * macs * settings.batch_size * steps / 1e12
+
+
+@functools.cache
+def _forward_macs(kind: str, width: float, size: int) -> int:
+    from .models import build_student, build_teacher
+    from .profiling import count_macs
+
+    return count_macs((build_teacher if kind == "teacher" else build_student)(width), size)
+
+
+def setting_label(settings: RunSettings) -> str:
+    """``teacher w0.25 c160`` (seeds of one setting share a label)."""
+    return f"{settings.kind} w{settings.width:g} c{settings.crop_size}"
+
+
+def read_settings(run_dir: str | os.PathLike) -> RunSettings:
+    """The :class:`RunSettings` recorded in ``run_dir/run.json`` (with the target steps)."""
+    record = json.loads((Path(run_dir) / "run.json").read_text())
+    return RunSettings(**record["identity"]["settings"], steps=record["steps"])
+
+
+def curve_frame(runs: dict[str, tuple[RunSettings, Sequence[dict]]], *, group: str = "all") -> list[dict]:
+    """One row per (setting, step): validation SAD mean ± std over the setting's seeds, compute in TMACs.
+    ``runs`` maps a run name to ``(settings, evaluate_snapshots rows)``."""
+    by: dict[tuple[str, int], list[float]] = {}
+    kind: dict[str, RunSettings] = {}
+    for settings, rows in runs.values():
+        label = setting_label(settings)
+        kind[label] = settings
+        for r in rows:
+            if r["group"] == group:
+                by.setdefault((label, r["step"]), []).append(r["sad"])
+    out = []
+    for (label, step), sads in sorted(by.items()):
+        st = kind[label]
+        out.append({"setting": label, "kind": st.kind, "width": st.width, "crop_size": st.crop_size, "step": step,
+                    "tmacs": training_tmacs(st, step), "seeds": len(sads), "sad": float(np.mean(sads)),
+                    "sad_std": float(np.std(sads, ddof=1)) if len(sads) > 1 else 0.0})
+    return out
+
+
+def study_table(frame: Sequence[dict]) -> list[dict]:
+    """Gap ``1 − SAD_teacher / SAD_student`` of every teacher point against every student setting at each of the
+    student's steps that exist for all its seeds (validation split). Rows sorted by teacher, student, steps."""
+    teachers = [r for r in frame if r["kind"] == "teacher"]
+    students = [r for r in frame if r["kind"] == "student"]
+    rows = [{"teacher": t["setting"], "teacher_step": t["step"], "teacher_tmacs": t["tmacs"], "teacher_sad": t["sad"],
+             "student": s["setting"], "student_step": s["step"], "student_seeds": s["seeds"],
+             "student_sad": s["sad"], "student_sad_std": s["sad_std"], "gap": 1.0 - t["sad"] / s["sad"]}
+            for t in teachers for s in students]
+    return sorted(rows, key=lambda r: (r["teacher"], r["student"], r["teacher_step"], r["student_step"]))
+
+
+def table_markdown(table: Sequence[dict]) -> str:
+    """The study in one Markdown table: every teacher snapshot against every student setting at its last step."""
+    last = {}
+    for r in table:
+        last[r["student"]] = max(last.get(r["student"], 0), r["student_step"])
+    rows = [r for r in table if r["student_step"] == last[r["student"]]]
+    lines = ["| teacher | step | TMACs | val SAD | student (no KD) | step | seeds | val SAD | gap |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        std = f" ± {r['student_sad_std']:.2f}" if r["student_seeds"] > 1 else ""
+        lines.append(f"| {r['teacher']} | {r['teacher_step']} | {r['teacher_tmacs']:.1f} | {r['teacher_sad']:.2f} | "
+                     f"{r['student']} | {r['student_step']} | {r['student_seeds']} | {r['student_sad']:.2f}{std} | "
+                     f"{100 * r['gap']:+.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[dict]) -> Path:
+    """Rows of dicts (same keys) as CSV, atomically."""
+    import io
+
+    from .utils import atomic_write_text
+
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
 
 
 # ------------------------------------------------------------------------------------------ CLI

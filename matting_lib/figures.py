@@ -157,3 +157,38 @@ def loss_terms(log: Mapping[str, np.ndarray], *, title: str = "", x: str = "step
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def calibration_curves(frame: Sequence[Mapping], table: Sequence[Mapping], *, title: str = "") -> plt.Figure:
+    """Left: validation SAD against training compute (TMACs, log scale), one line per setting (teachers solid,
+    no-KD students dashed, mean over seeds with ±std band). Right: the gap 1 − SAD_teacher / SAD_student against
+    the teacher's compute, one line per (teacher, student at its last step) pair; dotted lines at the 25 % target
+    and the paper's 46 %. ``frame`` / ``table``: :func:`matting_lib.calibration.curve_frame` / ``study_table``."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label in dict.fromkeys(r["setting"] for r in frame):
+        rows = [r for r in frame if r["setting"] == label]
+        x = np.array([r["tmacs"] for r in rows])
+        y, e = np.array([r["sad"] for r in rows]), np.array([r["sad_std"] for r in rows])
+        style = "-" if rows[0]["kind"] == "teacher" else "--"
+        (line,) = ax.plot(x, y, style, marker="o", ms=3, label=f"{label} ({rows[-1]['seeds']} seed(s))")
+        if (e > 0).any():
+            ax.fill_between(x, y - e, y + e, color=line.get_color(), alpha=0.15)
+    ax.set(xscale="log", xlabel="training compute (TMACs, fwd+bwd ≈ 3 × forward)", ylabel="validation SAD (/1000)",
+           title="validation SAD vs training compute")
+    ax.legend(fontsize=7)
+    for (teacher, student) in dict.fromkeys((r["teacher"], r["student"]) for r in table):
+        rows = [r for r in table if r["teacher"] == teacher and r["student"] == student]
+        last = max(r["student_step"] for r in rows)
+        rows = [r for r in rows if r["student_step"] == last]
+        bx.plot([r["teacher_tmacs"] for r in rows], [100 * r["gap"] for r in rows], marker="o", ms=3,
+                label=f"{teacher} vs {student} @{last}")
+    for level, name in ((25, "target 25 %"), (46, "paper 46 %")):
+        bx.axhline(level, ls=":", color="grey")
+        bx.text(bx.get_xlim()[0] if table else 0, level, f" {name}", va="bottom", fontsize=7, color="grey")
+    bx.set(xscale="log" if table else "linear", xlabel="teacher training compute (TMACs)",
+           ylabel="gap: 1 − SAD_teacher / SAD_student (%)", title="teacher vs no-KD student (validation)")
+    bx.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

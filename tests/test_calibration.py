@@ -141,3 +141,42 @@ def test_compare_training_data_says_when_the_data_differs(tmp_path):
     legacy = {"dataset_manifest_sha256": hashlib.sha256((tmp_path / "d" / "manifest.json").read_bytes()).hexdigest()}
     assert compare_training_data(legacy, layout)[0] is True and compare_training_data(legacy, other)[0] is False
     assert compare_training_data({}, layout)[0] is None
+
+
+def test_study_plan_names_and_stints(smoke, tmp_path):
+    plan = calibration.study_plan(teacher_widths=[0.125], teacher_crop=48, teacher_steps=4, snapshot_every=2,
+                                  student_widths=[0.125], student_crops=[48], student_steps=2,
+                                  student_snapshot_every=1, student_seeds=2)
+    assert list(plan) == ["student-w0.125-c48-seed0", "student-w0.125-c48-seed1", "teacher-w0.125-c48"]
+    teacher = dataclasses_replace(plan["teacher-w0.125-c48"], batch_size=2, val_samples=2)
+    first = calibration.train_stint(smoke, tmp_path / "t", teacher, stint_steps=3, progress=False)
+    assert first.step == 3 and first.interrupted
+    second = calibration.train_stint(smoke, tmp_path / "t", teacher, stint_steps=3, progress=False)
+    assert second.step == 4 and not second.interrupted
+    md = calibration.table_markdown([{"teacher": "t", "teacher_step": 4, "teacher_tmacs": 1.0, "teacher_sad": 5.0,
+                                      "student": "s", "student_step": 2, "student_seeds": 2, "student_sad": 10.0,
+                                      "student_sad_std": 0.5, "gap": 0.5}])
+    assert "| t | 4 | 1.0 | 5.00 | s | 2 | 2 | 10.00 ± 0.50 | +50.0% |" in md
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+    return dataclasses.replace(obj, **kw)
+
+
+def test_calibration_notebook_runs_on_tiny_settings(smoke, tmp_path):
+    import papermill as pm
+
+    out = tmp_path / "00.ipynb"
+    pm.execute_notebook(str(Path(__file__).parents[1] / "notebooks" / "00_calibration.ipynb"), str(out),
+                        parameters=dict(data_dir=str(smoke), runs_dir=str(tmp_path / "runs"),
+                                        figures_dir=str(tmp_path / "figs"), teacher_widths=[0.125], teacher_crop=48,
+                                        teacher_steps=2, snapshot_every=1, student_widths=[0.125],
+                                        student_crops=[48], student_steps=2, student_snapshot_every=1,
+                                        student_seeds=1, bg_per_fg=1, batch_size=2, threads=1),
+                        kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    table = (tmp_path / "figs" / "calibration.md").read_text()
+    assert "teacher w0.125 c48" in table and "student w0.125 c48" in table
+    assert (tmp_path / "figs" / "00_calibration.png").is_file()
+    rows = (tmp_path / "figs" / "calibration_curves.csv").read_text().splitlines()
+    assert rows[0].startswith("setting,kind,width") and len(rows) == 1 + 4  # 2 snapshots each of 2 runs
