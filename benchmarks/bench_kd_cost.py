@@ -1,0 +1,132 @@
+"""Amortised cost of a KD run with the shared teacher forward (matting_lib.teacher_cache), and the training-step
+layouts (channels_last, torch.compile), measured side by side on the real training loop.
+
+For one seed, the default profile trains 1 no-KD student and 9 KD students on the same crops. With the teacher
+cache the first KD run of the seed computes and stores the teacher's outputs ("cold"), the other 8 read them
+("warm"). Amortised KD step = (cold + 8 · warm) / 9. The issue's target: at most 1.25 × the no-KD step.
+
+Each row trains ``--steps`` steps of a width-``--width`` student on ``--crop`` px synthetic crops (batch 16) in
+a fresh subprocess with ``--threads`` torch threads, after ``--warmup`` untimed steps, and reports the median
+seconds per step of ``--repeats`` runs. It also checks that the cold and warm runs train bit-identical students.
+
+    .venv/bin/python benchmarks/bench_kd_cost.py                 # width 0.25, 96 px, 2 threads, spatial+channel
+    .venv/bin/python benchmarks/bench_kd_cost.py --threads 1 --config hinton
+Run it on a quiet machine: nothing else may use the cores while it times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from matting_lib import cpu_env
+
+CHILD = r"""
+import json, sys, time, torch
+from matting_lib import cpu_env
+from matting_lib.distill import DistillObjective, PAPER_CONFIGS
+from matting_lib.models import build_student, build_teacher
+from matting_lib.teacher_cache import TeacherOutputCache
+from matting_lib.training import AlphaObjective
+a = json.loads(sys.argv[1])
+torch.set_num_threads(a["threads"])
+torch.manual_seed(0)
+teacher, student = build_teacher(a["width"]).eval(), build_student(a["width"])
+g = torch.Generator().manual_seed(1)
+n, s = 16, a["crop"]
+batches = []
+for i in range(a["warmup"] + a["steps"]):
+    trimap = torch.full((n, 1, s, s), 128 / 255); trimap[:, :, : s // 4] = 0; trimap[:, :, -s // 4:] = 1
+    batches.append({"input": torch.cat([torch.randn(n, 3, s, s, generator=g), trimap], 1),
+                    "alpha": torch.rand(n, 1, s, s, generator=g), "trimap": trimap})
+fmt = torch.channels_last if a["layout"] == "channels_last" else torch.contiguous_format
+student = student.to(memory_format=fmt); teacher = teacher.to(memory_format=fmt)
+if a["mode"] == "student":
+    obj = AlphaObjective()
+else:
+    cache = TeacherOutputCache(a["cache"], "bench") if a["mode"] in ("cold", "warm") else None
+    obj = DistillObjective(teacher, student, PAPER_CONFIGS[a["config"]], teacher_cache=cache)
+net = torch.compile(student) if a["compile"] else student
+opt = torch.optim.Adam(list(student.parameters()) + list(obj.parameters()), lr=0.01)
+times = []
+for i, b in enumerate(batches):
+    b = {k: v.to(memory_format=fmt) if v.dim() == 4 else v for k, v in b.items()}
+    t0 = time.perf_counter()
+    loss, _ = obj(net, b)
+    opt.zero_grad(set_to_none=True); loss.backward()
+    for p in student.parameters():
+        p.grad.clamp_(-5, 5)
+    opt.step()
+    if i >= a["warmup"]:
+        times.append(time.perf_counter() - t0)
+digest = float(sum(p.double().sum() for p in student.parameters()))
+print(json.dumps({"s_per_step": sum(times) / len(times), "digest": digest, "cpu": cpu_env.describe()}))
+"""
+
+
+def run(args, mode: str, cache: str, *, layout: str = "contiguous", compile_: bool = False) -> dict:
+    spec = {"mode": mode, "cache": cache, "width": args.width, "crop": args.crop, "threads": args.threads,
+            "steps": args.steps, "warmup": args.warmup, "config": args.config, "layout": layout,
+            "compile": compile_}
+    env = dict(os.environ)
+    cpu_env.pin(env)  # the kernels the pipeline trains with
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise SystemExit(f"benchmark child failed ({mode}):\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--crop", type=int, default=96)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--config", default="spatial+channel")
+    p.add_argument("--kd-runs-per-seed", type=int, default=9, help="KD configurations sharing one seed's teacher")
+    p.add_argument("--layouts", action="store_true", help="also time channels_last and torch.compile")
+    args = p.parse_args()
+
+    def median(mode, **kw):
+        res = []
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                if mode == "warm":
+                    run(args, "cold", tmp, **kw)  # fill the cache untimed
+                res.append(run(args, mode, tmp, **kw))
+        return statistics.median(r["s_per_step"] for r in res), res[0]
+
+    student, info = median("student")
+    plain, plain_r = median("plain")
+    cold, cold_r = median("cold")
+    warm, warm_r = median("warm")
+    k = args.kd_runs_per_seed
+    amortised = (cold + (k - 1) * warm) / k
+    print(f"# KD step cost, width {args.width}, {args.crop} px, batch 16, {args.threads} thread(s), "
+          f"config {args.config}, median of {args.repeats} × {args.steps} steps")
+    print(f"# {info['cpu']}")
+    print(f"{'run':40s} {'s/step':>8s} {'× no-KD':>8s}")
+    for name, t in (("no-KD student", student), ("KD, teacher computed (no cache)", plain),
+                    ("KD, cache cold (computes + stores)", cold), ("KD, cache warm (reads)", warm),
+                    (f"KD amortised over {k} runs of a seed", amortised)):
+        print(f"{name:40s} {t:8.3f} {t / student:8.2f}")
+    same = plain_r["digest"] == cold_r["digest"] == warm_r["digest"]
+    print(f"students identical (no cache / cold / warm): {same}")
+    if args.layouts:
+        for layout, comp in (("channels_last", False), ("contiguous", True)):
+            t, r = median("student", layout=layout, compile_=comp)
+            name = f"no-KD student, {layout}{' + torch.compile' if comp else ''}"
+            print(f"{name:40s} {t:8.3f} {t / student:8.2f}   same result as eager contiguous: "
+                  f"{r['digest'] == info['digest']}")
+
+
+if __name__ == "__main__":
+    main()
