@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 from matting_lib import cpu_env
 

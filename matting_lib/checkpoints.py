@@ -20,26 +20,35 @@ the original classes under the module name ``models``. :func:`load_dim_pytorch` 
 allow-list: tensors/storages, the containers this format uses, and the module/optimizer classes of that file,
 which are replaced by inert stand-ins that only record their attributes. Anything else — ``os.system``,
 ``builtins.eval``, any other class — is refused before it is called, with :class:`UnsafeCheckpointError`.
+
+Every loader here first inspects the file itself (:func:`check_checkpoint_file`) and hands torch only torch's zip
+format (a zip whose one folder holds ``data.pkl``) or its legacy pickle format (the magic number first). A
+TorchScript archive (a zip with ``constants.pkl`` or ``code/``) is refused before torch sees it: ``torch.load``
+would pass it to ``torch.jit.load``, which runs the archive's code and never consults an unpickler. Empty,
+truncated and foreign files raise :class:`CheckpointError` naming the file, and so do weights holding NaN or inf.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import copyreg
 import json
 import os
 import pickle
 import shutil
+import tarfile
 import types
 import warnings
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 import torch
 from torch import nn
 
 from .models import DIMNet, build_teacher, model_from_arch
-from .utils import atomic_write, atomic_write_text, sha256_file
+from .utils import atomic_write, atomic_write_text, disk_full_error, sha256_file
 
 FORMAT = "matting_lib.checkpoint/1"
 
@@ -48,8 +57,108 @@ class CheckpointError(ValueError):
     """The file is not a usable checkpoint; the message names the file and what to do."""
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """The pickle asked for a global outside the allow-list; nothing it asked for was executed."""
+class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
+    """The file would run code if torch loaded it (a pickle asking for a global outside the allow-list, a
+    TorchScript archive); it was refused and nothing in it was executed."""
+
+
+# ------------------------------------------------------------------------------------------ file format
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER, the first pickle of a legacy file
+
+
+class _NoGlobals(pickle.Unpickler):
+    """Unpickles plain values only (the legacy format's leading magic number); any global is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"global {module}.{name}")
+
+
+def check_checkpoint_file(path: str | os.PathLike, what: str = "a checkpoint") -> str:
+    """Inspect a file before torch reads it: ``"zip"`` (torch's zip format) or ``"legacy"`` (its pickle format).
+
+    Raises :class:`UnsafeCheckpointError` for a TorchScript archive (``torch.load`` would hand it to
+    ``torch.jit.load``, which runs its code), and :class:`CheckpointError` naming the file for a missing, empty,
+    truncated or foreign file. ``what`` names the expected kind in the messages (e.g. "a matting_lib checkpoint").
+    """
+    path = _existing_file(path, what)
+    with open(path, "rb") as fh:
+        return _sniff(fh, path, what)
+
+
+def _existing_file(path: str | os.PathLike, what: str) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not {what}; give the checkpoint file inside it")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return path
+
+
+def _sniff(fh, path: Path, what: str) -> str:
+    size = os.fstat(fh.fileno()).st_size
+    head = fh.read(4)
+    fh.seek(0)
+    bad = f"{path} is not {what}: truncated or not a checkpoint"
+    if size == 0:
+        raise CheckpointError(f"{bad} (the file is empty, 0 bytes); copy it again or use another checkpoint")
+    if head == _ZIP_MAGIC:
+        try:
+            with zipfile.ZipFile(fh) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+            raise CheckpointError(f"{bad} (a zip archive that cannot be read: {err}; {size} bytes)") from None
+        finally:
+            fh.seek(0)
+        folders = {n.split("/", 1)[0] for n in names}
+        records = {n.split("/", 1)[1] for n in names if "/" in n}
+        if "constants.pkl" in records or any(r.startswith("code/") for r in records) \
+                or any(n.rsplit("/", 1)[-1] == "constants.pkl" for n in names):
+            raise UnsafeCheckpointError(
+                f"{path} is a TorchScript archive (it holds code/ and constants.pkl), not a checkpoint of weights: "
+                f"torch.load would run its code through torch.jit.load. Refused without loading it. Ask for the "
+                f"state dict (torch.save(model.state_dict(), ...)) or, if you trust the file, convert it yourself")
+        if len(folders) != 1 or len(records) != len(names) or "data.pkl" not in records:
+            raise CheckpointError(f"{bad} (a zip archive, but not one torch.save wrote: no single folder with "
+                                  f"data.pkl; it holds {sorted(names)[:4]})")
+        return "zip"
+    try:
+        first = _NoGlobals(fh).load() if head[:1] == b"\x80" else None
+    except Exception:  # noqa: BLE001 - anything unreadable here is "not a legacy torch file"
+        first = None
+    finally:
+        fh.seek(0)
+    if first != _LEGACY_MAGIC_NUMBER:
+        raise CheckpointError(f"{bad} (it starts with {head!r}; torch.save writes a zip archive or, before torch 1.6, "
+                              f"a pickle that starts with torch's magic number)")
+    is_tar = tarfile.is_tarfile(fh)  # torch's oldest, tar-based format: never written by anything we support
+    fh.seek(0)
+    if is_tar:
+        raise CheckpointError(f"{path} is a tar archive in torch's pre-1.0 format; it is not supported")
+    return "legacy"
+
+
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike, what: str) -> Iterator[BinaryIO]:
+    """The open file of a checkpoint that :func:`_sniff` accepted; torch then reads this same handle (the file
+    cannot be swapped between the check and the load)."""
+    path = _existing_file(path, what)
+    with open(path, "rb") as fh:
+        _sniff(fh, path, what)
+        yield fh
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:200]
+
+
+def _check_finite(state: dict, path: str | os.PathLike) -> None:
+    """Refuse weights holding NaN or inf: such a network outputs garbage (an all-zero matte) without an error."""
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} weight tensor(s) hold NaN or inf values (e.g. {', '.join(bad[:3])}); "
+                              f"the training that wrote it diverged or the file is damaged. Use an earlier checkpoint "
+                              f"(e.g. best.pt) or retrain")
 
 
 # ------------------------------------------------------------------------------------------ own checkpoints
@@ -90,21 +199,25 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: tor
     }
     for key in ("arch", "config", "metrics", "extra"):
         _check_plain(state[key], f"checkpoint {key}")
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    try:
+        return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    except RuntimeError as err:  # torch's zip writer reports a full disk as "unexpected pos" / "file write failed"
+        if any(s in str(err) for s in ("unexpected pos", "file write failed", "failed writing file")):
+            raise disk_full_error(path, err) from err
+        raise
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``; tensors on ``map_location``)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # a text file, a truncated zip, a foreign pickle: all mean "not ours"
-        raise CheckpointError(
-            f"{path} is not a matting_lib checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
-            f"For DIM-PyTorch's BEST_checkpoint.tar use matting_lib.checkpoints.load_dim_pytorch / "
-            f"import_dim_pytorch_teacher.") from None
+    with _opened(path, "a matting_lib checkpoint") as fh:
+        try:
+            ckpt = torch.load(fh, map_location=map_location, weights_only=True, mmap=False)
+        except Exception as err:  # a truncated zip, a foreign pickle: all mean "not ours"
+            raise CheckpointError(
+                f"{path} is not a matting_lib checkpoint: truncated or not a checkpoint ({type(err).__name__}: "
+                f"{_first_line(err)}). For DIM-PyTorch's BEST_checkpoint.tar use "
+                f"matting_lib.checkpoints.load_dim_pytorch / import_dim_pytorch_teacher.") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         what = f"a dict with keys {sorted(map(str, ckpt))[:8]}" if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path} is not a matting_lib checkpoint (found {what}, no format={FORMAT!r}). "
@@ -114,9 +227,16 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
 
 def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> DIMNet:
     """Rebuild the network stored in a checkpoint (architecture from its ``arch``), load its weights, eval mode."""
-    ckpt = load_checkpoint(path, map_location=map_location)
+    return model_from_checkpoint(load_checkpoint(path, map_location=map_location), path, map_location=map_location)
+
+
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike, *,
+                          map_location: str | torch.device = "cpu") -> DIMNet:
+    """The network of a dict from :func:`load_checkpoint` (``path`` only names it in errors), eval mode.
+    Weights holding NaN or inf are refused."""
     if not ckpt.get("arch"):
         raise CheckpointError(f"{path} records no architecture ('arch'); it was not saved from a DIMNet")
+    _check_finite(ckpt["model"], path)
     model = model_from_arch(ckpt["arch"])
     model.load_state_dict(ckpt["model"])
     return model.to(map_location).eval()
@@ -140,7 +260,14 @@ def check_manifest(path: str | os.PathLike) -> dict:
     mpath = manifest_path(path)
     if not mpath.is_file():
         raise CheckpointError(f"{path} has no provenance manifest {mpath.name} beside it")
-    manifest = json.loads(mpath.read_text())
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"manifest {mpath} is not valid JSON ({err}); restore it (git checkout) or write it "
+                              f"again (matting_lib.checkpoints.write_manifest)") from None
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"manifest {mpath} holds a {type(manifest).__name__}, not a JSON object; restore it "
+                              f"(git checkout) or write it again (matting_lib.checkpoints.write_manifest)")
     digest = sha256_file(path)
     if manifest.get("sha256") != digest:
         raise CheckpointError(f"{path}: SHA-256 {digest[:16]}… differs from its manifest's "
@@ -152,8 +279,25 @@ def check_manifest(path: str | os.PathLike) -> dict:
 def ship_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = False, **info: Any) -> Path:
     """Copy a checkpoint and its manifest to ``dst`` (e.g. ``matting_lib/assets/teacher-default.pt``), adding
     ``info`` (plain data, e.g. the command that trained it) to the manifest. The source manifest's SHA-256 is
-    checked first; an existing ``dst`` is replaced only with ``force``."""
+    checked first; an existing ``dst`` is replaced only with ``force``. ``dst`` must be a ``.pt`` file name (its
+    manifest goes beside it as ``.json``); a folder, another suffix or a destination that is the source, or whose
+    manifest is the source's, is refused before anything is written."""
     src, dst = Path(src), Path(dst)
+    if src.suffix == ".json":
+        raise CheckpointError(f"{src} is a manifest; give the checkpoint beside it ({src.with_suffix('.pt')})")
+    if dst.is_dir():
+        raise CheckpointError(f"destination {dst} is a folder; give the checkpoint's file name, e.g. "
+                              f"{dst / src.with_suffix('.pt').name}")
+    if dst.suffix != ".pt":
+        raise CheckpointError(f"destination {dst} must end in .pt (its manifest is written beside it as "
+                              f"{manifest_path(dst.with_suffix('.pt')).name}); e.g. {dst.with_suffix('.pt')}")
+
+    def same(a: Path, b: Path) -> bool:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+
+    if same(dst, src) or same(manifest_path(dst), manifest_path(src)):
+        raise CheckpointError(f"destination {dst} is the source {src} (or shares its manifest "
+                              f"{manifest_path(src).name}); ship to another file")
     manifest = check_manifest(src)
     if (dst.exists() or manifest_path(dst).exists()) and not force:
         raise FileExistsError(f"{dst} (or its manifest) exists; pass force=True (--force) to replace it")
@@ -178,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         out = ship_checkpoint(args.src, args.dst, force=args.force, **({"note": args.note} if args.note else {}))
-    except (CheckpointError, FileExistsError, FileNotFoundError) as err:
+    except (CheckpointError, OSError) as err:  # FileExistsError, a full disk, a read-only folder, ...
         print(f"error: {err}")
         return 1
     print(f"wrote {out} and {manifest_path(out).name}")
@@ -284,17 +428,17 @@ def load_dim_pytorch(path: str | os.PathLike) -> collections.OrderedDict:
     weights are found.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's legacy loader warns that our stand-ins' "source" changed
-            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_SAFE_PICKLE)
-    except UnsafeCheckpointError as err:
-        raise UnsafeCheckpointError(f"{path}: {err}. If you trust this file and need it, load it yourself "
-                                    f"with torch.load(weights_only=False).") from None
-    except Exception as err:
-        raise CheckpointError(f"{path} could not be read as a torch checkpoint: {type(err).__name__}: {err}") from None
+    with _opened(path, "a DIM-PyTorch checkpoint") as fh:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's legacy loader warns that our stand-ins' "source" changed
+                obj = torch.load(fh, map_location="cpu", weights_only=False, pickle_module=_SAFE_PICKLE, mmap=False)
+        except UnsafeCheckpointError as err:
+            raise UnsafeCheckpointError(f"{path}: {err}. If you trust this file and need it, load it yourself "
+                                        f"with torch.load(weights_only=False).") from None
+        except Exception as err:
+            raise CheckpointError(f"{path} could not be read as a torch checkpoint: truncated or not a checkpoint "
+                                  f"({type(err).__name__}: {_first_line(err)})") from None
     if isinstance(obj, dict) and "model" in obj and not isinstance(obj["model"], torch.Tensor):
         obj = obj["model"]
     elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
@@ -322,6 +466,7 @@ def import_dim_pytorch_teacher(path: str | os.PathLike) -> DIMNet:
             f"{path} does not hold the DIM teacher: {len(missing)} missing key(s) {missing[:3]}, "
             f"{len(unexpected)} unexpected {unexpected[:3]}, {len(wrong)} with other shapes "
             f"{[(k, got[k], want[k]) for k in wrong[:3]]}")
+    _check_finite(state, path)
     teacher.load_state_dict(state)
     return teacher.eval()
 

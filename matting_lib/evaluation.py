@@ -42,6 +42,10 @@ def predict_alpha(model: nn.Module, image_rgb: np.ndarray, trimap: np.ndarray, *
         alpha = model(x)[0, 0].float().cpu().numpy()  # (H, W) in [0, 1]
     finally:
         model.train(was_training)
+    bad = int((~np.isfinite(alpha)).sum())
+    if bad:  # NaN would become 0 in the uint8 matte: a silently empty result
+        raise ValueError(f"the network's output holds {bad} NaN/inf value(s) of {alpha.size}; its weights are "
+                         f"broken (a diverged training?): use another checkpoint")
     if force_known:
         alpha[trimap == 0] = 0.0
         alpha[trimap == 255] = 1.0
@@ -53,12 +57,37 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
     return read_trimap(path)
 
 
-def write_png(path: str | os.PathLike, gray: np.ndarray) -> Path:
-    """Write a uint8 (H, W) image as PNG atomically."""
-    ok, buf = cv2.imencode(".png", gray)
+#: File suffixes an alpha matte may be written as: lossless formats OpenCV writes for 8-bit grey (TIFF with its
+#: default LZW compression). JPEG, WebP and JPEG 2000 would change the values the metrics read.
+LOSSLESS_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
+
+
+def check_alpha_suffix(path: str | os.PathLike) -> Path:
+    """``Path(path)`` if its suffix is one of :data:`LOSSLESS_SUFFIXES`; otherwise a ``ValueError`` naming it."""
+    path = Path(path)
+    if path.suffix.lower() not in LOSSLESS_SUFFIXES:
+        lossy = path.suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".jp2", ".avif", ".heic")
+        raise ValueError(f"{path}: " + (f"{path.suffix} is a lossy format; an alpha matte must be stored losslessly"
+                                        if lossy else f"unsupported suffix {path.suffix or '(none)'!r}")
+                         + f"; use {' / '.join(LOSSLESS_SUFFIXES)}, e.g. {path.with_suffix('.png')}")
+    return path
+
+
+def write_gray(path: str | os.PathLike, gray: np.ndarray) -> Path:
+    """Write a uint8 (H, W) image atomically in the lossless format its suffix names (:data:`LOSSLESS_SUFFIXES`)."""
+    path = check_alpha_suffix(path)
+    ok, buf = cv2.imencode(path.suffix.lower(), gray)
     if not ok:
-        raise RuntimeError(f"PNG encoding failed for {path}")
+        raise RuntimeError(f"{path.suffix} encoding failed for {path}")
     return atomic_write_bytes(path, buf.tobytes())
+
+
+def write_png(path: str | os.PathLike, gray: np.ndarray) -> Path:
+    """Write a uint8 (H, W) image as PNG atomically; ``path`` must end in ``.png`` (never PNG bytes under
+    another name)."""
+    if Path(path).suffix.lower() != ".png":
+        raise ValueError(f"{path}: write_png writes PNG files; give a .png name or use write_gray")
+    return write_gray(path, gray)
 
 
 def prediction_path(out_dir: str | os.PathLike, name: str) -> Path:

@@ -180,11 +180,19 @@ def _find(name: str, dirs: tuple[Path, ...], what: str) -> Path:
 
 
 def read_name_list(path: Path) -> list[str]:
-    """One file name per line (blank lines and surrounding whitespace ignored); raises if missing or empty."""
+    """One file name per line (UTF-8; blank lines and surrounding whitespace ignored); raises
+    :class:`LayoutError` naming the file if it is missing, empty or not UTF-8 (with the line)."""
     if not path.is_file():
         raise LayoutError(f"name list {path} is missing; the dataset root must contain Combined_Dataset/ "
                           "as unpacked from Adobe's archive (or run synthetic.generate_dataset)")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not part of the first name
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise LayoutError(f"name list {path}, line {line}: byte {data[err.start:err.start + 1]!r} is not UTF-8; "
+                          f"save the list as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise LayoutError(f"name list {path} is empty")
     return names
@@ -233,13 +241,28 @@ def read_alpha(path: str | os.PathLike) -> np.ndarray:
     return a
 
 
-def read_trimap(path: str | os.PathLike) -> np.ndarray:
-    """Read a trimap as uint8 (H, W) exactly as stored (see :func:`matting_lib.trimap.snap_trimap`)."""
-    t = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+def read_trimap(path: str | os.PathLike, *, what: str = "trimap") -> np.ndarray:
+    """Read a trimap as uint8 (H, W) exactly as stored (see :func:`matting_lib.trimap.snap_trimap`).
+
+    A colour file whose channels are equal is read as grey (an alpha channel is ignored); one whose channels
+    differ is refused (converted to grey, its levels would all snap to "unknown"), and so are 16-bit files.
+    ``what`` names the image in the messages (e.g. "mask").
+    """
+    path = Path(path)
+    t = cv2.imread(str(path), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)  # as stored: 1 or 3 channels, any depth
     if t is None:
-        raise LayoutError(f"cannot read trimap {path}: " + ("file is missing" if not Path(path).exists()
+        raise LayoutError(f"cannot read {what} {path}: " + ("file is missing" if not path.exists()
                           else "unreadable or not an image"))
-    return t
+    if t.dtype != np.uint8:
+        raise LayoutError(f"{what} {path} is {t.dtype} ({8 * t.itemsize}-bit); save it as an 8-bit greyscale PNG")
+    if t.ndim == 3:
+        if not (t == t[..., :1]).all():
+            diff = int(np.abs(t.astype(np.int16) - t[..., :1]).max())
+            values = " (0 = background, 128 = unknown, 255 = foreground)" if what == "trimap" else ""
+            raise LayoutError(f"{what} {path} is a colour image (its channels differ by up to {diff}); save it as "
+                              f"an 8-bit greyscale PNG{values}")
+        t = t[..., 0]
+    return np.ascontiguousarray(t)
 
 
 def encode_png(img: np.ndarray) -> bytes:

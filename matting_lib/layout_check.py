@@ -179,11 +179,22 @@ def _check_trimaps(layout: DatasetLayout, fg_name: str, k: int, fg_size, decode:
 def link_dataset(data_dir: str | os.PathLike, adobe_root: str | os.PathLike) -> Path:
     """Make ``data_dir`` a symbolic link to an unpacked Adobe dataset so later notebooks find it there.
 
-    Does nothing if ``data_dir`` already is that link or that folder; refuses to replace anything else.
+    ``adobe_root`` must be a folder holding ``Combined_Dataset/``; a mistyped one is refused before any link is
+    made. Does nothing if ``data_dir`` already is that link or that folder; a dangling link (left by an older
+    version given a wrong root) is replaced; anything else is refused.
     """
     data_dir, target = Path(data_dir), Path(adobe_root).expanduser().resolve()
+    if not target.is_dir():
+        raise LayoutError(f"adobe_root {adobe_root} ({target}) is not a folder" + (" (it is a file)" if target.exists()
+                          else " (it does not exist)") + "; give the folder that holds Combined_Dataset/, "
+                          "train2014/ and VOCdevkit/ (run_all.sh --adobe-root PATH)")
+    if not (target / "Combined_Dataset").is_dir():
+        raise LayoutError(f"adobe_root {target} has no Combined_Dataset/ folder; give the folder that holds the "
+                          f"unpacked Combined_Dataset/ plus train2014/ and VOCdevkit/ (run_all.sh --adobe-root PATH)")
     if data_dir.resolve() == target:
         return data_dir
+    if data_dir.is_symlink() and not data_dir.exists():  # dangling: it points nowhere, nothing is lost
+        data_dir.unlink()
     if data_dir.is_symlink() or data_dir.exists():
         raise LayoutError(f"{data_dir} already exists and is not a link to {target}; remove it or choose "
                           "another data_dir")

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from matting_lib.metrics import CONVENTIONS, METRIC_KEYS, MetricsInputError, NoUnknownPixelsWarning, _evaluate
-from matting_lib.utils import atomic_write_text
+from matting_lib.utils import atomic_write_text, check_writable
 
 __all__ = ["IMAGE_EXTENSIONS", "MATCHERS", "read_alpha", "evaluate_folder", "main"]
 
@@ -45,9 +45,15 @@ def read_alpha(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise MetricsInputError(f"{path}: no such file")
-    img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    data = np.fromfile(path, np.uint8)
+    if not data.size:
+        raise MetricsInputError(f"{path}: empty file (0 bytes); write the image again")
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:  # some decoders raise instead of returning None
+        raise MetricsInputError(f"{path}: not a readable image ({getattr(err, 'err', err)})") from None
     if img is None:
-        raise MetricsInputError(f"{path}: not a readable image")
+        raise MetricsInputError(f"{path}: not a readable image (truncated or not an image); write it again")
     if img.dtype != np.uint8:
         raise MetricsInputError(f"{path}: {img.dtype} image (max value {int(img.max())}); the official evaluation "
                                 f"reads 8-bit PNGs; save it as 8-bit (e.g. np.rint(a / 257).astype(np.uint8))")
@@ -71,12 +77,25 @@ def _index_dir(folder: Path, what: str) -> dict[str, list[Path]]:
     return out
 
 
+def _refuse_duplicates(index: dict[str, list[Path]], folder: Path, what: str) -> None:
+    """Two predictions of one image (``im1.png`` and ``im1.bmp``) would count it twice in the means."""
+    dupes = sorted(sorted(p.name for p in files) for files in index.values() if len(files) > 1)
+    if dupes:
+        shown = "; ".join(" and ".join(d) for d in dupes[:5]) + (f"; ... and {len(dupes) - 5} more" if len(dupes) > 5
+                                                                  else "")
+        raise MetricsInputError(f"{what} folder {folder} holds {len(dupes)} image(s) under two or more file names "
+                                f"with the same stem ({shown}); keep one file per image")
+
+
 def _pick(index: dict[str, list[Path]], stem: str, prefer: str) -> Path | None:
     cands = index.get(stem, [])
     for c in cands:
         if c.name == prefer:
             return c
-    return sorted(cands)[0] if cands else None
+    if len(cands) > 1:  # which one is the ground truth / trimap is a guess: refuse it
+        raise MetricsInputError(f"{' and '.join(sorted(str(c) for c in cands))} share the stem {stem!r} and none is "
+                                f"{prefer}; keep one file per image")
+    return cands[0] if cands else None
 
 
 def _match_same_name(gt: dict, tri: dict, stem: str, name: str) -> tuple[Path | None, Path | None, str]:
@@ -136,7 +155,9 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, trim
 
     Matching (``matcher``): "same_name" = the same file stem in all three folders; "composition1k" =
     prediction ``{bg}!{fg}!{f}!{b}.png`` -> alpha ``{fg}.png`` and trimap ``{fg}_{b}.png``. All files are
-    matched before any work starts; missing partners raise :class:`MetricsInputError` listing them.
+    matched before any work starts; missing partners raise :class:`MetricsInputError` listing them, and so do
+    two predictions with the same stem (``im1.png`` and ``im1.bmp``), a ground truth or trimap that is
+    ambiguous in the same way, and an ``out_csv`` that is a folder or cannot be written.
     Images run in parallel (a process pool of ``workers`` processes, chunked; ``None`` = one per
     available core, in-process for fewer than 8 images; 0 or 1 = in-process) with a progress bar.
 
@@ -148,7 +169,14 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, trim
         raise MetricsInputError(f"unknown convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
     if matcher not in MATCHERS:
         raise MetricsInputError(f"unknown matcher {matcher!r}; valid: {', '.join(MATCHERS)}")
+    if out_csv is not None:  # before any work: a folder or a read-only place would lose the results
+        try:
+            for target in (Path(out_csv), Path(str(out_csv) + ".mean.json")):
+                check_writable(target, what="output", example="metrics.csv")
+        except OSError as err:
+            raise MetricsInputError(err.strerror or str(err)) from None
     pred_i = _index_dir(Path(pred_dir), "prediction")
+    _refuse_duplicates(pred_i, Path(pred_dir), "prediction")
     gt_i, tri_i = _index_dir(Path(gt_dir), "ground-truth"), _index_dir(Path(trimap_dir), "trimap")
     jobs, missing = [], []
     for stem in sorted(pred_i):

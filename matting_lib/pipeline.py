@@ -268,10 +268,12 @@ def run_job(job: Job, runs_root: Path, profile: str, *, log=print) -> float:
 
 def run_pipeline(args: argparse.Namespace) -> int:
     prof = apply_overrides(load_profile(args.profile), args.set or [])
+    # The notebooks run in the repository: resolve the user's relative paths against the current folder here.
     if args.adobe_root:
-        prof.setdefault("data", {})["adobe_root"] = args.adobe_root
+        prof.setdefault("data", {})["adobe_root"] = str(Path(args.adobe_root).expanduser().resolve())
     if args.public_teacher:
-        prof.setdefault("teacher", {}).update(mode="import", public_checkpoint=args.public_teacher)
+        prof.setdefault("teacher", {}).update(mode="import",
+                                              public_checkpoint=str(Path(args.public_teacher).expanduser().resolve()))
     runs_root = Path(args.runs_dir).resolve()
     parallel = args.jobs if args.jobs is not None else int(prof.get("distill", {}).get("jobs", 1))
     threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else 0

@@ -9,28 +9,54 @@ by marking a band of ``--band`` pixels on each side of the mask's edge unknown
 (:func:`matting_lib.trimap.trimap_from_mask`). ``CKPT``: a matting_lib checkpoint (``teacher.pt``, ``best.pt``,
 ...) or DIM-PyTorch's ``BEST_checkpoint.tar`` (imported safely, :mod:`matting_lib.checkpoints`), or a ``.onnx``
 file written by ``python -m matting_lib.export`` (run by onnxruntime on the CPU; same preprocessing, same PNG).
+
+``ALPHA``: an 8-bit matte in the lossless format its suffix names (.png, .bmp, .tif, .tiff; lossy suffixes such
+as .jpg are refused). An existing ``ALPHA`` is replaced only with ``--force``, and never when it is one of the
+inputs. The output path is checked before anything is computed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 
-
 def load_any_model(path: str | Path):
     """A DIMNet from a matting_lib checkpoint, or the teacher from a DIM-PyTorch checkpoint."""
-    from .checkpoints import CheckpointError, import_dim_pytorch_teacher, load_model
+    from .checkpoints import (CheckpointError, UnsafeCheckpointError, check_checkpoint_file,
+                              import_dim_pytorch_teacher, load_checkpoint, model_from_checkpoint)
 
+    # Empty, truncated, foreign or TorchScript: one message, and torch never sees the file.
+    check_checkpoint_file(path, "a matting_lib or DIM-PyTorch checkpoint")
     try:
-        return load_model(path)
-    except CheckpointError as own_err:
+        ckpt = load_checkpoint(path)
+    except UnsafeCheckpointError:
+        raise
+    except CheckpointError as own_err:  # not ours: perhaps DIM-PyTorch's
         try:
             return import_dim_pytorch_teacher(path)
         except CheckpointError as dim_err:
             raise CheckpointError(f"{own_err}\nand as a DIM-PyTorch checkpoint: {dim_err}") from None
+    return model_from_checkpoint(ckpt, path)  # ours: its errors (no arch, NaN weights) are the ones to show
+
+
+def check_output(out: str | Path, inputs: list[str | Path | None], *, force: bool = False) -> Path:
+    """Refuse ``out`` before anything is computed: a lossy or unknown suffix, a folder, a read-only folder, an
+    existing file without ``force``, and — even with ``force`` — any of ``inputs`` (None entries are skipped)."""
+    from .evaluation import check_alpha_suffix
+    from .utils import check_writable
+
+    out = Path(out)
+    for given in inputs:
+        if given is not None and Path(given).exists() and out.exists() and os.path.samefile(given, out):
+            raise ValueError(f"--out {out} is the input {given}; it is never overwritten: choose another file")
+    if out.is_file() and not force:
+        raise FileExistsError(f"--out {out} exists; pass --force to replace it")
+    check_writable(out, what="--out", example="alpha.png")
+    return check_alpha_suffix(out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--band", type=int, default=10, help="unknown band half-width in pixels for --mask")
     p.add_argument("--checkpoint", required=True,
                    help="matting_lib checkpoint, DIM-PyTorch BEST_checkpoint.tar, or a .onnx from matting_lib.export")
-    p.add_argument("--out", required=True, help="output alpha PNG (8-bit)")
+    p.add_argument("--out", required=True, help="output alpha matte, 8-bit: .png (or .bmp / .tif / .tiff)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file (never one of the inputs)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
     p.add_argument("--keep-known", dest="force_known", action="store_false",
                    help="keep the network's output in the trimap's known regions (default: force 0 / 255)")
@@ -56,16 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     if (args.trimap is None) == (args.mask is None):
         print(f"{prog}: error: give a TRIMAP or --mask MASK (exactly one)", file=sys.stderr)
         return 2
-    from .evaluation import predict_alpha, read_gray, read_rgb, write_png
+    from .evaluation import predict_alpha, read_rgb, write_gray
+    from .layout import read_trimap
     from .training import resolve_device
     from .trimap import snap_trimap, trimap_from_mask
 
     try:
+        check_output(args.out, [args.image, args.trimap, args.mask, args.checkpoint], force=args.force)
         image = read_rgb(args.image)
         if args.mask is not None:
-            trimap = trimap_from_mask(read_gray(args.mask) > 0, args.band)
+            trimap = trimap_from_mask(read_trimap(args.mask, what="mask") > 0, args.band)
         else:
-            trimap = snap_trimap(read_gray(args.trimap))
+            trimap = snap_trimap(read_trimap(args.trimap))
         if trimap.shape != image.shape[:2]:
             raise ValueError(f"the {'mask' if args.mask else 'trimap'} is {trimap.shape[1]}×{trimap.shape[0]} but "
                              f"the image is {image.shape[1]}×{image.shape[0]}; they must be the same size")
@@ -78,8 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             model = load_any_model(args.checkpoint).to(device)
         t0 = time.time()
-        alpha = predict_alpha(model, image, trimap, device=device, force_known=args.force_known)
-        out = write_png(args.out, alpha)
+        try:
+            alpha = predict_alpha(model, image, trimap, device=device, force_known=args.force_known)
+        except ValueError as err:
+            raise ValueError(f"{args.checkpoint}: {err}") from None
+        out = write_gray(args.out, alpha)
     except (OSError, ValueError, RuntimeError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1

@@ -6,10 +6,15 @@ Everything here is used by several modules; nothing here knows about matting.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import glob
 import hashlib
 import os
 import random
-import tempfile
+import re
+import secrets
+import shutil
+import time
 import types
 import typing
 from pathlib import Path
@@ -41,23 +46,128 @@ def worker_init_fn(worker_id: int) -> None:
     np.random.seed(seed)
 
 
+class DiskFullError(OSError):
+    """Writing a file failed because its disk is full; the message names the file. The previous file is intact."""
+
+
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def disk_full_error(path: str | os.PathLike, cause: BaseException) -> DiskFullError:
+    """The :class:`DiskFullError` for ``path`` when ``cause`` (ENOSPC, torch's "unexpected pos") ended its write."""
+    path = Path(path)
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free on {path.parent}"
+    except OSError:
+        free = f"free space on {path.parent} unknown"
+    detail = (str(cause).strip().splitlines() or [""])[0][:160]
+    return DiskFullError(errno.ENOSPC, f"the disk is full: could not write {path} ({free}; {type(cause).__name__}: "
+                                       f"{detail}). Free some space and run again; the previous {path.name}, if "
+                                       f"any, is intact")
+
+
+# Temporary files are named ``.{name}.{pid}-{8 hex}.tmp{suffix}`` so that a later write of the same target can
+# tell the leftovers of a killed process (kill -9, power loss) from a write in progress in a live one. Older
+# versions used ``tempfile.mkstemp`` names, ``.{name}.{8 of [a-z0-9_]}.tmp{suffix}``, without a PID.
+_OLD_TMP_AGE_S = 3600.0  # an mkstemp-named temporary this old is no write in progress
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that interrupted :func:`atomic_write` calls of ``path`` left beside it.
+
+    A temporary file is stale when the process that made it is gone (its PID is in the name); those of live
+    processes, this one included (another thread may be writing), are kept, and so are the temporaries of
+    other targets. Temporaries of older versions (``tempfile.mkstemp`` names, no PID) are stale after an
+    hour. Returns the deleted paths.
+    """
+    path = Path(path)
+    ext = re.escape(path.suffix)
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+        rest = tmp.name[len(path.name) + 2:]  # after ".{name}."
+        new = re.fullmatch(rf"(\d+)-[0-9a-f]{{8}}\.tmp{ext}", rest)
+        if new:
+            if int(new[1]) == os.getpid() or _pid_alive(int(new[1])):
+                continue
+        elif re.fullmatch(rf"[a-z0-9_]{{8}}\.tmp{ext}", rest):
+            try:
+                if time.time() - tmp.stat().st_mtime < _OLD_TMP_AGE_S:
+                    continue
+            except FileNotFoundError:
+                continue
+        else:  # another target's temporary (e.g. "a.csv.mean.json" for "a.csv") or not ours at all
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except FileNotFoundError:  # removed meanwhile by its writer or another cleaner
+            pass
+    return removed
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Write a file atomically: ``write(tmp_path)`` then rename over ``path``.
 
     A crash mid-write leaves the previous file (if any) intact and no half-written file under
-    ``path``. The temporary file lives in the same folder so the rename is atomic on POSIX.
+    ``path``. The temporary file lives in the same folder so the rename is atomic on POSIX; it is created
+    with mode ``0o666`` less the umask, as ``open()`` would (``tempfile.mkstemp`` would give 0600), and is
+    removed on any exception, KeyboardInterrupt included. Temporaries a killed process left for the same
+    ``path`` are removed first (:func:`remove_stale_temporaries`). A full disk raises :class:`DiskFullError`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    remove_stale_temporaries(path)
+    tmp_path = None
     try:
+        while tmp_path is None:
+            candidate = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}"
+            try:  # O_EXCL: never reuse another writer's file; mode 0o666 & ~umask, like open()
+                fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue
+            tmp_path = candidate
+            os.close(fd)
         write(tmp_path)
         os.replace(tmp_path, path)
+    except OSError as err:
+        if err.errno in _DISK_FULL and not isinstance(err, DiskFullError):
+            raise disk_full_error(path, err) from err
+        raise
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+    return path
+
+
+def check_writable(path: str | os.PathLike, *, what: str = "output", example: str = "out.png") -> Path:
+    """Refuse, before any work is done, an output file that could not be written; returns ``Path(path)``.
+
+    Raises ``IsADirectoryError`` when ``path`` is a folder (``example`` shows a file name to give instead),
+    ``NotADirectoryError`` when a component of its folder is a file, and ``PermissionError`` when the folder
+    that would receive it (or its nearest existing ancestor, :func:`atomic_write` creates the rest) is not
+    writable. Messages name the path.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"{what} {path} is a folder; give a file name, e.g. {path / example}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{what} {path} cannot be written: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"{what} {path} cannot be written: the folder {folder} is read-only "
+                                            f"for this user; choose another path or fix its permissions")
     return path
 
 

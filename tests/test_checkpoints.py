@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
 import textwrap
+import warnings
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from matting_lib import checkpoints as ck
 from matting_lib.models import build_student, build_teacher
+from matting_lib.utils import DiskFullError
 
 # Stand-in for DIM-PyTorch's models.py (same module/class names and state-dict structure, channels / 16) so the
 # tests can write a checkpoint in the original form: a pickled DataParallel(models.DIMModel) + pickled optimizer.
@@ -288,3 +293,212 @@ def test_import_teacher_at_full_width(tmp_path):
     imported = ck.import_dim_pytorch_teacher(path)
     assert not imported.training and imported.arch["kind"] == "teacher"
     assert all(torch.equal(a, b) for a, b in zip(imported.state_dict().values(), teacher.state_dict().values()))
+
+
+# ------------------------------------------------------------------------------------------ bad files (issue 10)
+# A TorchScript module whose __setstate__ writes a file: torch.load(weights_only=False) hands such an archive to
+# torch.jit.load, which runs it. torch.from_file(shared=True) creates the file and fill_ writes "AAAAAA" into it.
+EVIL_TORCHSCRIPT = textwrap.dedent("""
+    from typing import Tuple
+
+    import torch
+
+
+    class Evil(torch.nn.Module):
+        marker: str
+
+        def __init__(self, marker: str):
+            super().__init__()
+            self.marker = marker
+            self.w = torch.nn.Parameter(torch.ones(2))
+            self.buf = torch.zeros(1, dtype=torch.uint8)
+
+        def forward(self, x):
+            return x * self.w
+
+        @torch.jit.export
+        def __getstate__(self) -> Tuple[str, torch.Tensor, bool]:
+            return (self.marker, self.w, self.training)
+
+        @torch.jit.export
+        def __setstate__(self, state: Tuple[str, torch.Tensor, bool]) -> None:
+            self.marker = state[0]
+            self.w = state[1]
+            self.training = state[2]
+            written = torch.from_file(self.marker, shared=True, size=6, dtype=torch.uint8)
+            written.fill_(65)
+            self.buf = written
+""")
+
+
+@pytest.fixture
+def torchscript_archive(tmp_path):
+    """(archive named like DIM-PyTorch's checkpoint, the file its __setstate__ would write)."""
+    import importlib.util
+
+    src = tmp_path / "evil_module.py"
+    src.write_text(EVIL_TORCHSCRIPT)
+    spec = importlib.util.spec_from_file_location("evil_module", src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # from a file, so torch.jit.script can read the source
+    marker = tmp_path / "pwned"
+    path = tmp_path / "BEST_checkpoint.tar"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script is deprecated in recent torch
+        torch.jit.save(torch.jit.script(mod.Evil(str(marker))), str(path))
+    assert not marker.exists()
+    return path, marker
+
+
+def _loaders():
+    from matting_lib import predict
+
+    return {"load_checkpoint": ck.load_checkpoint, "load_model": ck.load_model, "load_dim_pytorch": ck.load_dim_pytorch,
+            "import_dim_pytorch_teacher": ck.import_dim_pytorch_teacher, "check_checkpoint_file": ck.check_checkpoint_file,
+            "predict.load_any_model": predict.load_any_model}
+
+
+def test_torchscript_archive_is_refused_by_every_loader_before_torch_sees_it(torchscript_archive, tmp_path,
+                                                                               monkeypatch, capsys):
+    from matting_lib import predict
+
+    path, marker = torchscript_archive
+    real_load, real_jit_load = torch.load, torch.jit.load
+    seen = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: seen.append("torch.load") or real_load(*a, **k))
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: seen.append("torch.jit.load") or real_jit_load(*a, **k))
+    for name, load in _loaders().items():
+        with pytest.raises(ck.UnsafeCheckpointError, match=r"BEST_checkpoint.tar is a TorchScript archive") as err:
+            load(path)
+        assert isinstance(err.value, ck.CheckpointError), name  # callers catching CheckpointError see it too
+        assert not marker.exists(), f"{name} ran the archive's code"
+    image = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "photo.png"), image)
+    cv2.imwrite(str(tmp_path / "tri.png"), np.full((40, 40), 128, np.uint8))
+    rc = predict.main([str(tmp_path / "photo.png"), str(tmp_path / "tri.png"), "--checkpoint", str(path),
+                       "--out", str(tmp_path / "a.png"), "--device", "cpu"])
+    assert rc == 1 and "TorchScript archive" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "a.png").exists()
+    assert seen == [], f"torch was handed the archive: {seen}"
+    monkeypatch.undo()
+    with warnings.catch_warnings():  # control: the payload is real
+        warnings.simplefilter("ignore")
+        torch.load(path, weights_only=False)
+    assert marker.read_bytes() == b"AAAAAA"
+
+
+def _truncated(tmp_path, kind: str):
+    model = build_student(0.125)
+    if kind == "empty":
+        (tmp_path / "empty.pt").write_bytes(b"")
+        return tmp_path / "empty.pt"
+    if kind == "text":
+        (tmp_path / "notes.pt").write_text("not a checkpoint\n")
+        return tmp_path / "notes.pt"
+    full = tmp_path / "full.pt"
+    if kind == "zip":
+        ck.save_checkpoint(full, model=model, config={}, epoch=0, step=1, metrics={})
+    else:  # legacy pickle format (DIM-PyTorch's era)
+        torch.save(model.state_dict(), full, _use_new_zipfile_serialization=False)
+    cut = tmp_path / f"cut-{kind}.pt"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    return cut
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "zip", "legacy"])
+def test_empty_and_truncated_files_get_a_clear_error_from_every_loader(tmp_path, kind):
+    path = _truncated(tmp_path, kind)
+    for name, load in _loaders().items():
+        if name == "check_checkpoint_file" and kind == "legacy":
+            continue  # a cut legacy file keeps its header: only reading it finds the cut
+        with pytest.raises(ck.CheckpointError, match="truncated or not a checkpoint") as err:
+            load(path)
+        assert path.name in str(err.value), name
+
+
+def test_zip_without_torch_layout_and_folders_are_refused(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "other.pt", "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    with pytest.raises(ck.CheckpointError, match="not one torch.save wrote"):
+        ck.load_dim_pytorch(tmp_path / "other.pt")
+    with pytest.raises(ck.CheckpointError, match="is a folder"):
+        ck.load_model(tmp_path)
+
+
+def test_non_finite_weights_are_refused_at_load(tmp_path):
+    model = build_student(0.125)
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("nan"))
+    path = ck.save_checkpoint(tmp_path / "nan.pt", model=model, config={}, epoch=0, step=1, metrics={})
+    with pytest.raises(ck.CheckpointError, match=r"nan.pt: 1 weight tensor\(s\) hold NaN or inf"):
+        ck.load_model(path)
+    teacher = build_teacher(1.0).state_dict()
+    teacher["up1.conv.cbr_unit.1.running_var"][0] = float("inf")
+    torch.save(teacher, tmp_path / "inf.pt")
+    with pytest.raises(ck.CheckpointError, match="inf.pt: .*NaN or inf.*running_var"):
+        ck.import_dim_pytorch_teacher(tmp_path / "inf.pt")
+
+
+@pytest.mark.parametrize("failure", [
+    RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 4096 vs 4034"),
+    OSError(errno.ENOSPC, "No space left on device"),
+])
+def test_disk_full_during_save_says_so_and_keeps_the_previous_file(tmp_path, monkeypatch, failure):
+    model = build_student(0.125)
+    path = ck.save_checkpoint(tmp_path / "last.pt", model=model, config={}, epoch=0, step=1, metrics={})
+    before = path.read_bytes()
+
+    def full_disk(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"PK\x03\x04 half")
+        raise failure
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(DiskFullError, match=r"the disk is full: could not write .*last.pt") as err:
+        ck.save_checkpoint(path, model=model, config={}, epoch=0, step=2, metrics={})
+    assert err.value.errno == errno.ENOSPC and isinstance(err.value, OSError)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary left
+
+
+def _shippable(tmp_path):
+    src = ck.save_checkpoint(tmp_path / "run" / "teacher.pt", model=build_student(0.125), config={}, epoch=0,
+                             step=3, metrics={})
+    ck.write_manifest(src, steps=3)
+    return src
+
+
+def test_ship_refuses_destinations_that_would_lose_data(tmp_path, capsys):
+    src = _shippable(tmp_path)
+    before, manifest_before = src.read_bytes(), ck.manifest_path(src).read_text()
+    (tmp_path / "assets").mkdir()
+    cases = {
+        str(tmp_path / "assets" / "DST.json"): "must end in .pt",   # would be overwritten by its own manifest
+        str(tmp_path / "assets" / "teacher.bin"): "must end in .pt",
+        str(tmp_path / "assets"): "is a folder; give the checkpoint's file name",
+        str(src): "is the source",
+        str(tmp_path / "run" / "." / "teacher.pt"): "is the source",
+    }
+    for dst, message in cases.items():
+        assert ck.main(["ship", str(src), dst, "--force"]) == 1, dst
+        assert message in capsys.readouterr().out, dst
+    assert ck.main(["ship", str(ck.manifest_path(src)), str(tmp_path / "x.pt")]) == 1
+    assert "is a manifest" in capsys.readouterr().out
+    assert src.read_bytes() == before and ck.manifest_path(src).read_text() == manifest_before
+    assert sorted(p.name for p in (tmp_path / "assets").iterdir()) == []
+
+
+def test_ship_with_a_corrupt_manifest_names_it(tmp_path, capsys):
+    src = _shippable(tmp_path)
+    ck.manifest_path(src).write_text('{"sha256": "abc", ')  # cut short
+    assert ck.main(["ship", str(src), str(tmp_path / "out.pt")]) == 1
+    out = capsys.readouterr().out
+    assert "teacher.json is not valid JSON" in out and not (tmp_path / "out.pt").exists()
+    ck.manifest_path(src).write_bytes(b"\xff\xfe[]")
+    with pytest.raises(ck.CheckpointError, match="teacher.json is not valid JSON"):
+        ck.check_manifest(src)
+    ck.manifest_path(src).write_text("[1, 2]")
+    with pytest.raises(ck.CheckpointError, match="not a JSON object"):
+        ck.check_manifest(src)

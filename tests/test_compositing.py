@@ -13,7 +13,8 @@ from PIL import Image
 from fixtures_adobe import make_tiny_adobe
 from matting_lib.compositing import (DatasetLayout, LayoutError, build_test_set, build_train_composites,
                                      check_layout, composite, list_test_items, read_alpha, read_rgb,
-                                     sha256_file, upscaled_size)
+                                     read_trimap, sha256_file, upscaled_size)
+from matting_lib.layout_check import link_dataset
 
 
 # ----------------------------------------------------------------------------------------------- rules
@@ -231,3 +232,47 @@ def test_name_lists_unreadable_and_tiny_backgrounds(adobe):
     with pytest.raises(LayoutError, match="cannot read image"):
         read_rgb(adobe.bg_path("train", bgs[0]))
     assert not check_layout(DatasetLayout.for_root(adobe.root / "nowhere"), progress=False).ok
+
+
+# ----------------------------------------------------------------------------------------------- bad input (issue 10)
+def test_name_list_with_a_non_utf8_byte_names_the_file_and_line(adobe):
+    names = adobe.fg_names("test")
+    adobe.test_fg_names_file.write_bytes(("\n".join(names) + "\n").encode() + b"caf\xe9.png\n")
+    with pytest.raises(LayoutError, match=rf"test_fg_names.txt, line {len(names) + 1}: byte b'\\xe9' is not UTF-8"):
+        adobe.fg_names("test")
+    report = check_layout(adobe, progress=False)  # the checker reports it instead of crashing
+    assert any("is not UTF-8" in m for m in report.inconsistent)
+    adobe.test_fg_names_file.write_bytes(b"\xef\xbb\xbf" + ("\n".join(names) + "\n").encode())  # BOM: fine
+    assert adobe.fg_names("test") == names
+
+
+def test_read_trimap_grey_rgb_is_grey_colour_and_16_bit_are_refused(tmp_path):
+    t = np.array([[0, 128, 255, 128]], np.uint8)
+    cv2.imwrite(str(tmp_path / "grey.png"), t)
+    cv2.imwrite(str(tmp_path / "rgb.png"), np.dstack([t, t, t]))
+    cv2.imwrite(str(tmp_path / "rgba.png"), np.dstack([t, t, t, np.full_like(t, 255)]))
+    for name in ("grey.png", "rgb.png", "rgba.png"):
+        assert np.array_equal(read_trimap(tmp_path / name), t), name
+    cv2.imwrite(str(tmp_path / "red.png"), np.dstack([np.zeros_like(t), np.zeros_like(t), t]))  # BGR: red
+    with pytest.raises(LayoutError, match=r"trimap .*red.png is a colour image"):
+        read_trimap(tmp_path / "red.png")
+    cv2.imwrite(str(tmp_path / "deep.png"), t.astype(np.uint16) * 257)
+    with pytest.raises(LayoutError, match=r"deep.png is uint16"):
+        read_trimap(tmp_path / "deep.png")
+
+
+def test_link_dataset_refuses_a_wrong_root_before_linking_and_replaces_a_dangling_link(adobe, tmp_path):
+    data = tmp_path / "data" / "adobe"
+    for wrong in (tmp_path / "typo", adobe.root / "Combined_Dataset"):  # missing; exists but is the wrong level
+        with pytest.raises(LayoutError, match="adobe_root"):
+            link_dataset(data, wrong)
+        assert not data.is_symlink() and not data.exists()
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.symlink_to(tmp_path / "typo")  # what an older version left after a mistyped --adobe-root
+    assert link_dataset(data, adobe.root) == data and data.resolve() == adobe.root.resolve()
+    assert link_dataset(data, adobe.root) == data  # again: nothing to do
+    other = tmp_path / "other"
+    (other / "Combined_Dataset").mkdir(parents=True)
+    with pytest.raises(LayoutError, match="already exists and is not a link to"):
+        link_dataset(data, other)  # a working link to another dataset is not replaced silently
+    assert data.resolve() == adobe.root.resolve()

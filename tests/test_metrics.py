@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import deque
 from pathlib import Path
 
@@ -523,3 +524,56 @@ def test_parallel_folder_run_and_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         MF.main(["--help"])
     assert e.value.code == 0 and "--convention" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------ bad files (issue 10)
+def test_folder_refuses_two_files_of_one_image(tmp_path):
+    rng = np.random.default_rng(14)
+    cases = {f"im{i}.png": random_case(rng, 8, 8) for i in range(2)}
+    _write_set(tmp_path, cases)
+    dirs = [tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap"]
+    cv2.imwrite(str(tmp_path / "pred" / "im1.bmp"), cases["im1.png"][0])  # counted twice before
+    with pytest.raises(M.MetricsInputError, match=r"prediction folder .* same stem \(im1.bmp and im1.png\)"):
+        MF.evaluate_folder(*dirs, workers=0, progress=False)
+    (tmp_path / "pred" / "im1.bmp").unlink()
+    (tmp_path / "gt" / "im1.png").rename(tmp_path / "gt" / "im1.tif")
+    cv2.imwrite(str(tmp_path / "gt" / "im1.bmp"), cases["im0.png"][1])  # which one is the ground truth?
+    with pytest.raises(M.MetricsInputError, match=r"im1.bmp and .*im1.tif share the stem 'im1'"):
+        MF.evaluate_folder(*dirs, workers=0, progress=False)
+
+
+@pytest.mark.parametrize("content, message", [(b"", "empty file"), (b"\x89PNG\r\n\x1a\n garbage", "not a readable")])
+def test_folder_empty_or_undecodable_png_is_named(tmp_path, capsys, content, message):
+    rng = np.random.default_rng(15)
+    _write_set(tmp_path, {"ok.png": random_case(rng, 8, 8), "bad.png": random_case(rng, 8, 8)})
+    (tmp_path / "pred" / "bad.png").write_bytes(content)
+    args = ["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--trimap", str(tmp_path / "trimap"),
+            "--workers", "0", "--no-progress"]
+    assert MF.main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'pred' / 'bad.png'}: {message}" in err and "1 of 2 image(s)" in err
+
+
+def test_folder_output_checked_before_any_image_is_scored(tmp_path, monkeypatch):
+    rng = np.random.default_rng(16)
+    _write_set(tmp_path, {"a.png": random_case(rng, 8, 8)})
+    dirs = [tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap"]
+
+    def never(*a, **k):
+        raise AssertionError("images were scored before the output was checked")
+
+    monkeypatch.setattr(MF, "_run_jobs", never)
+    (tmp_path / "res").mkdir()
+    with pytest.raises(M.MetricsInputError, match=r"res is a folder; give a file name"):
+        MF.evaluate_folder(*dirs, out_csv=tmp_path / "res", workers=0, progress=False)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anywhere: emulate the permission check an ordinary user gets
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, m: False if str(p) == str(ro) else real(p, m))
+    try:
+        with pytest.raises(M.MetricsInputError, match=r"ro is read-only"):
+            MF.evaluate_folder(*dirs, out_csv=ro / "m.csv", workers=0, progress=False)
+    finally:
+        ro.chmod(0o755)

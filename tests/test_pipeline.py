@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +48,18 @@ def test_overrides_and_errors():
     job = pipeline.Job("teacher", "teacher", {"no_such_parameter": 1})
     with pytest.raises(pipeline.PipelineError, match="does not declare parameter"):
         pipeline.check_parameters(job)
+
+
+def test_relative_adobe_root_and_public_teacher_are_resolved_against_the_current_folder(tmp_path, monkeypatch):
+    """The notebooks run in the repository; a relative path the user typed means the folder they typed it in."""
+    seen = {}
+    real = pipeline.plan_jobs
+    monkeypatch.setattr(pipeline, "plan_jobs", lambda name, prof, **k: seen.update(prof) or real(name, prof, **k))
+    monkeypatch.chdir(tmp_path)
+    assert pipeline.main(["--profile", "paper", "--adobe-root", "data/adobe", "--public-teacher",
+                          "~/BEST_checkpoint.tar", "--runs-dir", str(tmp_path / "runs"), "--list"]) == 0
+    assert seen["data"]["adobe_root"] == str(tmp_path / "data" / "adobe")
+    assert seen["teacher"]["public_checkpoint"] == str(Path.home().resolve() / "BEST_checkpoint.tar")
 
 
 def test_fingerprint_tracks_params_and_upstream(tmp_path):

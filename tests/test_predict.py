@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -156,3 +157,113 @@ def test_evaluate_model_scores_a_composition1k_folder(model, tmp_path):
     cv2.imwrite(str(tmp_path / "run" / "pred" / "stray.png"), pred)
     with pytest.raises(ValueError, match="not in this test set"):
         ev.evaluate_model(model, items, tmp_path / "run" / "pred", conventions=("official",), progress=False)
+
+
+# ------------------------------------------------------------------------------------------ bad input (issue 10)
+@pytest.fixture
+def cli(model, tmp_path):
+    """Files for one CLI call and a runner: run(*extra, out=...) -> (exit code, stderr)."""
+    ckpt = save_checkpoint(tmp_path / "s.pt", model=model, config={}, epoch=0, step=0, metrics={})
+    image, trimap = _scene()
+    cv2.imwrite(str(tmp_path / "photo.png"), image[..., ::-1])
+    cv2.imwrite(str(tmp_path / "tri.png"), trimap)
+
+    def run(*extra, out, trimap_path=tmp_path / "tri.png", checkpoint=ckpt):
+        return predict.main([str(tmp_path / "photo.png"), str(trimap_path), "--checkpoint", str(checkpoint),
+                             "--out", str(out), "--device", "cpu", *extra])
+
+    return run, image, trimap, ckpt
+
+
+def test_cli_never_overwrites_an_input_and_needs_force_for_an_existing_output(cli, tmp_path, capsys):
+    run, *_ = cli
+    photo, tri = (tmp_path / "photo.png").read_bytes(), (tmp_path / "tri.png").read_bytes()
+    for target in (tmp_path / "photo.png", tmp_path / "tri.png", tmp_path / "." / "photo.png"):
+        for force in ([], ["--force"]):
+            assert run(*force, out=target) == 1
+            assert "is the input" in capsys.readouterr().err
+    assert (tmp_path / "photo.png").read_bytes() == photo and (tmp_path / "tri.png").read_bytes() == tri
+    (tmp_path / "old.png").write_bytes(b"keep me")
+    assert run(out=tmp_path / "old.png") == 1
+    assert "exists; pass --force" in capsys.readouterr().err and (tmp_path / "old.png").read_bytes() == b"keep me"
+    assert run("--force", out=tmp_path / "old.png") == 0
+    assert cv2.imread(str(tmp_path / "old.png"), cv2.IMREAD_UNCHANGED).shape == (40, 48)
+
+
+def test_cli_writes_the_suffix_s_format_and_refuses_lossy_ones(cli, tmp_path, capsys):
+    run, *_ = cli
+    assert run(out=tmp_path / "a.png") == 0
+    png = cv2.imread(str(tmp_path / "a.png"), cv2.IMREAD_UNCHANGED)
+    for suffix, magic in ((".bmp", b"BM"), (".tif", b"II*\0")):
+        assert run(out=tmp_path / f"a{suffix}") == 0
+        assert (tmp_path / f"a{suffix}").read_bytes()[:len(magic)] == magic
+        assert (cv2.imread(str(tmp_path / f"a{suffix}"), cv2.IMREAD_UNCHANGED) == png).all()  # lossless
+    for name in ("a.jpg", "a.JPEG", "a.webp", "a"):
+        assert run(out=tmp_path / name) == 1
+        err = capsys.readouterr().err
+        assert name in err and ("lossy" in err or "unsupported suffix" in err) and ".png" in err
+        assert not (tmp_path / name).exists()
+
+
+def test_cli_checks_the_output_path_before_computing(cli, tmp_path, capsys, monkeypatch):
+    run, *_ = cli
+
+    def never(*a, **k):
+        raise AssertionError("the model was loaded before the output path was checked")
+
+    monkeypatch.setattr(predict, "load_any_model", never)
+    (tmp_path / "outdir").mkdir()
+    assert run(out=tmp_path / "outdir") == 1
+    assert "outdir is a folder" in capsys.readouterr().err
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anywhere: emulate the permission check an ordinary user gets
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, m: False if str(p) == str(ro) else real(p, m))
+    try:
+        assert run(out=ro / "a.png") == 1
+        assert f"{ro} is read-only" in capsys.readouterr().err
+    finally:
+        ro.chmod(0o755)
+
+
+def test_cli_colour_trimaps_grey_ones_pass_coloured_ones_are_refused(cli, tmp_path, capsys):
+    run, image, trimap, _ = cli
+    assert run(out=tmp_path / "grey.png") == 0
+    cv2.imwrite(str(tmp_path / "tri3.png"), np.dstack([trimap] * 3))  # grey saved as RGB
+    assert run(out=tmp_path / "rgb.png", trimap_path=tmp_path / "tri3.png") == 0
+    assert (cv2.imread(str(tmp_path / "rgb.png"), -1) == cv2.imread(str(tmp_path / "grey.png"), -1)).all()
+    colour = np.dstack([trimap, trimap, np.where(trimap == 128, 0, trimap)]).astype(np.uint8)  # red unknown
+    cv2.imwrite(str(tmp_path / "tricol.png"), colour)
+    assert run(out=tmp_path / "col.png", trimap_path=tmp_path / "tricol.png") == 1
+    assert "trimap" in (err := capsys.readouterr().err) and "tricol.png is a colour image" in err
+    assert not (tmp_path / "col.png").exists()
+
+
+def test_cli_refuses_nan_weights_and_nan_outputs(cli, model, tmp_path, capsys):
+    run, image, trimap, _ = cli
+    broken = build_student(0.125)
+    with torch.no_grad():
+        next(broken.parameters()).fill_(float("nan"))
+    nan_ckpt = save_checkpoint(tmp_path / "nan.pt", model=broken, config={}, epoch=0, step=0, metrics={})
+    assert run(out=tmp_path / "a.png", checkpoint=nan_ckpt) == 1
+    err = capsys.readouterr().err
+    assert "nan.pt" in err and "NaN or inf" in err and not (tmp_path / "a.png").exists()
+
+    class NaNNet(torch.nn.Module):  # finite weights, non-finite output (e.g. an overflow)
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return x[:, :1] * self.w + float("nan")
+
+    with pytest.raises(ValueError, match=r"output holds 1920 NaN/inf value\(s\)"):
+        ev.predict_alpha(NaNNet(), image, trimap)
+
+
+def test_write_png_refuses_other_suffixes(tmp_path):
+    with pytest.raises(ValueError, match="give a .png name"):
+        ev.write_png(tmp_path / "x.jpg", np.zeros((4, 4), np.uint8))
+    assert not (tmp_path / "x.jpg").exists()
