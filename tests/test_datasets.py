@@ -158,7 +158,7 @@ def test_notebook_parameters_are_validated():
     assert params_from_dict(DataParams, {"preset": "smoke"}).figures_path.as_posix() == "figures/default"
     with pytest.raises(ValueError, match="adobe_root"):
         DataParams(source="adobe")
-    with pytest.raises(ValueError, match="smoke, default, large"):
+    with pytest.raises(ValueError, match="smoke, default, comp1k, large"):
         DataParams(preset="medium")
     with pytest.raises(ValueError, match="unknown parameters: sed"):
         params_from_dict(DataParams, {"sed": 1})

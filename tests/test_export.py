@@ -102,7 +102,7 @@ def test_predict_png_from_onnx_equals_png_from_checkpoint(nets, tmp_path):
         cv2.imwrite(str(tmp_path / "trimap.png"), trimap)
         pngs = {}
         for model in (ckpt, onnx_path):
-            out = tmp_path / f"alpha_{model.suffix[1:]}.png"
+            out = tmp_path / f"alpha_{model.suffix[1:]}_{seed}.png"  # a new file: predict never overwrites
             assert predict.main([str(tmp_path / "photo.png"), str(tmp_path / "trimap.png"), "--checkpoint",
                                  str(model), "--out", str(out), "--device", "cpu"]) == 0
             pngs[model.suffix] = cv2.imread(str(out), cv2.IMREAD_UNCHANGED).astype(int)

@@ -107,5 +107,5 @@ def test_foreign_folder_is_never_touched(tmp_path):
     with pytest.raises(LayoutError, match="real data"):
         S.generate_dataset(tmp_path / "real", preset="smoke", overwrite=True, progress=False)
     assert (tmp_path / "real" / "precious.jpg").read_bytes() == b"x"
-    with pytest.raises(ValueError, match="smoke, default, large"):
+    with pytest.raises(ValueError, match="smoke, default, comp1k, large"):
         S.generate_dataset(tmp_path / "x", preset="huge")
