@@ -19,7 +19,7 @@ Everything a run writes goes under ``<runs-dir>/<profile>/``: executed notebooks
 with the default ``--runs-dir`` (``runs/``), whose tables and figures go to the repository's
 ``figures/<profile>/``, and with ``--figures-dir``. A job is up to date when its marker
 ``pipeline/<job>.json`` records the same parameters, notebook source and upstream results *and* its declared
-outputs exist and verify (:mod:`matting_lib.pipeline_outputs`); so an interrupted or damaged run resumes where it
+outputs exist and verify (:mod:`matting_lib.pipeline_state`); so an interrupted or damaged run resumes where it
 stopped. A lock per ``<runs-dir>/<profile>`` refuses a second pipeline on the same folder (:mod:`matting_lib.runlock`).
 
 This module imports only the standard library at import time so ``--help`` and argument checks are instant.
@@ -28,7 +28,6 @@ This module imports only the standard library at import time so ``--help`` and a
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -38,6 +37,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# re-exported: whether a job is up to date (standard library only at import time, like this module)
+from .pipeline_state import (executed_path, is_done, job_fingerprint, job_state, marker_path,  # noqa: F401
+                             verify_outputs)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = REPO / "runs"
@@ -125,7 +128,7 @@ class Job:
     params: dict[str, Any]
     needs: list[str] = field(default_factory=list)  # keys of jobs whose results this one reads
     inputs: list[str] = field(default_factory=list)  # files whose contents are part of the fingerprint
-    outputs: list[tuple[str, str]] = field(default_factory=list)  # (kind, path): see pipeline_outputs.KINDS
+    outputs: list[tuple[str, str]] = field(default_factory=list)  # (kind, path): see pipeline_state.KINDS
     limits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LIMITS))  # cell_/job_timeout_s
     notebook: Path | None = None  # default: notebooks/<the stage's notebook>
 
@@ -198,69 +201,10 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
     return jobs
 
 
-# ----------------------------------------------------------------------------------------------- markers
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def marker_path(runs_root: Path, profile: str, key: str) -> Path:
-    return Path(runs_root) / profile / "pipeline" / f"{key}.json"
-
-
-def executed_path(runs_root: Path, profile: str, job: Job) -> Path:
-    return Path(runs_root) / profile / "notebooks" / f"{job.notebook.stem}-{job.key}.ipynb"
-
-
-def _read_marker(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def job_fingerprint(job: Job, runs_root: Path, profile: str) -> str:
-    """Hash of the job's parameters, its notebook's source and its upstream jobs' results (their fingerprints and
-    when they last ran: an upstream job executed again means new inputs here)."""
-    upstream = []
-    for dep in job.needs:
-        m = _read_marker(marker_path(runs_root, profile, dep)) or {}
-        upstream.append([m.get("fingerprint"), m.get("finished")])
-    if job.inputs:
-        from .utils import sha256_file  # lazily: this module imports only the standard library up front
-    files = [sha256_file(f) if Path(f).is_file() else "missing" for f in job.inputs]
-    return _digest({"params": job.params, "notebook": _notebook_source_digest(job.notebook), "upstream": upstream,
-                    **({"inputs": files} if files else {})})
-
-
-def _notebook_source_digest(path: Path) -> str:
-    if not path.is_file():
-        return "missing"
-    nb = json.loads(path.read_text())
-    return _digest([c.get("source") for c in nb.get("cells", [])])
-
-
-def job_state(job: Job, runs_root: Path, profile: str) -> tuple[bool, str]:
-    """(up to date?, why not): the marker must match and every declared output exist and verify."""
-    marker = _read_marker(marker_path(runs_root, profile, job.key))
-    if marker is None:
-        return False, "never finished"
-    if marker.get("fingerprint") != job_fingerprint(job, runs_root, profile):
-        return False, "parameters, notebook or upstream results changed"
-    from .pipeline_outputs import verify_outputs  # lazily (it loads checkpoints)
-
-    problems = verify_outputs(job.outputs + [("notebook", str(executed_path(runs_root, profile, job)))], job)
-    return (False, "; ".join(problems)) if problems else (True, "")
-
-
-def is_done(job: Job, runs_root: Path, profile: str) -> bool:
-    return job_state(job, runs_root, profile)[0]
-
-
 # ----------------------------------------------------------------------------------------------- execution
 def run_job(job: Job, runs_root: Path, profile: str, *, log=print) -> float:
     """Execute one notebook under its limits; verify its outputs; write its marker. Returns wall seconds."""
     from .pipeline_exec import execute_notebook
-    from .pipeline_outputs import verify_outputs
     from .utils import atomic_write_text
 
     if not job.notebook.is_file():

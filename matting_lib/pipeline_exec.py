@@ -96,7 +96,8 @@ def rearming_client_class() -> type:
 def _ipc_kernel_manager() -> type:
     """nbclient's kernel manager talking to the kernel over local IPC sockets instead of TCP (nothing listens on
     the network, and ipykernel has no reason to warn about unencrypted TCP traffic on every notebook), with the
-    re-arming client. Instances register with the :class:`JobWatch` of a per-job subclass (:func:`kernel_manager_for`)."""
+    re-arming client. Instances register with the :class:`JobWatch` of a per-job subclass
+    (:func:`kernel_manager_for`)."""
     import shutil
     import tempfile
 

@@ -1,8 +1,10 @@
-"""What each pipeline job must leave behind, and the checks that its outputs are really there.
+"""Whether a pipeline job is up to date: its marker, its fingerprint, and the outputs it must leave behind.
 
-A job is up to date only if its marker matches *and* every declared output verifies (:func:`verify_outputs`), so
-a deleted or truncated file makes the job run again. Kinds of output (declared in ``Job.outputs`` as
-``(kind, path)`` by :func:`matting_lib.pipeline.plan_jobs`):
+A job is up to date only if its marker ``<runs-dir>/<profile>/pipeline/<job>.json`` records the job's current
+fingerprint (parameters, notebook source, upstream results) *and* every declared output verifies
+(:func:`verify_outputs`), so a deleted or truncated file makes the job run again. Kinds of output (declared in
+``Job.outputs`` as ``(kind, path)`` by :func:`matting_lib.pipeline.plan_jobs`; the executed notebook is checked
+for every job):
 
     dataset     the data folder: its test composites (``Composition-1k/merged/*.png``) exist
     checkpoint  a matting_lib checkpoint that loads (``weights_only``) with its ``format``, ``arch`` and weights
@@ -15,6 +17,7 @@ a deleted or truncated file makes the job run again. Kinds of output (declared i
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -99,3 +102,59 @@ def verify_outputs(outputs: list[tuple[str, str]], job: Any) -> list[str]:
         if problem:
             problems.append(problem)
     return problems
+
+
+# ----------------------------------------------------------------------------------------------- markers
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def marker_path(runs_root: Path, profile: str, key: str) -> Path:
+    return Path(runs_root) / profile / "pipeline" / f"{key}.json"
+
+
+def executed_path(runs_root: Path, profile: str, job: Any) -> Path:
+    return Path(runs_root) / profile / "notebooks" / f"{job.notebook.stem}-{job.key}.ipynb"
+
+
+def _read_marker(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def job_fingerprint(job: Any, runs_root: Path, profile: str) -> str:
+    """Hash of the job's parameters, its notebook's source and its upstream jobs' results (their fingerprints and
+    when they last ran: an upstream job executed again means new inputs here)."""
+    upstream = []
+    for dep in job.needs:
+        m = _read_marker(marker_path(runs_root, profile, dep)) or {}
+        upstream.append([m.get("fingerprint"), m.get("finished")])
+    if job.inputs:
+        from .utils import sha256_file  # lazily: the pipeline imports only the standard library up front
+    files = [sha256_file(f) if Path(f).is_file() else "missing" for f in job.inputs]
+    return _digest({"params": job.params, "notebook": _notebook_source_digest(job.notebook), "upstream": upstream,
+                    **({"inputs": files} if files else {})})
+
+
+def _notebook_source_digest(path: Path) -> str:
+    if not path.is_file():
+        return "missing"
+    nb = json.loads(path.read_text())
+    return _digest([c.get("source") for c in nb.get("cells", [])])
+
+
+def job_state(job: Any, runs_root: Path, profile: str) -> tuple[bool, str]:
+    """(up to date?, why not): the marker must match and every declared output exist and verify."""
+    marker = _read_marker(marker_path(runs_root, profile, job.key))
+    if marker is None:
+        return False, "never finished"
+    if marker.get("fingerprint") != job_fingerprint(job, runs_root, profile):
+        return False, "parameters, notebook or upstream results changed"
+    problems = verify_outputs(job.outputs + [("notebook", str(executed_path(runs_root, profile, job)))], job)
+    return (False, "; ".join(problems)) if problems else (True, "")
+
+
+def is_done(job: Any, runs_root: Path, profile: str) -> bool:
+    return job_state(job, runs_root, profile)[0]
