@@ -18,6 +18,7 @@ Modules (one concept each):
     models       the DIM teacher and the paper's student
     checkpoints  the project's checkpoints and a safe importer for the public DIM-PyTorch teacher
     training     one training loop for teacher and students (resumable, DDP-ready)
+    run_identity what a training run is (settings, teacher weights, data): resume only the same one
     kd_losses    batch / spatial / channel similarity and the AT / FSP / OFD losses, as tensor functions
     distill      the paper's distillation configurations and the student objective
     evaluation   predict a test set and score it
@@ -29,6 +30,10 @@ Modules (one concept each):
     figures      the results figures
     explorer     the interactive similarity explorer (ipywidgets)
     pipeline     the notebook pipeline behind run_all.sh
+    pipeline_validate  the profile and --set values checked against the notebooks before anything runs
+    pipeline_exec      one notebook execution: time limits, liveness, a kernel client that never misses a reply
+    pipeline_state     whether a job is up to date: markers, fingerprints, declared outputs that must load
+    runlock      one pipeline per run folder (fcntl lock with the holder's PID)
 
 The package imports nothing heavy at import time, so ``python -m matting_lib.pipeline --help`` answers
 instantly; import the submodules you need.

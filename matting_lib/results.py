@@ -48,8 +48,11 @@ def load_records(paths: Iterable[str | Path]) -> list[dict]:
     """Read metrics.json files; raise naming the file when one lacks ``config`` or ``metrics``."""
     records = []
     for p in paths:
-        rec = json.loads(Path(p).read_text())
-        if "config" not in rec or "metrics" not in rec:
+        try:
+            rec = json.loads(Path(p).read_text())
+        except ValueError as err:  # truncated or not JSON
+            raise ValueError(f"{p}: not readable JSON ({err}); rerun the run that writes it") from None
+        if not isinstance(rec, dict) or "config" not in rec or "metrics" not in rec:
             raise ValueError(f"{p}: not a run metrics file (needs 'config' and 'metrics' keys); "
                              "was it written by notebook 02/03?")
         rec["_path"] = str(p)
@@ -203,17 +206,37 @@ def summary_paragraph(summary: dict[str, dict[str, Stat]], metric: str = "sad") 
     return " ".join(parts)
 
 
-def collect(runs_dir: str | Path, *, configs: Sequence[str] | None = None, seeds: int | None = None) -> list[dict]:
-    """The teacher's and students' records under ``runs_dir`` (``teacher/`` and ``students/*/``), keeping only
-    the listed configurations (the teacher always) and seeds ``0 .. seeds-1``. Raises if none is found."""
-    records = load_records(find_metrics_files(runs_dir))
-    keep = [r for r in records
-            if (configs is None or r["config"] in configs or r["config"] == "teacher")
-            and (seeds is None or r["config"] == "teacher" or int(r.get("seed", 0)) < seeds)]
-    if not keep:
-        raise FileNotFoundError(f"no metrics.json of the wanted runs under {runs_dir}; run notebooks 02 and 03 "
-                                "first (./run_all.sh)")
-    return keep
+def collect(runs_dir: str | Path, *, configs: Sequence[str], seeds: int, command: str = "./run_all.sh") -> list[dict]:
+    """The teacher's record (``runs_dir/teacher/metrics.json``) and every wanted student's
+    (``runs_dir/students/kd-<config>-seed<seed>/metrics.json`` for each configuration and seeds ``0 .. seeds-1``).
+
+    Nothing else under ``runs_dir`` is read (folders moved aside as ``*.stale-*`` are ignored). Raises
+    ``FileNotFoundError`` naming every missing configuration/seed and the command that makes it (``command``: the
+    pipeline command of this run, e.g. ``./run_all.sh --profile smoke --runs-dir R``), so a table is never written
+    without a row; ``ValueError`` when a file does not belong where it lies.
+    """
+    from .distill import run_name
+
+    runs_dir = Path(runs_dir)
+    wanted = [("teacher", None, runs_dir / "teacher" / "metrics.json")]
+    wanted += [(cfg, seed, runs_dir / "students" / run_name(cfg, seed) / "metrics.json")
+               for cfg in configs for seed in range(seeds)]
+    missing = [(cfg, seed, path) for cfg, seed, path in wanted if not path.is_file()]
+    if missing:
+        lines = [f"{'the teacher' if seed is None else f'{cfg} seed {seed}'}: {path} is missing"
+                 for cfg, seed, path in missing]
+        stages = {"teacher" if seed is None else "distill" for _, seed, _ in missing}
+        make = f"{command} --only {stages.pop()}" if len(stages) == 1 else command
+        raise FileNotFoundError(
+            f"Table 1 needs {len(missing)} run(s) that are missing under {runs_dir}:\n  - " + "\n  - ".join(lines)
+            + f"\nMake them with `{make}` (with the other options of this run; finished jobs are skipped), then "
+            f"rerun this notebook.")
+    records = load_records(path for _, _, path in wanted)
+    for (cfg, seed, path), rec in zip(wanted, records):
+        if rec["config"] != cfg or (seed is not None and int(rec.get("seed", -1)) != seed):
+            raise ValueError(f"{path} holds config {rec['config']!r} seed {rec.get('seed')!r}, not {cfg!r} seed "
+                             f"{seed}: a run folder was copied or renamed; rerun that run ({command} --only distill)")
+    return records
 
 
 def write_tables(rows: list[dict], out_dir: str | Path, stem: str, *, title: str = "") -> list[Path]:

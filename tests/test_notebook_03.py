@@ -59,6 +59,18 @@ def test_notebook_03_student_then_distilled(tmp_path):
     assert "learning curves of: spatial+channel, student (no KD)" in text
     assert "predictions of: teacher, no KD, spatial+channel" in text
 
+    # another teacher: the finished distilled run is not "resumed" but moved aside and trained afresh
+    run = runs / "kd-spatial+channel-seed0"
+    first = json.loads((run / "run.json").read_text())["identity"]
+    torch.manual_seed(1)
+    save_checkpoint(teacher, model=build_teacher(0.0625).eval(), config={}, epoch=0, step=0, metrics={})
+    pm.execute_notebook(str(nb), str(tmp_path / "03-again.ipynb"), cwd=str(REPO), kernel_name="python3",
+                        progress_bar=False, parameters={**common, "config": "spatial+channel"})
+    stale = list(runs.glob("kd-spatial+channel-seed0.stale-*"))
+    assert len(stale) == 1 and json.loads((stale[0] / "run.json").read_text())["identity"] == first
+    assert json.loads((run / "run.json").read_text())["identity"]["teacher"] != first["teacher"]
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 3
+
 
 @pytest.mark.slow
 @pytest.mark.skipif(bool(MISSING), reason=f"notebook 03 needs modules not available: {MISSING}")

@@ -1,4 +1,5 @@
-"""The pipeline behind run_all.sh: planning, skipping finished work, overrides, failures, and the smoke run."""
+"""The pipeline behind run_all.sh: planning, validation, outputs that must verify, figures per runs folder,
+failures, and the smoke run (with reruns after a deleted/truncated output and after a teacher change)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from matting_lib import pipeline
+from matting_lib import pipeline, pipeline_state, pipeline_validate
 
 
 def test_plan_smoke_profile():
@@ -27,27 +28,107 @@ def test_plan_smoke_profile():
     retrain = pipeline.plan_jobs("smoke", {**prof, "teacher": {**prof["teacher"], "mode": "load"}},
                                  runs_root=REPO / "runs", retrain_teacher=True)
     assert retrain[1].params["mode"] == "train"
+    # every job declares what it must leave behind; the limits come from the profile and never reach a notebook
+    first = distill[0]
+    assert first.outputs == [("checkpoint", str(REPO / "runs/smoke/students/kd-student-seed0/best.pt")),
+                             ("metrics", str(REPO / "runs/smoke/students/kd-student-seed0/metrics.json"))]
+    assert jobs[0].outputs == [("dataset", str(REPO / "data/synthetic-smoke"))]
+    assert jobs[1].outputs[0] == ("checkpoint", str(REPO / "runs/smoke/teacher/teacher.pt"))
+    assert jobs[-2].outputs == [("tables", str(REPO / "figures/smoke"))]
+    assert first.limits == {"cell_timeout_s": 600, "job_timeout_s": 1200}
+    assert not any(k in j.params for j in jobs for k in pipeline.TIMEOUT_KEYS)
 
 
 @pytest.mark.parametrize("name", pipeline.available_profiles())
-def test_every_profile_matches_its_notebooks(name):
-    """Each profile only sets parameters its notebooks declare (papermill alone would merely warn)."""
-    jobs = pipeline.plan_jobs(name, pipeline.load_profile(name), runs_root=REPO / "runs", seeds=1)
-    for job in {j.stage: j for j in jobs}.values():
-        pipeline.check_parameters(job)
+def test_every_profile_validates_against_its_notebooks(name):
+    """Each profile only sets parameters its notebooks declare, with their types (papermill would merely warn)."""
+    prof = pipeline.load_profile(name)
+    pipeline_validate.validate_profile(prof, full=True)
+    jobs = pipeline.plan_jobs(name, prof, runs_root=REPO / "runs", seeds=1)
+    pipeline_validate.check_jobs(jobs)
+    assert all(set(j.limits) == set(pipeline.TIMEOUT_KEYS) for j in jobs)
+
+
+def test_student_run_names_match_the_library():
+    from matting_lib import distill
+
+    for cfg in distill.PAPER_CONFIGS:
+        assert pipeline.student_run_name(cfg, 3) == distill.run_name(distill.PAPER_CONFIGS[cfg], 3) \
+            == distill.run_name(cfg, 3)
 
 
 def test_overrides_and_errors():
     prof = pipeline.apply_overrides({"distill": {"steps": 5}}, ["distill.steps=7", "teacher.mode=load",
                                                                "distill.lr=0.5"])
     assert prof["distill"]["steps"] == 7 and prof["teacher"]["mode"] == "load" and prof["distill"]["lr"] == 0.5
-    with pytest.raises(pipeline.PipelineError, match="STAGE.KEY=VALUE"):
+    assert pipeline.apply_overrides({}, ["distill.configs=spatial"])["distill"]["configs"] == "spatial"  # not split
+    with pytest.raises(pipeline.ProfileError, match="STAGE.KEY=VALUE"):
         pipeline.apply_overrides({}, ["steps=3"])
-    with pytest.raises(pipeline.PipelineError, match="valid profiles: .*smoke"):
+    with pytest.raises(pipeline.ProfileError, match="valid profiles: .*smoke"):
         pipeline.load_profile("smok")
     job = pipeline.Job("teacher", "teacher", {"no_such_parameter": 1})
-    with pytest.raises(pipeline.PipelineError, match="does not declare parameter"):
-        pipeline.check_parameters(job)
+    with pytest.raises(pipeline.ProfileError, match="does not declare parameter"):
+        pipeline_validate.check_jobs([job])
+
+
+# Each bad --set: (arguments, a fragment of the message). Every one exits 2 before anything runs.
+BAD_INPUTS = [
+    (["--set", "distill.stepz=5"], "distill.stepz: unknown key (did you mean 'steps'?)"),
+    (["--set", "distill.configs=spatial"], "distill.configs = 'spatial': expected a non-empty list"),
+    (["--set", "distill.configs=[]"], "expected a non-empty list of configuration names"),
+    (["--set", 'distill.configs=["spatail"]'], "unknown configuration 'spatail' (did you mean 'spatial'?)"),
+    (["--set", 'distill.configs=["spatial","spatial"]'], "listed twice"),
+    (["--set", "distill.seeds=abc"], "distill.seeds = 'abc': expected an integer >= 1"),
+    (["--set", "distill.jobs=abc"], "distill.jobs = 'abc': expected an integer >= 1"),
+    (["--set", "distill.jobs=0"], "distill.jobs = 0: expected an integer >= 1"),
+    (["--set", "distill.lr=abc"], "distill.lr = 'abc' (str): 03_distill.ipynb declares lr: float"),
+    (["--set", "explorer.size=1.5"], "explorer.size = 1.5 (float): 05_similarity_explorer.ipynb declares size: int"),
+    (["--set", "teacher.lr_decay=2000"], "quote it: --set 'teacher.lr_decay=\"2000\"'"),
+    (["--set", "data.overwrite=1"], "data.overwrite = 1 (int): 01_compositing.ipynb declares overwrite: bool"),
+    (["--set", "distill.seed=3"], "distill.seed = 3: set by the pipeline for every job; use --seeds N"),
+    (["--set", "results.figures_dir=x"], "use --figures-dir instead"),
+    (["--set", "distill.layers=conv3-5"], "run notebook 03 directly for a layers override"),
+    (["--set", "teacher.cell_timeout_s=0"], "teacher.cell_timeout_s = 0: expected a positive number of seconds"),
+    (["--set", "distill.job_timeout_s=soon"], "distill.job_timeout_s = 'soon': expected a positive number"),
+    (["--set", "stepz=5"], "expected STAGE.KEY=VALUE"),
+    (["--set", "distil.steps=5"], "expected STAGE.KEY=VALUE with STAGE one of data, teacher"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[a[-1] for a, _ in BAD_INPUTS])
+def test_bad_set_fails_before_anything_runs(tmp_path, capsys, args, message):
+    rc = pipeline.main(["--profile", "smoke", "--runs-dir", str(tmp_path), *args])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert message in err and "run_all.sh: error:" in err
+    assert not any(tmp_path.iterdir()), "nothing may be created or executed"
+
+
+def test_check_args_is_standard_library_only(tmp_path):
+    """run_all.sh's --check-args runs under the base interpreter before the environment exists: it must report a
+    bad pipeline key there, importing nothing outside the standard library."""
+    code = ("import sys; from matting_lib import pipeline; "
+            "rc = pipeline.main(['--check-args', '--profile', 'smoke', '--set', 'distill.configs=spatial']); "
+            "heavy = sorted(m for m in ('numpy', 'torch', 'papermill', 'nbformat', 'zmq') if m in sys.modules); "
+            "print(rc, heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.stdout.strip() == "2 []", out.stdout + out.stderr
+    assert "distill.configs = 'spatial'" in out.stderr
+
+
+def test_figures_go_with_the_runs_folder(tmp_path):
+    """Two runs folders never share tables; the default runs folder keeps the repository's figures/<profile>."""
+    prof = pipeline.load_profile("smoke")
+
+    def figs(runs_root, figures_dir=None):
+        jobs = pipeline.plan_jobs("smoke", prof, runs_root=runs_root, figures_dir=figures_dir)
+        assert len({j.params["figures_dir"] for j in jobs}) == 1
+        return jobs[-2].params["figures_dir"]
+
+    assert figs(REPO / "runs") == str(REPO / "figures" / "smoke")
+    a, b = figs(tmp_path / "A"), figs(tmp_path / "B")
+    assert a == str(tmp_path / "A" / "smoke" / "figures") and b == str(tmp_path / "B" / "smoke" / "figures")
+    assert figs(tmp_path / "A", str(tmp_path / "F")) == str(tmp_path / "F")
 
 
 def test_relative_adobe_root_and_public_teacher_are_resolved_against_the_current_folder(tmp_path, monkeypatch):
@@ -69,8 +150,11 @@ def test_fingerprint_tracks_params_and_upstream(tmp_path):
     assert f1 != pipeline.job_fingerprint(pipeline.Job("results", "results", {"seeds": 2}, needs=["teacher"]), tmp_path, "p")
     marker = pipeline.marker_path(tmp_path, "p", "teacher")
     marker.parent.mkdir(parents=True)
-    marker.write_text(json.dumps({"fingerprint": "abc"}))
-    assert pipeline.job_fingerprint(a, tmp_path, "p") != f1  # an upstream result changed -> rerun
+    marker.write_text(json.dumps({"fingerprint": "abc", "finished": "t1"}))
+    f2 = pipeline.job_fingerprint(a, tmp_path, "p")
+    assert f2 != f1  # an upstream result changed -> rerun
+    marker.write_text(json.dumps({"fingerprint": "abc", "finished": "t2"}))
+    assert pipeline.job_fingerprint(a, tmp_path, "p") != f2  # the upstream job ran again -> rerun
     assert not pipeline.is_done(a, tmp_path, "p")
 
 
@@ -88,6 +172,55 @@ def test_load_mode_fingerprint_follows_the_shipped_checkpoint(tmp_path):
     assert trained.inputs == []  # training does not read the shipped file
 
 
+def _student_outputs(run):
+    import torch
+
+    from matting_lib.checkpoints import save_checkpoint
+    from matting_lib.models import build_student
+
+    torch.manual_seed(0)
+    save_checkpoint(run / "best.pt", model=build_student(0.0625), config={}, epoch=0, step=1, metrics={})
+    (run / "metrics.json").write_text(json.dumps({"config": "student", "seed": 0, "metrics": {}}))
+
+
+def test_up_to_date_needs_outputs_that_verify(tmp_path):
+    """A matching marker is not enough: a deleted metrics.json or a truncated best.pt makes the job run again."""
+    job = pipeline.plan_jobs("p", {"distill": {"configs": ["student"]}}, runs_root=tmp_path)[2]
+    run = tmp_path / "p" / "students" / "kd-student-seed0"
+    run.mkdir(parents=True)
+    _student_outputs(run)
+    nb = pipeline.executed_path(tmp_path, "p", job)
+    nb.parent.mkdir(parents=True)
+    nb.write_text(json.dumps({"cells": [], "metadata": {"papermill": {"exception": False}}}))
+    marker = pipeline.marker_path(tmp_path, "p", job.key)
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"fingerprint": pipeline.job_fingerprint(job, tmp_path, "p"), "finished": "x"}))
+    assert pipeline.job_state(job, tmp_path, "p") == (True, "")
+
+    (run / "metrics.json").unlink()
+    done, why = pipeline.job_state(job, tmp_path, "p")
+    assert not done and "metrics.json is missing" in why
+    _student_outputs(run)
+    data = (run / "best.pt").read_bytes()
+    (run / "best.pt").write_bytes(data[: len(data) // 2])
+    done, why = pipeline.job_state(job, tmp_path, "p")
+    assert not done and "best.pt does not load" in why
+    _student_outputs(run)
+    nb.unlink()
+    assert "executed notebook" in pipeline.job_state(job, tmp_path, "p")[1]
+
+
+def test_tables_must_hold_every_configuration(tmp_path):
+    job = pipeline.Job("results", "results", {"configs": "student,spatial"})
+    for name in pipeline_state.TABLE_FILES:
+        (tmp_path / name).write_text("x\n")
+    (tmp_path / "table1_official.csv").write_text("config,name\nteacher,DIM-teacher\nstudent,DIM-student\n")
+    assert pipeline_state.verify_outputs([("tables", str(tmp_path))], job) == [
+        f"{tmp_path / 'table1_official.csv'} has no row for spatial"]
+    (tmp_path / "costs.md").unlink()
+    assert "lacks costs.md" in pipeline_state.verify_outputs([("tables", str(tmp_path))], job)[0]
+
+
 def test_failing_notebook_names_notebook_cell_and_error(tmp_path):
     out = subprocess.run([sys.executable, "-m", "matting_lib.pipeline", "--profile", "smoke", "--only", "teacher",
                           "--set", "teacher.mode=bogus", "--runs-dir", str(tmp_path)],
@@ -100,17 +233,22 @@ def test_failing_notebook_names_notebook_cell_and_error(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_pipeline_end_to_end_and_resume(tmp_path):
-    """./run_all.sh --profile smoke: every notebook runs, Table 1 and figures are written; a second run skips all."""
+    """./run_all.sh --profile smoke: every notebook runs, Table 1 and figures are written under the runs folder
+    (the repository's figures/ untouched); a second run skips all."""
+    repo_figs = REPO / "figures" / "smoke"
+    before = {p: p.stat().st_mtime_ns for p in repo_figs.rglob("*")} if repo_figs.is_dir() else {}
     cmd = [sys.executable, "-m", "matting_lib.pipeline", "--profile", "smoke", "-j", "2", "--runs-dir", str(tmp_path)]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    figs = REPO / "figures" / "smoke"
+    figs = tmp_path / "smoke" / "figures"
     table = (figs / "table1_official.md").read_text()
     for name in ("DIM-teacher", "DIM-student (no KD)", "DIM-spatial+channel", "DIM-batch+spatial+channel"):
         assert name in table
     for stem in ("04_relative_sad", "04_learning_curves", "04_qualitative", "04_similarity_matrices"):
         assert (figs / f"{stem}.png").stat().st_size > 1000
     assert (figs / "table1_spkd.tex").is_file() and (figs / "summary.md").read_text().strip()
+    after = {p: p.stat().st_mtime_ns for p in repo_figs.rglob("*")} if repo_figs.is_dir() else {}
+    assert after == before, "a run with its own --runs-dir wrote into the repository's figures/"
     notebooks = sorted((tmp_path / "smoke" / "notebooks").glob("*.ipynb"))
     assert len(notebooks) == 2 + 10 + 2
     t0 = time.time()
@@ -118,3 +256,47 @@ def test_smoke_pipeline_end_to_end_and_resume(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("up to date, skipped") == 14
     assert time.time() - t0 < 60
+
+
+def _run(args, runs):
+    cmd = [sys.executable, "-m", "matting_lib.pipeline", "--profile", "smoke", "--runs-dir", str(runs),
+           "--set", 'distill.configs=["student","spatial"]', *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.mark.slow
+def test_smoke_reruns_damaged_outputs_and_retrains_students_after_a_teacher_change(tmp_path):
+    runs = tmp_path / "R"
+    students = runs / "smoke" / "students"
+    _run([], runs)
+    # a deleted metrics.json and a truncated best.pt: exactly those jobs (and the ones reading them) run again
+    (students / "kd-spatial-seed0" / "metrics.json").unlink()
+    best = students / "kd-student-seed0" / "best.pt"
+    best.write_bytes(best.read_bytes()[:1000])
+    listing = _run(["--list"], runs)
+    assert "todo  distill-spatial-seed0" in listing and "metrics.json is missing" in listing
+    assert "todo  distill-student-seed0" in listing and "best.pt does not load" in listing
+    assert "done  teacher" in listing and "done  data" in listing
+    second = _run([], runs)
+    assert "distill-spatial-seed0: running" in second and "distill-student-seed0: running" in second
+    assert "teacher: up to date, skipped" in second
+    assert json.loads((students / "kd-spatial-seed0" / "metrics.json").read_text())["config"] == "spatial"
+    from matting_lib.checkpoints import load_model
+
+    load_model(best)  # retrained: the damaged run was moved aside, not resumed
+    assert len(list(students.glob("kd-student-seed0.stale-*"))) == 1
+    assert not list(students.glob("kd-spatial-seed0.stale-*"))  # only its metrics were missing: resumed
+
+    # a teacher change: the teacher retrains from scratch, the distilled student retrains, the no-KD one resumes.
+    # (Another seed, not one more step: the best checkpoint of a longer run can be the same weights, and then the
+    # students rightly resume.)
+    third = _run(["--set", "teacher.seed=1"], runs)
+    assert "teacher: running" in third
+    assert len(list((runs / "smoke" / "teacher").glob("train.stale-*"))) == 1
+    assert len(list(students.glob("kd-spatial-seed0.stale-*"))) == 1
+    assert len(list(students.glob("kd-student-seed0.stale-*"))) == 1
+    executed = (runs / "smoke" / "notebooks" / "03_distill-distill-spatial-seed0.ipynb").read_text()
+    assert "not the same training (teacher:" in executed and "starting afresh" in executed
+    assert json.loads((students / "kd-spatial-seed0" / "metrics.json").read_text())["steps"] == 6

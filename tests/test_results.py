@@ -53,6 +53,41 @@ def test_orderings_verdicts():
     assert "1 hold, 1 are reversed and 1 are within seed noise" in text
 
 
+def _run(runs, config, seed, sad=1.0):
+    d = runs / ("teacher" if config == "teacher" else f"students/kd-{config}-seed{seed}")
+    d.mkdir(parents=True, exist_ok=True)
+    m = {"sad": sad, "mse": 0.01, "grad": 1.0, "conn": 1.0}
+    (d / "metrics.json").write_text(json.dumps({"config": config, "seed": seed, "metrics": {"official": m}}))
+    return d
+
+
+def test_collect_reads_exactly_the_wanted_runs_and_names_the_missing_ones(tmp_path):
+    _run(tmp_path, "teacher", 0)
+    for seed in (0, 1):
+        _run(tmp_path, "student", seed)
+    _run(tmp_path, "spatial", 0)
+    stale = _run(tmp_path, "spatial", 1)
+    stale.rename(stale.with_name(stale.name + ".stale-20260101T000000Z"))  # moved aside: never a table row
+    with pytest.raises(FileNotFoundError) as err:
+        results.collect(tmp_path, configs=["student", "spatial"], seeds=2, command="./run_all.sh --profile p")
+    msg = str(err.value)
+    assert "Table 1 needs 1 run(s)" in msg and "spatial seed 1: " in msg and "kd-spatial-seed1/metrics.json" in msg
+    assert "`./run_all.sh --profile p --only distill`" in msg and "student seed" not in msg
+    recs = results.collect(tmp_path, configs=["student", "spatial"], seeds=1)
+    assert [(r["config"], r["seed"]) for r in recs] == [("teacher", 0), ("student", 0), ("spatial", 0)]
+    (tmp_path / "teacher" / "metrics.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"the teacher: .* is missing[\s\S]*--only teacher`"):
+        results.collect(tmp_path, configs=["student"], seeds=1)
+    _run(tmp_path, "teacher", 0)
+    (tmp_path / "students" / "kd-spatial-seed0" / "metrics.json").write_text('{"config": "spa')  # truncated
+    with pytest.raises(ValueError, match="kd-spatial-seed0/metrics.json: not readable JSON"):
+        results.collect(tmp_path, configs=["spatial"], seeds=1)
+    copied = _run(tmp_path, "at", 0)
+    (copied / "metrics.json").write_text((tmp_path / "students/kd-student-seed0/metrics.json").read_text())
+    with pytest.raises(ValueError, match="holds config 'student' seed 0, not 'at' seed 0"):
+        results.collect(tmp_path, configs=["at"], seeds=1)
+
+
 def test_bad_metrics_file(tmp_path):
     p = tmp_path / "metrics.json"
     p.write_text("{}")

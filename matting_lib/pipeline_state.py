@@ -1,0 +1,160 @@
+"""Whether a pipeline job is up to date: its marker, its fingerprint, and the outputs it must leave behind.
+
+A job is up to date only if its marker ``<runs-dir>/<profile>/pipeline/<job>.json`` records the job's current
+fingerprint (parameters, notebook source, upstream results) *and* every declared output verifies
+(:func:`verify_outputs`), so a deleted or truncated file makes the job run again. Kinds of output (declared in
+``Job.outputs`` as ``(kind, path)`` by :func:`matting_lib.pipeline.plan_jobs`; the executed notebook is checked
+for every job):
+
+    dataset     the data folder: its test composites (``Composition-1k/merged/*.png``) exist
+    checkpoint  a matting_lib checkpoint that loads (``weights_only``) with its ``format``, ``arch`` and weights
+    metrics     a run's ``metrics.json``: valid JSON with ``config`` and ``metrics``
+    tables      the results folder: Table 1 (both conventions; Markdown, CSV, LaTeX), ``summary.md``, ``costs.md``,
+                and the CSV has a row for the teacher and for every configuration of the job
+    notebook    an executed notebook (valid JSON; papermill recorded no exception)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+TABLE_FILES = tuple(f"table1_{conv}.{ext}" for conv in ("official", "spkd") for ext in ("md", "csv", "tex")) + (
+    "summary.md", "costs.md")
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _check_dataset(path: Path, job: Any) -> str | None:
+    from .layout import DatasetLayout
+
+    merged = DatasetLayout.for_root(path).merged_dir
+    if not path.is_dir():
+        return f"dataset folder {path} is missing"
+    if not merged.is_dir() or not any(merged.glob("*.png")):
+        return f"{merged} holds no test composites"
+    return None
+
+
+def _check_checkpoint(path: Path, job: Any) -> str | None:
+    from .checkpoints import CheckpointError, load_checkpoint
+
+    if not path.is_file():
+        return f"{path} is missing"
+    try:
+        ckpt = load_checkpoint(path)
+    except (CheckpointError, OSError, RuntimeError, ValueError) as err:
+        return f"{path} does not load ({str(err).splitlines()[0][:160]})"
+    if not ckpt.get("arch") or not ckpt.get("model"):
+        return f"{path} has no architecture or no weights"
+    return None
+
+
+def _check_metrics(path: Path, job: Any) -> str | None:
+    try:
+        rec = _json(path)
+    except FileNotFoundError:
+        return f"{path} is missing"
+    except (OSError, ValueError) as err:
+        return f"{path} is not readable JSON ({err})"
+    if not isinstance(rec, dict) or "config" not in rec or "metrics" not in rec:
+        return f"{path} lacks 'config' or 'metrics'"
+    return None
+
+
+def _check_tables(path: Path, job: Any) -> str | None:
+    missing = [name for name in TABLE_FILES if not (path / name).is_file() or (path / name).stat().st_size == 0]
+    if missing:
+        return f"{path} lacks {', '.join(missing)}"
+    wanted = {"teacher", *[c for c in str(job.params.get("configs", "")).split(",") if c]}
+    with open(path / "table1_official.csv", newline="", encoding="utf-8") as fh:
+        rows = {r.get("config") for r in csv.DictReader(fh)}
+    absent = sorted(wanted - rows)
+    return f"{path / 'table1_official.csv'} has no row for {', '.join(absent)}" if absent else None
+
+
+def _check_notebook(path: Path, job: Any) -> str | None:
+    try:
+        nb = _json(path)
+    except FileNotFoundError:
+        return f"executed notebook {path} is missing"
+    except (OSError, ValueError) as err:
+        return f"executed notebook {path} is not readable ({err})"
+    if nb.get("metadata", {}).get("papermill", {}).get("exception"):
+        return f"executed notebook {path} records a failure"
+    return None
+
+
+KINDS = {"dataset": _check_dataset, "checkpoint": _check_checkpoint, "metrics": _check_metrics,
+         "tables": _check_tables, "notebook": _check_notebook}
+
+
+def verify_outputs(outputs: list[tuple[str, str]], job: Any) -> list[str]:
+    """Problems with the declared ``outputs`` of ``job`` (empty: all present and valid)."""
+    problems = []
+    for kind, path in outputs:
+        problem = KINDS[kind](Path(path), job)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------- markers
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def marker_path(runs_root: Path, profile: str, key: str) -> Path:
+    return Path(runs_root) / profile / "pipeline" / f"{key}.json"
+
+
+def executed_path(runs_root: Path, profile: str, job: Any) -> Path:
+    return Path(runs_root) / profile / "notebooks" / f"{job.notebook.stem}-{job.key}.ipynb"
+
+
+def _read_marker(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def job_fingerprint(job: Any, runs_root: Path, profile: str) -> str:
+    """Hash of the job's parameters, its notebook's source and its upstream jobs' results (their fingerprints and
+    when they last ran: an upstream job executed again means new inputs here)."""
+    upstream = []
+    for dep in job.needs:
+        m = _read_marker(marker_path(runs_root, profile, dep)) or {}
+        upstream.append([m.get("fingerprint"), m.get("finished")])
+    if job.inputs:
+        from .utils import sha256_file  # lazily: the pipeline imports only the standard library up front
+    files = [sha256_file(f) if Path(f).is_file() else "missing" for f in job.inputs]
+    return _digest({"params": job.params, "notebook": _notebook_source_digest(job.notebook), "upstream": upstream,
+                    **({"inputs": files} if files else {})})
+
+
+def _notebook_source_digest(path: Path) -> str:
+    if not path.is_file():
+        return "missing"
+    nb = json.loads(path.read_text())
+    return _digest([c.get("source") for c in nb.get("cells", [])])
+
+
+def job_state(job: Any, runs_root: Path, profile: str) -> tuple[bool, str]:
+    """(up to date?, why not): the marker must match and every declared output exist and verify."""
+    marker = _read_marker(marker_path(runs_root, profile, job.key))
+    if marker is None:
+        return False, "never finished"
+    if marker.get("fingerprint") != job_fingerprint(job, runs_root, profile):
+        return False, "parameters, notebook or upstream results changed"
+    problems = verify_outputs(job.outputs + [("notebook", str(executed_path(runs_root, profile, job)))], job)
+    return (False, "; ".join(problems)) if problems else (True, "")
+
+
+def is_done(job: Any, runs_root: Path, profile: str) -> bool:
+    return job_state(job, runs_root, profile)[0]

@@ -1,0 +1,163 @@
+"""Validating a profile (after ``--set``) before anything runs: every key, its type and the configuration names.
+
+Two levels, both raising :class:`~matting_lib.pipeline.ProfileError` (exit code 2) that lists every problem with
+the key, the value and the valid choices:
+
+* ``full=False`` — standard library only (``run_all.sh --check-args``, before the environment is set up): the
+  pipeline's own keys (``distill.configs`` a list of names, ``seeds``/``jobs`` positive integers, the time limits
+  positive numbers) and keys the pipeline derives itself (``distill.seed``, ``teacher.run_dir``, ...).
+* ``full=True`` — additionally every other key against the parameters the stage's notebook declares, with
+  their types (``papermill.inspect_notebook``), and the configuration names against
+  :data:`matting_lib.distill.PAPER_CONFIGS`.
+
+:func:`check_jobs` then refuses any planned job parameter its notebook does not declare (papermill itself only
+warns "Passed unknown parameter").
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from pathlib import Path
+from typing import Any, Iterable
+
+from .pipeline import NOTEBOOKS, PIPELINE_KEYS, REPO, STAGES, TIMEOUT_KEYS, Job, ProfileError
+
+#: Parameters the pipeline sets itself, per stage (a profile or --set value would be overwritten silently).
+DERIVED = {
+    "data": {"profile", "figures_dir"},
+    "teacher": {"profile", "figures_dir", "data_dir", "run_dir"},
+    "distill": {"profile", "figures_dir", "data_dir", "config", "seed", "teacher_checkpoint", "runs_dir", "threads"},
+    "results": {"profile", "figures_dir", "data_dir", "runs_dir", "configs", "seeds"},
+    "explorer": {"profile", "figures_dir", "data_dir", "runs_dir"},
+}
+#: The way to set a derived parameter instead, for the message.
+INSTEAD = {"seed": "--seeds N", "config": "distill.configs", "configs": "distill.configs", "seeds": "--seeds N",
+           "figures_dir": "--figures-dir", "runs_dir": "--runs-dir", "run_dir": "--runs-dir",
+           "teacher_checkpoint": "teacher.mode / --public-teacher", "data_dir": "data.data_dir",
+           "threads": "-j N", "profile": "--profile"}
+# Notebook-03 overrides that would rename the student runs (kd-<label>-seed<n>): notebook 04 finds runs by
+# configuration name, so the pipeline cannot apply them to every configuration.
+RENAMING = ("types", "layers", "weights", "teacher_alpha_weight")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number_ok(v: Any) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and v > 0 and v < float("inf")
+
+
+def _pipeline_key_problems(stage: str, table: dict[str, Any]) -> list[str]:
+    out = []
+    for key in TIMEOUT_KEYS:
+        if key in table and not _number_ok(table[key]):
+            out.append(f"{stage}.{key} = {table[key]!r}: expected a positive number of seconds, e.g. "
+                       f"--set {stage}.{key}=3600")
+    if stage != "distill":
+        return out
+    for key in ("seeds", "jobs"):
+        if key in table and not (_is_int(table[key]) and table[key] >= 1):
+            out.append(f"distill.{key} = {table[key]!r}: expected an integer >= 1, e.g. --set distill.{key}=2")
+    if "configs" in table:
+        cfgs = table["configs"]
+        if not isinstance(cfgs, list) or not cfgs or not all(isinstance(c, str) for c in cfgs):
+            out.append(f"distill.configs = {cfgs!r}: expected a non-empty list of configuration names, e.g. "
+                       f"--set 'distill.configs=[\"student\",\"spatial\"]'")
+        elif len(set(cfgs)) != len(cfgs):
+            out.append(f"distill.configs = {cfgs!r}: a configuration is listed twice")
+    for key in RENAMING:
+        if key in table and table[key] not in ("", -1, -1.0):
+            out.append(f"distill.{key} = {table[key]!r}: the pipeline runs the paper's configurations by name "
+                       f"(distill.configs) and notebook 04 finds their runs by that name; run notebook 03 directly "
+                       f"for a {key} override (see its parameters cell)")
+    return out
+
+
+@functools.cache
+def declared_parameters(notebook: Path) -> dict[str, dict]:
+    """papermill's view of a notebook's ``parameters`` cell: name -> {inferred_type_name, default, help}."""
+    import papermill as pm
+
+    return pm.inspect_notebook(str(notebook))
+
+
+def _type_ok(value: Any, type_name: str | None) -> bool:
+    if type_name == "int":
+        return _is_int(value)
+    if type_name == "float":
+        return _is_int(value) or isinstance(value, float)
+    if type_name == "bool":
+        return isinstance(value, bool)
+    if type_name == "str":
+        return isinstance(value, str)
+    return True  # no annotation: nothing to check
+
+
+def _suggest(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _notebook_key_problems(stage: str, table: dict[str, Any]) -> list[str]:
+    nb = REPO / "notebooks" / NOTEBOOKS[stage]
+    declared = declared_parameters(nb)
+    own = PIPELINE_KEYS[stage]
+    out = []
+    for key, value in table.items():
+        if key in own or key in DERIVED[stage]:
+            continue
+        if key not in declared:
+            valid = sorted((set(declared) - DERIVED[stage]) | own)
+            out.append(f"{stage}.{key}: unknown key{_suggest(key, valid)}; {nb.name} declares "
+                       f"{', '.join(sorted(set(declared) - DERIVED[stage]))}; the pipeline's own keys for "
+                       f"[{stage}]: {', '.join(sorted(own))}")
+            continue
+        type_name = declared[key].get("inferred_type_name")
+        if not _type_ok(value, type_name):
+            hint = f" (quote it: --set '{stage}.{key}=\"{value}\"')" if type_name == "str" else ""
+            out.append(f"{stage}.{key} = {value!r} ({type(value).__name__}): {nb.name} declares {key}: {type_name}"
+                       f" (default {declared[key].get('default')}){hint}")
+    return out
+
+
+def _config_problems(configs: list[str]) -> list[str]:
+    from .distill import PAPER_CONFIGS
+
+    return [f"distill.configs: unknown configuration {c!r}{_suggest(c, PAPER_CONFIGS)}; valid names: "
+            f"{', '.join(PAPER_CONFIGS)}" for c in configs if c not in PAPER_CONFIGS]
+
+
+def validate_profile(prof: dict[str, Any], *, full: bool) -> None:
+    """Raise :class:`ProfileError` listing every problem of ``prof`` (see the module docstring)."""
+    problems = []
+    for stage in STAGES:
+        table = prof.get(stage, {})
+        if not isinstance(table, dict):
+            problems.append(f"[{stage}] must be a table of keys, got {table!r}")
+            continue
+        problems += _pipeline_key_problems(stage, table)
+        for key in sorted(set(table) & DERIVED[stage] - ({"data_dir"} if stage == "data" else set())):
+            problems.append(f"{stage}.{key} = {table[key]!r}: set by the pipeline for every job; use "
+                            f"{INSTEAD.get(key, 'the command-line options')} instead")
+        if full:
+            problems += _notebook_key_problems(stage, table)
+    cfgs = prof.get("distill", {}).get("configs", [])
+    if full and isinstance(cfgs, list) and all(isinstance(c, str) for c in cfgs):
+        problems += _config_problems(cfgs)
+    if problems:
+        raise ProfileError("the profile is not usable (nothing was run):\n  - " + "\n  - ".join(problems))
+
+
+def check_jobs(jobs: list[Job]) -> None:
+    """Refuse parameters a job's notebook does not declare (papermill would only warn), for every job at once."""
+    problems = []
+    for job in jobs:
+        declared = declared_parameters(job.notebook)
+        extra = sorted(set(job.params) - set(declared))
+        if extra:
+            problems.append(f"{job.notebook.name} does not declare parameter(s) {extra} given for job {job.key!r}; "
+                            f"it declares: {', '.join(sorted(declared))}. Fix the profile or the notebook.")
+    if problems:
+        raise ProfileError("\n".join(problems))

@@ -1,0 +1,108 @@
+"""A run folder is resumed only by the same training: other settings, another teacher or other data move it aside."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from matting_lib import run_identity
+from matting_lib.checkpoints import save_checkpoint
+from matting_lib.distill import DistillRunParams
+from matting_lib.models import build_student, build_teacher
+
+
+def _teacher(path, seed):
+    torch.manual_seed(seed)
+    return save_checkpoint(path, model=build_teacher(0.0625), config={}, epoch=0, step=0, metrics={})
+
+
+@pytest.fixture()
+def data(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "manifest.json").write_text('{"seed": 0}')
+    return root
+
+
+def test_weights_fingerprint_follows_the_weights_not_the_file(tmp_path):
+    a = _teacher(tmp_path / "a" / "teacher.pt", 0)
+    b = _teacher(tmp_path / "b" / "teacher.pt", 0)
+    assert a.read_bytes() != b.read_bytes()  # torch names the archive after the temporary file
+    assert run_identity.weights_fingerprint(a) == run_identity.weights_fingerprint(b)
+    assert run_identity.weights_fingerprint(_teacher(tmp_path / "c.pt", 1)) != run_identity.weights_fingerprint(a)
+
+
+def test_student_identity_covers_what_is_trained(tmp_path, data):
+    teacher, other = _teacher(tmp_path / "t.pt", 0), _teacher(tmp_path / "u.pt", 1)
+    p = DistillRunParams(config="spatial", steps=5)
+    ident = run_identity.student_identity(p, teacher, data)
+    assert ident["kind"] == "student" and ident["teacher"] and ident["dataset"].startswith("manifest-sha256:")
+    assert ident["distill"]["types"] == ["spatial"] and ident["params"]["steps"] == 5
+    same = DistillRunParams(config="spatial", steps=5, threads=2, num_workers=3, max_test_images=1,
+                            figures_dir="elsewhere", runs_dir="elsewhere", teacher_checkpoint="x")
+    assert run_identity.student_identity(same, teacher, data) == ident  # outputs and threads do not matter
+    assert run_identity.student_identity(DistillRunParams(config="spatial", steps=6), teacher, data) != ident
+    assert run_identity.student_identity(p, other, data) != ident  # another teacher
+    (data / "manifest.json").write_text('{"seed": 1}')
+    assert run_identity.student_identity(p, teacher, data) != ident  # other data
+    plain = DistillRunParams(config="student")
+    assert run_identity.student_identity(plain, teacher, data) == run_identity.student_identity(plain, other, data)
+    assert run_identity.student_identity(plain, teacher, data)["teacher"] is None  # no KD: the teacher is unused
+
+
+def _train_files(run):
+    torch.manual_seed(0)
+    for name in ("best.pt", "last.pt"):
+        save_checkpoint(run / name, model=build_student(0.0625), config={}, epoch=0, step=3, metrics={})
+    (run / "log.csv").write_text("step,loss\n1,0.5\n")
+    (run / "metrics.json").write_text("{}")
+
+
+def test_prepare_run_dir_resumes_the_same_training_and_moves_others_aside(tmp_path):
+    run = tmp_path / "kd-spatial-seed0"
+    ident = {"kind": "student", "params": {"steps": 5}, "teacher": "t1", "dataset": "d1"}
+    log = []
+    assert run_identity.prepare_run_dir(run, ident, log=log.append) == "new"
+    assert json.loads((run / "run.json").read_text())["identity"] == ident
+    _train_files(run)
+    assert run_identity.prepare_run_dir(run, ident, log=log.append) == "resume"
+    assert (run / "last.pt").is_file()
+
+    changed = {**ident, "teacher": "t2"}
+    assert run_identity.prepare_run_dir(run, changed, log=log.append) == "stale"
+    aside = list(tmp_path.glob("kd-spatial-seed0.stale-*"))
+    assert len(aside) == 1 and (aside[0] / "last.pt").is_file() and (aside[0] / "metrics.json").is_file()
+    assert json.loads((aside[0] / "run.json").read_text())["identity"] == ident  # kept whole, never deleted
+    assert sorted(p.name for p in run.iterdir()) == ["run.json"]
+    assert json.loads((run / "run.json").read_text())["identity"] == changed
+    assert "not the same training (teacher: t1 -> t2)" in log[-1] and aside[0].name in log[-1]
+
+    _train_files(run)  # a second change within the same second gets its own folder
+    assert run_identity.prepare_run_dir(run, {**changed, "params": {"steps": 6}}, log=log.append) == "stale"
+    assert len(list(tmp_path.glob("kd-spatial-seed0.stale-*"))) == 2
+    assert "steps: 5 -> 6" in log[-1]
+
+
+def test_prepare_run_dir_refuses_unknown_or_damaged_runs(tmp_path):
+    ident = {"kind": "student", "params": {}, "teacher": None, "dataset": "d"}
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    _train_files(legacy)  # trained before run.json existed: its teacher and settings are unknown
+    log = []
+    assert run_identity.prepare_run_dir(legacy, ident, log=log.append) == "stale"
+    assert "no run.json" in log[-1]
+
+    damaged = tmp_path / "damaged"
+    run_identity.prepare_run_dir(damaged, ident)
+    _train_files(damaged)
+    data = (damaged / "best.pt").read_bytes()
+    (damaged / "best.pt").write_bytes(data[: len(data) // 3])  # truncated: the folder cannot be resumed
+    assert run_identity.prepare_run_dir(damaged, ident, log=log.append) == "stale"
+    assert "best.pt does not load" in log[-1]
+
+    figures_only = tmp_path / "only-outputs"
+    (figures_only / "predictions").mkdir(parents=True)
+    assert run_identity.prepare_run_dir(figures_only, ident) == "new"  # nothing trained: nothing to keep apart
+    assert (figures_only / "predictions").is_dir() and not list(tmp_path.glob("only-outputs.stale-*"))
