@@ -268,6 +268,7 @@ class DistillRunParams:
     max_test_images: int = 0
     n_qualitative: int = 3
     teacher_checkpoint: str = "runs/default/teacher/teacher.pt"
+    teacher_cache_dir: str = ""  # matting_lib.teacher_cache folder shared by the runs of a seed ("" = off)
     data_dir: str = "data/synthetic-default"
     runs_dir: str = "runs/default/students"
     figures_dir: str = "figures/default"
@@ -329,6 +330,14 @@ def _channels(model: nn.Module, which: str) -> dict[str, int]:
         raise TypeError(f"DistillObjective: the {which} ({type(model).__name__}) has no feature_channels dict; "
                         f"build it with matting_lib.models.build_{which}")
     return dict(ch)
+
+
+def teacher_cache_for(root, teacher_checkpoint) -> TeacherOutputCache:
+    """The teacher-output cache of one teacher under ``root``, named by the teacher's weights fingerprint (two
+    files with the same weights share it; another teacher never reads its outputs)."""
+    from .run_identity import weights_fingerprint
+
+    return TeacherOutputCache(root, weights_fingerprint(teacher_checkpoint)[:24])
 
 
 class DistillObjective(nn.Module):

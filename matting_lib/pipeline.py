@@ -39,13 +39,15 @@ from pathlib import Path
 from typing import Any
 
 # re-exported: whether a job is up to date (standard library only at import time, like this module)
+from . import cpu_env  # standard library only, like this module
 from .pipeline_state import (executed_path, is_done, job_fingerprint, job_state, marker_path,  # noqa: F401
                              verify_outputs)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = REPO / "runs"
-STAGES = ("data", "teacher", "distill", "results", "explorer")
+STAGES = ("data", "calibrate", "teacher", "distill", "results", "explorer")
 NOTEBOOKS = {
+    "calibrate": "00_calibration.ipynb",
     "data": "01_compositing.ipynb",
     "teacher": "02_teacher.ipynb",
     "distill": "03_distill.ipynb",
@@ -54,7 +56,7 @@ NOTEBOOKS = {
 }
 TIMEOUT_KEYS = ("cell_timeout_s", "job_timeout_s")
 #: Profile keys the pipeline consumes itself, per stage table (never passed to a notebook).
-PIPELINE_KEYS = {stage: set(TIMEOUT_KEYS) | ({"configs", "seeds", "jobs"} if stage == "distill" else set())
+PIPELINE_KEYS = {stage: set(TIMEOUT_KEYS) | ({"configs", "seeds", "jobs", "threads"} if stage == "distill" else set())
                  for stage in STAGES}
 #: Limits for a profile that sets none (each shipped profile sets its own): 6 h per cell, 24 h per job.
 DEFAULT_LIMITS = {"cell_timeout_s": 6 * 3600, "job_timeout_s": 24 * 3600}
@@ -160,6 +162,12 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
     data_path = Path(data_dir) if Path(data_dir).is_absolute() else REPO / data_dir  # notebooks resolve it so
     jobs = [Job("data", "data", {**common, **data, "data_dir": data_dir}, outputs=[("dataset", str(data_path))],
                 limits=limits)]
+    if "calibrate" in prof:  # the calibration study (notebook 00) is a profile of its own: data, then the study
+        calib, limits = table("calibrate")
+        jobs.append(Job("calibrate", "calibrate", {**common, **calib, "data_dir": data_dir,
+                                                   "runs_dir": str(runs)},
+                        needs=["data"], limits=limits, outputs=[("file", str(figures / "calibration.md"))]))
+        return jobs
 
     teacher, limits = table("teacher")
     if retrain_teacher:
@@ -187,6 +195,7 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
             jobs.append(Job("distill", key,
                             {**common, **base, "config": cfg, "seed": seed, "data_dir": data_dir,
                              "teacher_checkpoint": teacher_ckpt, "runs_dir": str(runs / "students"),
+                             "teacher_cache_dir": base.get("teacher_cache_dir", str(runs / "teacher-cache")),
                              "threads": threads},
                             needs=["data", "teacher"], limits=limits,
                             outputs=[("checkpoint", str(run / "best.pt")), ("metrics", str(run / "metrics.json"))]))
@@ -250,7 +259,11 @@ def run_pipeline(args: argparse.Namespace) -> int:
     validate_profile(prof, full=True)
     runs_root = Path(args.runs_dir).resolve()
     parallel = args.jobs if args.jobs is not None else int(prof.get("distill", {}).get("jobs", 1))
-    threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else 0
+    # Torch threads per student run: the profile's distill.threads when it sets one (results then do not depend on
+    # -j or on the machine's core count), else the cores split between the parallel runs.
+    threads = int(prof.get("distill", {}).get("threads", 0)) or (
+        max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else 0)
+    cpu_env.pin()  # every notebook's kernel inherits the AVX2-pinned CPU kernels (matting_lib.cpu_env)
     jobs = plan_jobs(args.profile, prof, runs_root=runs_root, seeds=args.seeds, retrain_teacher=args.retrain_teacher,
                      threads=threads, figures_dir=args.figures_dir)
     check_jobs(jobs)  # every parameter is one its notebook declares: papermill would only warn

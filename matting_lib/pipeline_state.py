@@ -90,8 +90,12 @@ def _check_notebook(path: Path, job: Any) -> str | None:
     return None
 
 
+def _check_file(path: Path, job: Any) -> str | None:
+    return None if path.is_file() and path.stat().st_size > 0 else f"{path} is missing or empty"
+
+
 KINDS = {"dataset": _check_dataset, "checkpoint": _check_checkpoint, "metrics": _check_metrics,
-         "tables": _check_tables, "notebook": _check_notebook}
+         "tables": _check_tables, "notebook": _check_notebook, "file": _check_file}
 
 
 def verify_outputs(outputs: list[tuple[str, str]], job: Any) -> list[str]:

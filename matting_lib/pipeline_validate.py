@@ -27,7 +27,8 @@ from .pipeline import NOTEBOOKS, PIPELINE_KEYS, REPO, STAGES, TIMEOUT_KEYS, Job,
 DERIVED = {
     "data": {"profile", "figures_dir"},
     "teacher": {"profile", "figures_dir", "data_dir", "run_dir"},
-    "distill": {"profile", "figures_dir", "data_dir", "config", "seed", "teacher_checkpoint", "runs_dir", "threads"},
+    "distill": {"profile", "figures_dir", "data_dir", "config", "seed", "teacher_checkpoint", "runs_dir"},
+    "calibrate": {"profile", "figures_dir", "data_dir", "runs_dir"},
     "results": {"profile", "figures_dir", "data_dir", "runs_dir", "configs", "seeds"},
     "explorer": {"profile", "figures_dir", "data_dir", "runs_dir"},
 }

@@ -35,6 +35,7 @@ CHECKPOINTS = ("last.pt", "best.pt")  # must load for a folder to be resumed
 #: Notebook 03 parameters that do not change what is trained (outputs, paths, evaluation, threads). The teacher
 #: checkpoint path and the data folder are replaced by their fingerprints.
 STUDENT_IGNORED = ("profile", "num_workers", "threads", "max_test_images", "n_qualitative", "teacher_checkpoint",
+                   "teacher_cache_dir",
                    "data_dir", "runs_dir", "figures_dir")
 #: Likewise for notebook 02's teacher training.
 TEACHER_IGNORED = ("profile", "data_dir", "mode", "public_checkpoint", "shipped_checkpoint", "num_workers",
@@ -42,13 +43,13 @@ TEACHER_IGNORED = ("profile", "data_dir", "mode", "public_checkpoint", "shipped_
 
 
 def dataset_identity(data_dir: str | os.PathLike) -> str:
-    """What identifies the training data: for now the SHA-256 of the dataset's ``manifest.json`` (synthetic
-    benchmark), else the dataset folder's resolved path (a linked Adobe dataset has no manifest)."""
-    from .utils import sha256_file
+    """What identifies the training data: :func:`matting_lib.layout.dataset_identity` (the files' contents for a
+    generated dataset, the name lists and file sizes for other data) as ``"<kind>:<sha256>"``."""
+    from .layout import DatasetLayout
+    from .layout import dataset_identity as identity
 
-    root = Path(data_dir)
-    manifest = root / "manifest.json"
-    return f"manifest-sha256:{sha256_file(manifest)}" if manifest.is_file() else f"path:{root.resolve()}"
+    d = identity(DatasetLayout.for_root(data_dir))
+    return f"{d['kind']}:{d['sha256']}"
 
 
 def weights_fingerprint(checkpoint: str | os.PathLike) -> str:

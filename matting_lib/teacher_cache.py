@@ -44,7 +44,8 @@ class TeacherOutputCache:
     def key(x: Tensor, layers: Sequence[str]) -> str:
         """Content key of an input batch (N, 4, H, W) and the requested layers."""
         h = hashlib.blake2b(digest_size=20)
-        h.update(f"{tuple(x.shape)}|{x.dtype}|{','.join(layers)}|".encode())
+        # torch's thread count is part of the key: outputs computed with other threads may differ in the last bit
+        h.update(f"{tuple(x.shape)}|{x.dtype}|{','.join(layers)}|{torch.get_num_threads()}|".encode())
         h.update(x.detach().contiguous().cpu().numpy().tobytes())
         return h.hexdigest()
 

@@ -91,7 +91,7 @@ BAD_INPUTS = [
     (["--set", "teacher.cell_timeout_s=0"], "teacher.cell_timeout_s = 0: expected a positive number of seconds"),
     (["--set", "distill.job_timeout_s=soon"], "distill.job_timeout_s = 'soon': expected a positive number"),
     (["--set", "stepz=5"], "expected STAGE.KEY=VALUE"),
-    (["--set", "distil.steps=5"], "expected STAGE.KEY=VALUE with STAGE one of data, teacher"),
+    (["--set", "distil.steps=5"], "expected STAGE.KEY=VALUE with STAGE one of data, calibrate, teacher"),
 ]
 
 

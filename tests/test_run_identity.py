@@ -22,7 +22,7 @@ def _teacher(path, seed):
 def data(tmp_path):
     root = tmp_path / "data"
     root.mkdir()
-    (root / "manifest.json").write_text('{"seed": 0}')
+    (root / "manifest.json").write_text('{"seed": 0, "files": {"a.png": "11"}}')  # a generated dataset's manifest
     return root
 
 
@@ -38,14 +38,14 @@ def test_student_identity_covers_what_is_trained(tmp_path, data):
     teacher, other = _teacher(tmp_path / "t.pt", 0), _teacher(tmp_path / "u.pt", 1)
     p = DistillRunParams(config="spatial", steps=5)
     ident = run_identity.student_identity(p, teacher, data)
-    assert ident["kind"] == "student" and ident["teacher"] and ident["dataset"].startswith("manifest-sha256:")
+    assert ident["kind"] == "student" and ident["teacher"] and ident["dataset"].startswith("files:")
     assert ident["distill"]["types"] == ["spatial"] and ident["params"]["steps"] == 5
     same = DistillRunParams(config="spatial", steps=5, threads=2, num_workers=3, max_test_images=1,
                             figures_dir="elsewhere", runs_dir="elsewhere", teacher_checkpoint="x")
     assert run_identity.student_identity(same, teacher, data) == ident  # outputs and threads do not matter
     assert run_identity.student_identity(DistillRunParams(config="spatial", steps=6), teacher, data) != ident
     assert run_identity.student_identity(p, other, data) != ident  # another teacher
-    (data / "manifest.json").write_text('{"seed": 1}')
+    (data / "manifest.json").write_text('{"seed": 0, "files": {"a.png": "12"}}')  # one file's contents changed
     assert run_identity.student_identity(p, teacher, data) != ident  # other data
     plain = DistillRunParams(config="student")
     assert run_identity.student_identity(plain, teacher, data) == run_identity.student_identity(plain, other, data)
