@@ -139,7 +139,7 @@ def validate_profile(prof: dict[str, Any], *, full: bool) -> None:
             problems.append(f"[{stage}] must be a table of keys, got {table!r}")
             continue
         problems += _pipeline_key_problems(stage, table)
-        for key in sorted(set(table) & DERIVED[stage] - ({"data_dir"} if stage == "data" else set())):
+        for key in sorted(set(table) & DERIVED[stage]):  # (data.data_dir is the profile's: not derived there)
             problems.append(f"{stage}.{key} = {table[key]!r}: set by the pipeline for every job; use "
                             f"{INSTEAD.get(key, 'the command-line options')} instead")
         if full:
