@@ -28,3 +28,17 @@ def _few_threads():
     torch.set_num_threads(int(os.environ.get("MATTING_TEST_THREADS", "1")))
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path, monkeypatch):
+    """A folder ``tmp_path/ro`` that the code under test sees as read-only. Root writes anywhere, so as root
+    ``os.access`` is patched to answer as it would for an ordinary user; the mode is restored afterwards."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if os.geteuid() == 0:
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, m: False if str(p) == str(ro) else real(p, m))
+    yield ro
+    ro.chmod(0o755)

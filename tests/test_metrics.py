@@ -554,7 +554,7 @@ def test_folder_empty_or_undecodable_png_is_named(tmp_path, capsys, content, mes
     assert f"{tmp_path / 'pred' / 'bad.png'}: {message}" in err and "1 of 2 image(s)" in err
 
 
-def test_folder_output_checked_before_any_image_is_scored(tmp_path, monkeypatch):
+def test_folder_output_checked_before_any_image_is_scored(tmp_path, monkeypatch, read_only_dir):
     rng = np.random.default_rng(16)
     _write_set(tmp_path, {"a.png": random_case(rng, 8, 8)})
     dirs = [tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap"]
@@ -566,14 +566,6 @@ def test_folder_output_checked_before_any_image_is_scored(tmp_path, monkeypatch)
     (tmp_path / "res").mkdir()
     with pytest.raises(M.MetricsInputError, match=r"res is a folder; give a file name"):
         MF.evaluate_folder(*dirs, out_csv=tmp_path / "res", workers=0, progress=False)
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
-    if os.geteuid() == 0:  # root writes anywhere: emulate the permission check an ordinary user gets
-        real = os.access
-        monkeypatch.setattr(os, "access", lambda p, m: False if str(p) == str(ro) else real(p, m))
-    try:
-        with pytest.raises(M.MetricsInputError, match=r"ro is read-only"):
-            MF.evaluate_folder(*dirs, out_csv=ro / "m.csv", workers=0, progress=False)
-    finally:
-        ro.chmod(0o755)
+    ro = read_only_dir
+    with pytest.raises(M.MetricsInputError, match=r"ro is read-only"):
+        MF.evaluate_folder(*dirs, out_csv=ro / "m.csv", workers=0, progress=False)
