@@ -76,7 +76,7 @@ def train_run(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings:
     from .layout import DatasetLayout, dataset_identity
     from .models import build_student, build_teacher
     from .training import AlphaObjective, TrainConfig, train
-    from .utils import atomic_write_text
+    from .utils import atomic_write_text, seed_everything
 
     run_dir = Path(run_dir)
     layout = DatasetLayout.for_root(data_dir)
@@ -97,6 +97,9 @@ def train_run(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings:
     train_set = MattingTrainDataset(layout, train_fg, crop_size=settings.crop_size, seed=settings.seed)
     val_set = MattingTrainDataset(layout, val_fg, crop_size=settings.crop_size, seed=settings.split_seed + 1,
                                   epoch_length=settings.val_samples)
+    # Seeded initial weights (a resumed run loads its own): without this they came from torch's global generator,
+    # i.e. from whatever the process had drawn before; the shipped teacher's run started that way (README).
+    seed_everything(settings.seed)
     model = (build_teacher if settings.kind == "teacher" else build_student)(settings.width)
     cfg = TrainConfig(lr=settings.lr, batch_size=settings.batch_size, steps=settings.steps,
                       val_every=settings.val_every, snapshot_every=settings.snapshot_every, seed=settings.seed,
@@ -211,12 +214,13 @@ def score_model(model, composites: Sequence[Composite], *, metrics: Sequence[str
 CURVE_FIELDS = ("step", "group", "count", "sad", "mse", "grad", "conn")
 
 
-def evaluate_snapshots(run_dir: str | os.PathLike, composites: Sequence[Composite], *, progress: bool = True
-                       ) -> list[dict]:
+def evaluate_snapshots(run_dir: str | os.PathLike, composites: Sequence[Composite], *, progress: bool = True,
+                       score_new: bool = True) -> list[dict]:
     """Score every snapshot of ``run_dir`` on ``composites``; rows ``{step, group, count, sad, mse, grad, conn}``.
 
     Scores are cached in ``run_dir/curve.csv`` keyed by step (and by a digest of the composites' names, so
-    another validation set is scored afresh): a growing run only scores its new snapshots."""
+    another validation set is scored afresh): a growing run only scores its new snapshots. ``score_new=False``
+    returns the cached rows only (nothing is computed)."""
     import hashlib
 
     from .checkpoints import load_model
@@ -231,7 +235,7 @@ def evaluate_snapshots(run_dir: str | os.PathLike, composites: Sequence[Composit
         with cache.open(newline="") as fh:
             rows = [{k: (r[k] if k == "group" else float(r[k])) for k in CURVE_FIELDS} for r in csv.DictReader(fh)]
     done = {int(r["step"]) for r in rows}
-    todo = {s: p for s, p in list_snapshots(run_dir).items() if s not in done}
+    todo = {s: p for s, p in list_snapshots(run_dir).items() if s not in done} if score_new else {}
     for step, path in todo.items():
         t0 = time.time()
         scores = score_model(load_model(path), composites)
@@ -314,12 +318,18 @@ def study_table(frame: Sequence[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["teacher"], r["student"], r["teacher_step"], r["student_step"]))
 
 
-def table_markdown(table: Sequence[dict]) -> str:
-    """The study in one Markdown table: every teacher snapshot against every student setting at its last step."""
+def table_markdown(table: Sequence[dict], *, student_steps: Sequence[int] = ()) -> str:
+    """The study in one Markdown table: every teacher snapshot against every student setting at
+    ``student_steps`` (e.g. the default profile's student budget; steps a student run lacks are skipped), or at
+    the student's last step when ``student_steps`` is empty."""
     last = {}
     for r in table:
         last[r["student"]] = max(last.get(r["student"], 0), r["student_step"])
-    rows = [r for r in table if r["student_step"] == last[r["student"]]]
+    wanted = {int(s) for s in student_steps}
+    rows = [r for r in table if (r["student_step"] in wanted if wanted else r["student_step"] == last[r["student"]])]
+    if not rows:
+        raise ValueError(f"no student curve point at steps {sorted(wanted)}; the students have points up to "
+                         f"{last or 'none'}")
     lines = ["| teacher | step | TMACs | val SAD | student (no KD) | step | seeds | val SAD | gap |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -344,6 +354,86 @@ def write_csv(path: str | os.PathLike, rows: Sequence[dict]) -> Path:
     return atomic_write_text(path, buf.getvalue())
 
 
+# ------------------------------------------------------------------------------------------ shipping
+def ship_teacher(data_dir: str | os.PathLike, run_dir: str | os.PathLike, step: int, out: str | os.PathLike, *,
+                 profile: str = "default", force: bool = False, bg_per_fg: int = 4, progress: bool = True) -> Path:
+    """Ship snapshot ``step`` of the teacher run ``run_dir`` as a profile's teacher (e.g.
+    ``matting_lib/assets/teacher-default.pt``): the weights alone (no optimiser state) and a provenance manifest
+    beside them with the run's settings, the data's identity, the snapshot's validation scores and the whole
+    validation curve (the evidence for choosing this step), and its test metrics in both conventions (which
+    notebook 02 re-checks when it loads the teacher).
+
+    The snapshot must already be scored on the validation composites (``python -m matting_lib.calibration
+    curve``); choose the step from that curve, never from test metrics. ``out`` (or its manifest) existing is
+    refused without ``force``; nothing is written before every check has passed."""
+    import tempfile
+
+    from .checkpoints import (load_checkpoint, manifest_path, model_from_checkpoint, save_checkpoint,
+                              write_manifest)
+    from .compositing import list_test_items
+    from .evaluation import evaluate_model
+    from .layout import DatasetLayout, dataset_identity
+    from .models import count_parameters
+    from .training import list_snapshots
+    from .utils import sha256_file
+
+    run_dir, out = Path(run_dir), Path(out)
+    settings = read_settings(run_dir)
+    if settings.kind != "teacher":
+        raise ValueError(f"{run_dir} is a {settings.kind} run; only a teacher run is shipped as a profile's teacher")
+    snapshots = list_snapshots(run_dir)
+    if step not in snapshots:
+        raise ValueError(f"{run_dir} has no snapshot at step {step}; it has {sorted(snapshots) or 'none'}")
+    if out.suffix != ".pt":
+        raise ValueError(f"--out {out} must end in .pt (its manifest goes beside it as .json)")
+    if (out.exists() or manifest_path(out).exists()) and not force:
+        raise FileExistsError(f"{out} (or its manifest) exists; pass --force to replace it")
+    layout = DatasetLayout.for_root(data_dir)
+    record = json.loads((run_dir / "run.json").read_text())
+    identity = dataset_identity(layout)
+    if record["identity"]["data"] != identity:
+        raise ValueError(f"{data_dir} is not the data {run_dir} was trained on (identity {identity['sha256'][:12]}… "
+                         f"here, {record['identity']['data']['sha256'][:12]}… in {run_dir / 'run.json'})")
+    comps = validation_composites(data_dir, val_fraction=settings.val_fraction, split_seed=settings.split_seed,
+                                  bg_per_fg=bg_per_fg)
+    rows = evaluate_snapshots(run_dir, comps, score_new=False)
+    val = {r["group"]: {k: r[k] for k in CURVE_FIELDS[2:]} for r in rows if r["step"] == step}
+    if "all" not in val:
+        raise ValueError(f"snapshot {step} of {run_dir} has no validation scores yet; score it first: python -m "
+                         f"matting_lib.calibration curve --data {data_dir} --run-dir {run_dir}")
+    ckpt = load_checkpoint(snapshots[step])
+    model = model_from_checkpoint(ckpt, snapshots[step])
+    items = list_test_items(layout)
+    with tempfile.TemporaryDirectory(prefix="ship-teacher-") as tmp:
+        scores = evaluate_model(model, items, Path(tmp) / "predictions", progress=progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out, model=model, config=ckpt["config"], epoch=ckpt["epoch"], step=ckpt["step"],
+                    metrics={"val_sad": val["all"]["sad"]})
+    try:
+        source = snapshots[step].resolve().relative_to(Path.cwd().resolve())
+    except ValueError:  # a run folder outside the working directory: its name only (no machine paths)
+        source = Path(run_dir.name) / "snapshots" / snapshots[step].name
+    man = layout.root / "manifest.json"
+    curve = {str(r["step"]): r["sad"] for r in rows if r["group"] == "all"}
+    write_manifest(
+        out, config="teacher", kind="teacher", mode="calibration", profile=profile, seed=settings.seed,
+        width=settings.width, params=count_parameters(model), steps=step, parameters=asdict(settings),
+        dataset=identity, dataset_manifest_sha256=sha256_file(man) if man.is_file() else None,
+        test_images=len(items), metrics={conv: s["mean"] for conv, s in scores.items()},
+        validation={"composites": len(comps), "bg_per_fg": bg_per_fg, "step": step, "scores": val,
+                    "curve_sad": curve},
+        shipped_from=source.as_posix(),
+        note=(f"snapshot {step} of the calibration run {run_dir.name} (python -m matting_lib.calibration train "
+              f"--data {Path(data_dir).as_posix()} --kind teacher --width {settings.width:g} --crop-size "
+              f"{settings.crop_size} --lr {settings.lr:g} --steps {settings.steps} --snapshot-every "
+              f"{settings.snapshot_every} --val-every {settings.val_every} --num-workers {settings.num_workers}), "
+              f"chosen on the validation curve (curve_sad); shipped by python -m matting_lib.calibration ship"))
+    if progress:
+        print(f"wrote {out} and {manifest_path(out).name}: step {step}, validation SAD {val['all']['sad']:.3f}, "
+              f"test SAD {scores['official']['mean']['sad']:.3f} ({len(items)} images)")
+    return out
+
+
 # ------------------------------------------------------------------------------------------ CLI
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m matting_lib.calibration", description=__doc__.split("\n\n")[0])
@@ -360,7 +450,23 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--bg-per-fg", type=int, default=4)
     c.add_argument("--split-seed", type=int, default=0)
     c.add_argument("--val-fraction", type=float, default=0.1)
+    sh = sub.add_parser("ship", help="ship a scored teacher snapshot as a profile's teacher (weights + manifest)")
+    sh.add_argument("--data", required=True, help="the dataset the run was trained on")
+    sh.add_argument("--run-dir", required=True)
+    sh.add_argument("--step", type=int, required=True, help="the snapshot, chosen on the validation curve")
+    sh.add_argument("--out", required=True, help="e.g. matting_lib/assets/teacher-default.pt")
+    sh.add_argument("--profile", default="default")
+    sh.add_argument("--bg-per-fg", type=int, default=4, help="validation composites per held-out foreground")
+    sh.add_argument("--force", action="store_true", help="replace an existing --out")
     args = p.parse_args(argv)
+    if args.cmd == "ship":
+        try:
+            ship_teacher(args.data, args.run_dir, args.step, args.out, profile=args.profile, force=args.force,
+                         bg_per_fg=args.bg_per_fg)
+        except (ValueError, OSError) as err:  # CheckpointError is a ValueError; FileExistsError an OSError
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
     if args.cmd == "train":
         fields = RunSettings.__dataclass_fields__
         settings = RunSettings(**{k: getattr(args, k) for k in fields})

@@ -180,3 +180,74 @@ def test_calibration_notebook_runs_on_tiny_settings(smoke, tmp_path):
     assert (tmp_path / "figs" / "00_calibration.png").is_file()
     rows = (tmp_path / "figs" / "calibration_curves.csv").read_text().splitlines()
     assert rows[0].startswith("setting,kind,width") and len(rows) == 1 + 4  # 2 snapshots each of 2 runs
+
+
+def test_table_markdown_at_chosen_student_steps():
+    row = {"teacher": "t", "teacher_step": 4, "teacher_tmacs": 1.0, "teacher_sad": 3.0, "student": "s",
+           "student_seeds": 2, "student_sad_std": 0.5}
+    table = [{**row, "student_step": 500, "student_sad": 6.0, "gap": 0.5},
+             {**row, "student_step": 2000, "student_sad": 5.0, "gap": 0.4}]
+    assert "| s | 500 |" not in calibration.table_markdown(table)  # default: the student's last step only
+    md = calibration.table_markdown(table, student_steps=[500])
+    assert "| t | 4 | 1.0 | 3.00 | s | 500 | 2 | 6.00 ± 0.50 | +50.0% |" in md and "| s | 2000 |" not in md
+    with pytest.raises(ValueError, match=r"no student curve point at steps \[250\]"):
+        calibration.table_markdown(table, student_steps=[250])
+
+
+def test_ship_teacher_writes_weights_and_the_evidence_and_refuses_what_it_should(smoke, tmp_path):
+    import torch
+
+    from matting_lib.checkpoints import check_manifest, load_checkpoint, load_model
+    from matting_lib.compositing import build_test_set
+    from matting_lib.evaluation import evaluate_model
+
+    layout = DatasetLayout.for_root(smoke)
+    items = build_test_set(layout)
+    settings = calibration.RunSettings(kind="teacher", width=0.125, crop_size=48, batch_size=2, steps=2,
+                                       snapshot_every=1, val_every=2, val_samples=2, num_workers=0,
+                                       val_fraction=0.34)
+    run, out = tmp_path / "teacher-run", tmp_path / "assets" / "teacher-x.pt"
+    calibration.train_run(smoke, run, settings, progress=False)
+    with pytest.raises(ValueError, match="no validation scores yet; score it first"):
+        calibration.ship_teacher(smoke, run, 2, out, bg_per_fg=1, progress=False)
+    assert not out.parent.exists()  # nothing written before the checks pass
+    comps = calibration.validation_composites(smoke, val_fraction=0.34, bg_per_fg=1)
+    rows = calibration.evaluate_snapshots(run, comps, progress=False)
+    with pytest.raises(ValueError, match=r"no snapshot at step 7; it has \[1, 2\]"):
+        calibration.ship_teacher(smoke, run, 7, out, bg_per_fg=1, progress=False)
+
+    calibration.ship_teacher(smoke, run, 2, out, profile="x", bg_per_fg=1, progress=False)
+    man = check_manifest(out)
+    val2 = next(r for r in rows if r["step"] == 2 and r["group"] == "all")
+    assert man["steps"] == 2 and man["profile"] == "x" and man["kind"] == "teacher"
+    assert man["validation"]["scores"]["all"]["sad"] == pytest.approx(val2["sad"])
+    assert set(man["validation"]["curve_sad"]) == {"1", "2"}
+    assert man["dataset"] == dataset_identity(layout) and man["test_images"] == len(items)
+    assert man["shipped_from"] == "teacher-run/snapshots/step-0000002.pt"
+    assert str(tmp_path) not in out.with_suffix(".json").read_text()  # no machine paths in the manifest
+    ckpt, snap = load_checkpoint(out), load_checkpoint(run / "snapshots" / "step-0000002.pt")
+    assert ckpt["optimizer"] is None and ckpt["step"] == 2
+    assert all(torch.equal(ckpt["model"][k], v) for k, v in snap["model"].items())
+    again = evaluate_model(load_model(out), items, tmp_path / "pred", conventions=("official",), progress=False)
+    assert man["metrics"]["official"]["sad"] == pytest.approx(again["official"]["mean"]["sad"], rel=1e-9)
+    with pytest.raises(FileExistsError, match="--force"):
+        calibration.ship_teacher(smoke, run, 1, out, bg_per_fg=1, progress=False)
+    assert check_manifest(out)["steps"] == 2  # the shipped teacher is untouched
+    student = calibration.RunSettings(**{**settings.__dict__, "kind": "student"})
+    calibration.train_run(smoke, tmp_path / "student-run", student, progress=False)
+    with pytest.raises(ValueError, match="student run"):
+        calibration.ship_teacher(smoke, tmp_path / "student-run", 2, tmp_path / "s.pt", progress=False)
+
+
+def test_a_fresh_calibration_run_does_not_depend_on_what_the_process_drew_before(smoke, tmp_path):
+    import torch
+
+    from matting_lib.checkpoints import load_checkpoint
+
+    settings = calibration.RunSettings(kind="student", width=0.125, crop_size=48, batch_size=2, steps=1,
+                                       snapshot_every=1, val_every=1, val_samples=2, num_workers=0)
+    calibration.train_run(smoke, tmp_path / "a", settings, progress=False)
+    torch.rand(1000)  # whatever a notebook or another run drew before (the global generator moves)
+    calibration.train_run(smoke, tmp_path / "b", settings, progress=False)
+    a, b = (load_checkpoint(tmp_path / r / "last.pt")["model"] for r in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
