@@ -368,11 +368,11 @@ def ship_teacher(data_dir: str | os.PathLike, run_dir: str | os.PathLike, step: 
     refused without ``force``; nothing is written before every check has passed."""
     import tempfile
 
-    from .checkpoints import (load_checkpoint, manifest_path, model_from_checkpoint, save_checkpoint,
-                              write_manifest)
+    from .checkpoints import (check_ship_destination, load_checkpoint, manifest_path, model_from_checkpoint,
+                              save_checkpoint, write_manifest)
     from .compositing import list_test_items
     from .evaluation import evaluate_model
-    from .layout import DatasetLayout, dataset_identity
+    from .layout import DatasetLayout, compare_training_data, dataset_identity
     from .models import count_parameters
     from .training import list_snapshots
     from .utils import sha256_file
@@ -384,16 +384,12 @@ def ship_teacher(data_dir: str | os.PathLike, run_dir: str | os.PathLike, step: 
     snapshots = list_snapshots(run_dir)
     if step not in snapshots:
         raise ValueError(f"{run_dir} has no snapshot at step {step}; it has {sorted(snapshots) or 'none'}")
-    if out.suffix != ".pt":
-        raise ValueError(f"--out {out} must end in .pt (its manifest goes beside it as .json)")
-    if (out.exists() or manifest_path(out).exists()) and not force:
-        raise FileExistsError(f"{out} (or its manifest) exists; pass --force to replace it")
+    check_ship_destination(out, force=force)
     layout = DatasetLayout.for_root(data_dir)
-    record = json.loads((run_dir / "run.json").read_text())
-    identity = dataset_identity(layout)
-    if record["identity"]["data"] != identity:
-        raise ValueError(f"{data_dir} is not the data {run_dir} was trained on (identity {identity['sha256'][:12]}… "
-                         f"here, {record['identity']['data']['sha256'][:12]}… in {run_dir / 'run.json'})")
+    trained_on = json.loads((run_dir / "run.json").read_text())["identity"]["data"]
+    same, message = compare_training_data({"dataset": trained_on}, layout)
+    if not same:
+        raise ValueError(f"{run_dir}: {message}")
     comps = validation_composites(data_dir, val_fraction=settings.val_fraction, split_seed=settings.split_seed,
                                   bg_per_fg=bg_per_fg)
     rows = evaluate_snapshots(run_dir, comps, score_new=False)
@@ -418,7 +414,7 @@ def ship_teacher(data_dir: str | os.PathLike, run_dir: str | os.PathLike, step: 
     write_manifest(
         out, config="teacher", kind="teacher", mode="calibration", profile=profile, seed=settings.seed,
         width=settings.width, params=count_parameters(model), steps=step, parameters=asdict(settings),
-        dataset=identity, dataset_manifest_sha256=sha256_file(man) if man.is_file() else None,
+        dataset=dataset_identity(layout), dataset_manifest_sha256=sha256_file(man) if man.is_file() else None,
         test_images=len(items), metrics={conv: s["mean"] for conv, s in scores.items()},
         validation={"composites": len(comps), "bg_per_fg": bg_per_fg, "step": step, "scores": val,
                     "curve_sad": curve},

@@ -276,6 +276,20 @@ def check_manifest(path: str | os.PathLike) -> dict:
     return manifest
 
 
+def check_ship_destination(dst: str | os.PathLike, *, force: bool = True, example_name: str = "teacher.pt") -> None:
+    """Refuse a destination a shipped checkpoint cannot go to: a folder, a name not ending in ``.pt`` (its
+    manifest goes beside it as ``.json``), or, without ``force``, an existing file or manifest."""
+    dst = Path(dst)
+    if dst.is_dir():
+        raise CheckpointError(f"destination {dst} is a folder; give the checkpoint's file name, e.g. "
+                              f"{dst / example_name}")
+    if dst.suffix != ".pt":
+        raise CheckpointError(f"destination {dst} must end in .pt (its manifest is written beside it as "
+                              f"{manifest_path(dst.with_suffix('.pt')).name}); e.g. {dst.with_suffix('.pt')}")
+    if (dst.exists() or manifest_path(dst).exists()) and not force:
+        raise FileExistsError(f"{dst} (or its manifest) exists; pass force=True (--force) to replace it")
+
+
 def ship_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = False, **info: Any) -> Path:
     """Copy a checkpoint and its manifest to ``dst`` (e.g. ``matting_lib/assets/teacher-default.pt``), adding
     ``info`` (plain data, e.g. the command that trained it) to the manifest. The source manifest's SHA-256 is
@@ -285,12 +299,7 @@ def ship_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, force: bo
     src, dst = Path(src), Path(dst)
     if src.suffix == ".json":
         raise CheckpointError(f"{src} is a manifest; give the checkpoint beside it ({src.with_suffix('.pt')})")
-    if dst.is_dir():
-        raise CheckpointError(f"destination {dst} is a folder; give the checkpoint's file name, e.g. "
-                              f"{dst / src.with_suffix('.pt').name}")
-    if dst.suffix != ".pt":
-        raise CheckpointError(f"destination {dst} must end in .pt (its manifest is written beside it as "
-                              f"{manifest_path(dst.with_suffix('.pt')).name}); e.g. {dst.with_suffix('.pt')}")
+    check_ship_destination(dst, example_name=src.with_suffix(".pt").name)
 
     def same(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
@@ -299,8 +308,7 @@ def ship_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, force: bo
         raise CheckpointError(f"destination {dst} is the source {src} (or shares its manifest "
                               f"{manifest_path(src).name}); ship to another file")
     manifest = check_manifest(src)
-    if (dst.exists() or manifest_path(dst).exists()) and not force:
-        raise FileExistsError(f"{dst} (or its manifest) exists; pass force=True (--force) to replace it")
+    check_ship_destination(dst, force=force)
     dst.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))  # streamed, not read into memory
     keep = {k: v for k, v in manifest.items() if k not in ("file", "sha256", "bytes")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -233,6 +234,14 @@ def test_ship_teacher_writes_weights_and_the_evidence_and_refuses_what_it_should
     with pytest.raises(FileExistsError, match="--force"):
         calibration.ship_teacher(smoke, run, 1, out, bg_per_fg=1, progress=False)
     assert check_manifest(out)["steps"] == 2  # the shipped teacher is untouched
+    other = tmp_path / "other-data-run"  # the same run, recorded as trained on other data
+    shutil.copytree(run, other)
+    record = json.loads((other / "run.json").read_text())
+    record["identity"]["data"]["sha256"] = "0" * 64
+    (other / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="DIFFERS from the data"):
+        calibration.ship_teacher(smoke, other, 2, tmp_path / "o.pt", bg_per_fg=1, progress=False)
+    assert not (tmp_path / "o.pt").exists()
     student = calibration.RunSettings(**{**settings.__dict__, "kind": "student"})
     calibration.train_run(smoke, tmp_path / "student-run", student, progress=False)
     with pytest.raises(ValueError, match="student run"):
