@@ -4,8 +4,8 @@ A reproduction of Yoon, Park & Cho, "Lightweight Deep CNN for Natural Image Matt
 Similarity-Preserving Knowledge Distillation", IEEE Signal Processing Letters 27 (2020).
 
 Modules (one concept each):
-    metrics      SAD / MSE / Grad / Conn as the official DIM MATLAB evaluation code computes them
-    metrics_folder  folder evaluation (CSV, process pool) and the metrics command line
+    metrics      SAD / MSE / Grad / Conn as the official DIM MATLAB evaluation code computes them (package:
+                 per-image API, kernels, folder evaluation + CSV, ``python -m matting_lib.metrics``)
     layout       the Adobe dataset layout and image I/O
     layout_check the dataset checker (check_layout) and link_dataset
     compositing  Composition-1k compositing and the published test set (re-exports layout, layout_check)

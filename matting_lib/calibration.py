@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from . import cpu_env
+from .metrics import METRICS
 
 # ------------------------------------------------------------------------------------------ settings
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ def validation_composites(data_dir: str | os.PathLike, *, val_fraction: float = 
     return out
 
 
-def score_model(model, composites: Sequence[Composite], *, metrics: Sequence[str] = ("sad", "mse", "grad", "conn")
+def score_model(model, composites: Sequence[Composite], *, metrics: Sequence[str] = METRICS
                 ) -> dict[str, dict[str, float]]:
     """Official metrics of ``model`` on ``composites``: ``{"all": {metric: mean}, "<kind>": {...}, ...}``, plus
     ``"count"`` per group. Predictions as :func:`matting_lib.evaluation.predict_alpha` (8-bit, known regions
@@ -208,7 +209,7 @@ def score_model(model, composites: Sequence[Composite], *, metrics: Sequence[str
 
 
 # ------------------------------------------------------------------------------------------ curves
-CURVE_FIELDS = ("step", "group", "count", "sad", "mse", "grad", "conn")
+CURVE_FIELDS = ("step", "group", "count", *METRICS)
 
 
 def evaluate_snapshots(run_dir: str | os.PathLike, composites: Sequence[Composite], *, progress: bool = True

@@ -7,7 +7,7 @@ papers report: SAD (official /1000), MSE, Grad/1000, Conn/1000, on Adobe Composi
 
 from __future__ import annotations
 
-METRICS = ("sad", "mse", "grad", "conn")
+from .metrics import METRICS
 
 #: Table 1, Composition-1k: row name -> (SAD, MSE, Grad, Conn). Row names are the pipeline's configuration
 #: names (``teacher`` for DIM-teacher, ``student`` for the student without distillation).

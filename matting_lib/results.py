@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import paper
+from .metrics import METRICS
 
-METRICS = paper.METRICS
 ROW_ORDER = tuple(paper.TABLE1)  # teacher, student, hinton, at, fsp, ofd, batch, spatial, channel, s+c, b+s+c
 
 
@@ -259,7 +259,8 @@ def hardest_images(per_image_csv: str | Path, n: int, metric: str = "sad") -> li
 
 def comparison_samples(items, pred_dirs: dict[str, str | Path], names: Sequence[str]) -> list[dict]:
     """Image, trimap, ground truth and each model's prediction (keyed by its label) for the named test images."""
-    from .evaluation import prediction_path, qualitative_samples, read_gray
+    from .evaluation import prediction_path, qualitative_samples
+    from .layout import read_gray
 
     samples = qualitative_samples(items, next(iter(pred_dirs.values())), names)
     for s, name in zip(samples, names):

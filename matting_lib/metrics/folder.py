@@ -1,13 +1,12 @@
 """Folder evaluation and the command line of :mod:`matting_lib.metrics` (``python -m matting_lib.metrics --help``).
 
-Reads 8-bit single-channel images as the official evaluation reads PNGs (``hleval.m`` takes ``gt(:, :, 1)``;
-16-bit files are refused), matches each prediction with its ground truth and trimap (the same file stem, or
+Reads 8-bit single-channel images with :func:`matting_lib.layout.read_gray` (the official evaluation's rules:
+``hleval.m`` takes ``gt(:, :, 1)``; 16-bit files and differing colour channels are refused), matches each prediction with its ground truth and trimap (the same file stem, or
 Composition-1k names ``{bg}!{fg}!{f}!{b}.png`` -> ``{fg}.png`` and ``{fg}_{b}.png``), scores the images with
 :mod:`matting_lib.metrics` (in a spawn process pool: the worker :func:`_evaluate_job` stays a module-level
 function) and writes a per-image CSV and ``<csv>.mean.json``. An image without unknown pixels scores 0.0 and
 gets a note; the run goes on. Folder means average over every evaluated image, as ``hleval.m`` does.
-Every public name here is re-exported by :mod:`matting_lib.metrics`, and ``python -m matting_lib.metrics``
-runs :func:`main`.
+``python -m matting_lib.metrics`` runs :func:`main` (``matting_lib/metrics/__main__.py``).
 """
 
 from __future__ import annotations
@@ -26,47 +25,16 @@ from typing import Any, Callable, Literal, Sequence
 import cv2
 import numpy as np
 
-from matting_lib.metrics import CONVENTIONS, METRIC_KEYS, MetricsInputError, NoUnknownPixelsWarning, _evaluate
+from matting_lib.layout import LayoutError, read_gray
+from matting_lib.metrics import CONVENTIONS, METRICS, MetricsInputError, NoUnknownPixelsWarning, evaluate_counted
 from matting_lib.utils import atomic_write_text, check_writable
 
-__all__ = ["IMAGE_EXTENSIONS", "MATCHERS", "read_alpha", "evaluate_folder", "main"]
+__all__ = ["IMAGE_EXTENSIONS", "MATCHERS", "evaluate_folder", "main"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 # ----------------------------------------------------------------------------------------- files
-def read_alpha(path: str | os.PathLike) -> np.ndarray:
-    """Read an 8-bit single-channel image (alpha matte, prediction or trimap) as (H, W) uint8.
-
-    A 3/4-channel file whose colour channels are identical (and alpha opaque) is accepted as grey, as
-    ``hleval.m`` reads ``gt(:, :, 1)``. 16-bit files, differing channels and unreadable files raise
-    :class:`MetricsInputError` naming the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MetricsInputError(f"{path}: no such file")
-    data = np.fromfile(path, np.uint8)
-    if not data.size:
-        raise MetricsInputError(f"{path}: empty file (0 bytes); write the image again")
-    try:
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except cv2.error as err:  # some decoders raise instead of returning None
-        raise MetricsInputError(f"{path}: not a readable image ({getattr(err, 'err', err)})") from None
-    if img is None:
-        raise MetricsInputError(f"{path}: not a readable image (truncated or not an image); write it again")
-    if img.dtype != np.uint8:
-        raise MetricsInputError(f"{path}: {img.dtype} image (max value {int(img.max())}); the official evaluation "
-                                f"reads 8-bit PNGs; save it as 8-bit (e.g. np.rint(a / 257).astype(np.uint8))")
-    if img.ndim == 3:
-        color = img[..., :3] if img.shape[2] >= 3 else img[..., :1]
-        opaque = img.shape[2] != 4 or bool((img[..., 3] == 255).all())
-        if not (opaque and (color == color[..., :1]).all()):
-            raise MetricsInputError(f"{path}: {img.shape[2]}-channel image with differing channels; save the "
-                                    f"alpha matte / trimap as a single-channel 8-bit PNG")
-        img = img[..., 0]
-    return np.ascontiguousarray(img)
-
-
 def _index_dir(folder: Path, what: str) -> dict[str, list[Path]]:
     if not folder.is_dir():
         raise MetricsInputError(f"{what} folder {folder} does not exist")
@@ -126,17 +94,18 @@ MATCHERS: dict[str, Callable[..., tuple[Path | None, Path | None, str]]] = {
 def _evaluate_job(job: tuple[str, str, str, str, str]) -> dict[str, Any]:
     """Worker: one image's row; input problems are returned in ``error`` so the run goes on."""
     name, pred_path, gt_path, trimap_path, convention = job
-    row: dict[str, Any] = {"name": name, **dict.fromkeys(METRIC_KEYS, math.nan), "n_unknown": -1,
+    row: dict[str, Any] = {"name": name, **dict.fromkeys(METRICS, math.nan), "n_unknown": -1,
                            "note": "", "error": "", "pred": pred_path, "gt": gt_path, "trimap": trimap_path}
     try:
-        images = [read_alpha(pred_path), read_alpha(gt_path), read_alpha(trimap_path)]  # errors name the file
-    except MetricsInputError as e:
+        images = [read_gray(pred_path, what="prediction"), read_gray(gt_path, what="ground truth"),
+                  read_gray(trimap_path, what="trimap")]  # errors name the file
+    except LayoutError as e:
         row["error"] = str(e)
         return row
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            values, n = _evaluate(*images, convention, True)
+            values, n = evaluate_counted(*images, convention=convention)
         row.update(values, n_unknown=n, note="; ".join(str(w.message) for w in caught))
     except MetricsInputError as e:
         row["error"] = f"{e} (pred {pred_path}, gt {gt_path}, trimap {trimap_path})"
@@ -200,7 +169,7 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, trim
                           f"the means cover the {len(jobs)} predictions only", stacklevel=2)
     rows = _run_jobs(jobs, workers, progress)
     good = [r for r in rows if not r["error"]]
-    mean = {k: float(np.mean([r[k] for r in good])) if good else math.nan for k in METRIC_KEYS}
+    mean = {k: float(np.mean([r[k] for r in good])) if good else math.nan for k in METRICS}
     result = {"mean": mean, "rows": rows, "count": len(good), "convention": convention}
     if out_csv is not None:
         _write_csv(Path(out_csv), rows)
@@ -238,7 +207,7 @@ def _run_jobs(jobs: list[tuple[str, str, str, str, str]], workers: int | None, p
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    cols = ["name", *METRIC_KEYS, "n_unknown", "note", "error", "pred", "gt", "trimap"]
+    cols = ["name", *METRICS, "n_unknown", "note", "error", "pred", "gt", "trimap"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
