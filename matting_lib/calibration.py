@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from . import cpu_env
-from .metrics import METRICS
+from .metrics import METRIC_KEYS
 
 # ------------------------------------------------------------------------------------------ settings
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ def validation_composites(data_dir: str | os.PathLike, *, val_fraction: float = 
     return out
 
 
-def score_model(model, composites: Sequence[Composite], *, metrics: Sequence[str] = METRICS
+def score_model(model, composites: Sequence[Composite], *, metrics: Sequence[str] = METRIC_KEYS
                 ) -> dict[str, dict[str, float]]:
     """Official metrics of ``model`` on ``composites``: ``{"all": {metric: mean}, "<kind>": {...}, ...}``, plus
     ``"count"`` per group. Predictions as :func:`matting_lib.evaluation.predict_alpha` (8-bit, known regions
@@ -209,7 +209,7 @@ def score_model(model, composites: Sequence[Composite], *, metrics: Sequence[str
 
 
 # ------------------------------------------------------------------------------------------ curves
-CURVE_FIELDS = ("step", "group", "count", *METRICS)
+CURVE_FIELDS = ("step", "group", "count", *METRIC_KEYS)
 
 
 def evaluate_snapshots(run_dir: str | os.PathLike, composites: Sequence[Composite], *, progress: bool = True

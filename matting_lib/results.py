@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import paper
-from .metrics import METRICS
+from .metrics import METRIC_KEYS
 
 ROW_ORDER = tuple(paper.TABLE1)  # teacher, student, hinton, at, fsp, ofd, batch, spatial, channel, s+c, b+s+c
 
@@ -71,7 +71,7 @@ def summarise(records: list[dict], convention: str = "official") -> dict[str, di
     out = {}
     for cfg, rows in groups.items():
         out[cfg] = {}
-        for m in METRICS:
+        for m in METRIC_KEYS:
             vals = [float(r[m]) for r in rows]
             mean = sum(vals) / len(vals)
             std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
@@ -85,7 +85,7 @@ def table_rows(summary: dict[str, dict[str, Stat]], *, baseline: str = "student"
     base = summary.get(baseline)
     for cfg in [c for c in ROW_ORDER if c in summary] + sorted(set(summary) - set(ROW_ORDER)):
         row = {"config": cfg, "name": paper.DISPLAY_NAMES.get(cfg, cfg), "n": summary[cfg]["sad"].n}
-        for m in METRICS:
+        for m in METRIC_KEYS:
             s = summary[cfg][m]
             row[m], row[f"{m}_std"] = s.mean, s.std
             row[f"{m}_rel"] = paper.relative_change(s.mean, base[m].mean) if base and base[m].mean else None
@@ -108,16 +108,16 @@ def _pct(x: float | None) -> str:
 
 def to_markdown(rows: list[dict], *, title: str = "") -> str:
     """A Markdown table: ours (mean ± std, change vs no-KD) | the paper's (value, change vs no-KD)."""
-    head = ["Method", "seeds"] + [f"{m.upper()}" for m in METRICS] + [f"Δ{m.upper()}" for m in METRICS] \
-        + [f"paper {m.upper()}" for m in METRICS] + [f"paper Δ{m.upper()}" for m in METRICS]
+    head = ["Method", "seeds"] + [f"{m.upper()}" for m in METRIC_KEYS] + [f"Δ{m.upper()}" for m in METRIC_KEYS] \
+        + [f"paper {m.upper()}" for m in METRIC_KEYS] + [f"paper Δ{m.upper()}" for m in METRIC_KEYS]
     lines = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(head) + " |",
                                                         "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["name"], str(r["n"])]
-        cells += [Stat(r[m], r[f"{m}_std"], r["n"]).fmt(_DIGITS[m]) for m in METRICS]
-        cells += [_pct(r[f"{m}_rel"]) for m in METRICS]
-        cells += ["" if r[f"paper_{m}"] is None else f"{r[f'paper_{m}']:.{_DIGITS[m]}f}" for m in METRICS]
-        cells += [_pct(r[f"paper_{m}_rel"]) for m in METRICS]
+        cells += [Stat(r[m], r[f"{m}_std"], r["n"]).fmt(_DIGITS[m]) for m in METRIC_KEYS]
+        cells += [_pct(r[f"{m}_rel"]) for m in METRIC_KEYS]
+        cells += ["" if r[f"paper_{m}"] is None else f"{r[f'paper_{m}']:.{_DIGITS[m]}f}" for m in METRIC_KEYS]
+        cells += [_pct(r[f"paper_{m}_rel"]) for m in METRIC_KEYS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -133,13 +133,13 @@ def to_csv(rows: list[dict]) -> str:
 
 def to_latex(rows: list[dict], *, caption: str = "") -> str:
     """A booktabs LaTeX table: ours (mean ± std) next to the paper's numbers."""
-    cols = "l" + "r" * (2 * len(METRICS))
+    cols = "l" + "r" * (2 * len(METRIC_KEYS))
     out = [r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
-           "Method & " + " & ".join(m.upper() for m in METRICS) + " & "
-           + " & ".join(f"paper {m.upper()}" for m in METRICS) + r" \\", r"\midrule"]
+           "Method & " + " & ".join(m.upper() for m in METRIC_KEYS) + " & "
+           + " & ".join(f"paper {m.upper()}" for m in METRIC_KEYS) + r" \\", r"\midrule"]
     for r in rows:
-        ours = [Stat(r[m], r[f"{m}_std"], r["n"]).fmt(_DIGITS[m]).replace("±", r"$\pm$") for m in METRICS]
-        theirs = ["--" if r[f"paper_{m}"] is None else f"{r[f'paper_{m}']:.{_DIGITS[m]}f}" for m in METRICS]
+        ours = [Stat(r[m], r[f"{m}_std"], r["n"]).fmt(_DIGITS[m]).replace("±", r"$\pm$") for m in METRIC_KEYS]
+        theirs = ["--" if r[f"paper_{m}"] is None else f"{r[f'paper_{m}']:.{_DIGITS[m]}f}" for m in METRIC_KEYS]
         out.append(r["name"].replace("_", r"\_") + " & " + " & ".join(ours + theirs) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     if caption:

@@ -183,7 +183,7 @@ def random_case(rng: np.random.Generator, h: int, w: int, border: int = 0):
 
 
 def assert_close(ours: dict, ref: dict, rtol_grad: float = 1e-6) -> None:
-    for k in M.METRICS:
+    for k in M.METRIC_KEYS:
         rtol = rtol_grad if k == "grad" else 1e-9
         assert ours[k] == pytest.approx(ref[k], rel=rtol, abs=1e-12), (k, ours[k], ref[k])
 
@@ -316,10 +316,10 @@ def test_identical_prediction_scores_zero_everywhere():
     rng = np.random.default_rng(5)
     for _ in range(4):
         _, gt, trimap = random_case(rng, 11, 9)
-        assert M.evaluate_alpha(gt, gt, trimap) == dict.fromkeys(M.METRICS, 0.0)
+        assert M.evaluate_alpha(gt, gt, trimap) == dict.fromkeys(M.METRIC_KEYS, 0.0)
         gt[trimap == 0], gt[trimap == 255] = 0, 255  # SPKD forces known regions: make gt agree
         spkd = M.evaluate_alpha(gt, gt, trimap, convention="spkd")  # float32 pred vs float64 gt: ~1e-8
-        assert spkd == pytest.approx(dict.fromkeys(M.METRICS, 0.0), abs=1e-8)
+        assert spkd == pytest.approx(dict.fromkeys(M.METRIC_KEYS, 0.0), abs=1e-8)
 
 
 def test_known_pixels_change_grad_and_conn_but_not_sad_mse():
@@ -424,7 +424,7 @@ def test_tensors_and_singleton_dimensions_are_accepted():
 def test_no_unknown_pixel_gives_zeros_and_a_warning():
     z = np.zeros((5, 5), np.uint8)
     with pytest.warns(M.NoUnknownPixelsWarning):
-        assert M.evaluate_alpha(z + 255, z, z) == dict.fromkeys(M.METRICS, 0.0)
+        assert M.evaluate_alpha(z + 255, z, z) == dict.fromkeys(M.METRIC_KEYS, 0.0)
     with pytest.warns(M.NoUnknownPixelsWarning):
         assert M.connectivity_error(z, z, z + 255) == 0.0
     g = z.copy()
@@ -458,7 +458,7 @@ def test_evaluate_folder_same_name_csv_and_means(tmp_path):
     assert res["count"] == 4 and set(rows) == set(cases)
     for name, case in cases.items():
         if name != "known_only.png":
-            assert {k: rows[name][k] for k in M.METRICS} == M.evaluate_alpha(*case)
+            assert {k: rows[name][k] for k in M.METRIC_KEYS} == M.evaluate_alpha(*case)
     assert rows["known_only.png"]["note"] and rows["known_only.png"]["n_unknown"] == 0
     assert res["mean"]["sad"] == pytest.approx(np.mean([r["sad"] for r in res["rows"]]))
     table = list(csv.DictReader(out.open()))

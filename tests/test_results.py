@@ -7,7 +7,7 @@ import json
 import pytest
 
 from matting_lib import paper, results
-from matting_lib.metrics import METRICS
+from matting_lib.metrics import METRIC_KEYS
 
 
 def _write(tmp_path, config, seed, sad, mse=0.01, grad=10.0, conn=20.0):
@@ -101,7 +101,7 @@ def test_figures_render_and_save(tmp_path):
 
     from matting_lib import figures
 
-    summ = {c: {m: results.Stat(v, 1.0, 3) for m, v in zip(METRICS, (100 - i, 0.05, 50, 100))}
+    summ = {c: {m: results.Stat(v, 1.0, 3) for m, v in zip(METRIC_KEYS, (100 - i, 0.05, 50, 100))}
             for i, c in enumerate(["student", "spatial", "channel"])}
     rows = results.table_rows(summ)
     paths = figures.save_figure(figures.relative_improvement_bars(rows), tmp_path / "bars")

@@ -56,11 +56,11 @@ import numpy as np
 
 from matting_lib.metrics import kernels as impl
 
-__all__ = ["METRICS", "CONVENTIONS", "MetricsInputError", "NoUnknownPixelsWarning", "evaluate_alpha",
+__all__ = ["METRIC_KEYS", "CONVENTIONS", "MetricsInputError", "NoUnknownPixelsWarning", "evaluate_alpha",
            "evaluate_counted", "sad", "mse", "gradient_error", "connectivity_error"]
 
 #: The four metrics, in the order every table, CSV and figure of the project prints them (the paper's Table 1).
-METRICS = ("sad", "mse", "grad", "conn")
+METRIC_KEYS = ("sad", "mse", "grad", "conn")
 
 
 class MetricsInputError(ValueError):
@@ -180,7 +180,7 @@ def evaluate_counted(pred: Any, gt: Any, trimap: Any, *, convention: str = "offi
                       NoUnknownPixelsWarning, stacklevel=stacklevel)
         if convention == "spkd":  # its SAD is over the whole image
             return impl.spkd_metrics(p, g, t, mask), 0
-        out = dict.fromkeys(METRICS, 0.0)
+        out = dict.fromkeys(METRIC_KEYS, 0.0)
         return out, 0
     return fn(p, g, t, mask), n
 

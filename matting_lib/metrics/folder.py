@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from matting_lib.layout import LayoutError, read_gray
-from matting_lib.metrics import CONVENTIONS, METRICS, MetricsInputError, NoUnknownPixelsWarning, evaluate_counted
+from matting_lib.metrics import CONVENTIONS, METRIC_KEYS, MetricsInputError, NoUnknownPixelsWarning, evaluate_counted
 from matting_lib.utils import atomic_write_text, check_writable
 
 __all__ = ["IMAGE_EXTENSIONS", "MATCHERS", "evaluate_folder", "main"]
@@ -94,7 +94,7 @@ MATCHERS: dict[str, Callable[..., tuple[Path | None, Path | None, str]]] = {
 def _evaluate_job(job: tuple[str, str, str, str, str]) -> dict[str, Any]:
     """Worker: one image's row; input problems are returned in ``error`` so the run goes on."""
     name, pred_path, gt_path, trimap_path, convention = job
-    row: dict[str, Any] = {"name": name, **dict.fromkeys(METRICS, math.nan), "n_unknown": -1,
+    row: dict[str, Any] = {"name": name, **dict.fromkeys(METRIC_KEYS, math.nan), "n_unknown": -1,
                            "note": "", "error": "", "pred": pred_path, "gt": gt_path, "trimap": trimap_path}
     try:
         images = [read_gray(pred_path, what="prediction"), read_gray(gt_path, what="ground truth"),
@@ -169,7 +169,7 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, trim
                           f"the means cover the {len(jobs)} predictions only", stacklevel=2)
     rows = _run_jobs(jobs, workers, progress)
     good = [r for r in rows if not r["error"]]
-    mean = {k: float(np.mean([r[k] for r in good])) if good else math.nan for k in METRICS}
+    mean = {k: float(np.mean([r[k] for r in good])) if good else math.nan for k in METRIC_KEYS}
     result = {"mean": mean, "rows": rows, "count": len(good), "convention": convention}
     if out_csv is not None:
         _write_csv(Path(out_csv), rows)
@@ -207,7 +207,7 @@ def _run_jobs(jobs: list[tuple[str, str, str, str, str]], workers: int | None, p
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    cols = ["name", *METRICS, "n_unknown", "note", "error", "pred", "gt", "trimap"]
+    cols = ["name", *METRIC_KEYS, "n_unknown", "note", "error", "pred", "gt", "trimap"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
