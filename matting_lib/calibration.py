@@ -153,7 +153,7 @@ class Composite:
 def fg_kind(name: str) -> str:
     """The synthetic benchmark's foreground kind from its file name (``train-0012-hair.png`` → ``hair``);
     ``"other"`` for names that do not carry one (real data)."""
-    from .synthetic_foregrounds import FOREGROUND_KINDS
+    from .synthetic.foregrounds import FOREGROUND_KINDS
 
     stem = Path(name).stem.rsplit("-", 1)[-1]
     return stem if stem in FOREGROUND_KINDS else "other"

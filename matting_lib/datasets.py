@@ -26,8 +26,7 @@ only on (seed, epoch, indices), never on the number of DataLoader workers or on 
 Call :meth:`MattingTrainDataset.set_epoch` before creating the epoch's iterator.
 
 Notebook 01's dataset preparation and inspection helpers (:class:`DataParams`, :func:`prepare_dataset`,
-:func:`dataset_summary`, :func:`plot_gallery`, ...) live in :mod:`matting_lib.dataset_report` and are
-re-exported here.
+:func:`dataset_summary`, :func:`plot_gallery`, ...) are :mod:`matting_lib.dataset_report`.
 """
 
 from __future__ import annotations
@@ -44,15 +43,8 @@ from .compositing import TestItem, list_test_items, upscaled_size
 from .layout import DatasetLayout, LayoutError, read_alpha, read_rgb, read_trimap
 from .trimap import UNKNOWN, random_trimap, snap_trimap
 
-# Re-exported: these moved to matting_lib.dataset_report; notebooks and tests import them from here.
-from .dataset_report import (COMPOSITION_1K, DataParams, compare_with_composition_1k, dataset_summary,  # noqa: F401
-                             matte_statistics, plot_gallery, plot_statistics, prepare_dataset)
-
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "make_input", "split_train_val", "MattingTrainDataset",
-           "MattingTestDataset",
-           # re-exported from matting_lib.dataset_report
-           "COMPOSITION_1K", "dataset_summary", "matte_statistics", "plot_gallery", "plot_statistics",
-           "compare_with_composition_1k", "DataParams", "prepare_dataset"]
+           "MattingTestDataset"]
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)

@@ -130,7 +130,7 @@ class DatasetLayout:
         return self.test_dir / "test_bg_names.txt"
 
     def names_file(self, split: str, kind: str) -> Path:
-        _check_split(split)
+        check_split(split)
         return {("train", "fg"): self.training_fg_names_file, ("train", "bg"): self.training_bg_names_file,
                 ("test", "fg"): self.test_fg_names_file, ("test", "bg"): self.test_bg_names_file}[(split, kind)]
 
@@ -151,21 +151,21 @@ class DatasetLayout:
     # files
     def fg_path(self, split: str, name: str) -> Path:
         """The foreground file; training foregrounds are looked up in 'Adobe-licensed images' then 'Other'."""
-        dirs = self.train_fg_dirs if _check_split(split) == "train" else (self.test_fg_dir,)
+        dirs = self.train_fg_dirs if check_split(split) == "train" else (self.test_fg_dir,)
         return _find(name, dirs, f"{split} foreground")
 
     def alpha_path(self, split: str, name: str) -> Path:
-        dirs = self.train_alpha_dirs if _check_split(split) == "train" else (self.test_alpha_dir,)
+        dirs = self.train_alpha_dirs if check_split(split) == "train" else (self.test_alpha_dir,)
         return _find(name, dirs, f"{split} alpha matte")
 
     def bg_path(self, split: str, name: str) -> Path:
-        return (self.bg_train_dir if _check_split(split) == "train" else self.bg_test_dir) / name
+        return (self.bg_train_dir if check_split(split) == "train" else self.bg_test_dir) / name
 
     def trimap_path(self, fg_name: str, i: int) -> Path:
         return self.test_trimap_dir / f"{Path(fg_name).stem}_{i}.png"
 
 
-def _check_split(split: str) -> str:
+def check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return split

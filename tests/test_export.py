@@ -233,7 +233,8 @@ def test_benchmark_quick_mode_runs(nets, tmp_path, capsys):
     import importlib.util
 
     from fixtures_adobe import make_tiny_adobe
-    from matting_lib.compositing import DatasetLayout, build_test_set
+    from matting_lib.compositing import build_test_set
+    from matting_lib.layout import DatasetLayout
 
     spec = importlib.util.spec_from_file_location("bench_export", REPO / "benchmarks" / "bench_export.py")
     bench = importlib.util.module_from_spec(spec)

@@ -29,7 +29,8 @@ def test_notebook_02_declares_every_parameter():
 def test_notebook_02_train_then_load(tmp_path):
     import papermill as pm
 
-    from matting_lib.compositing import DatasetLayout, build_test_set
+    from matting_lib.compositing import build_test_set
+    from matting_lib.layout import DatasetLayout
     from matting_lib.synthetic import generate_dataset
 
     data = generate_dataset(tmp_path / "data", seed=0, preset="smoke", progress=False)

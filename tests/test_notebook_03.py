@@ -23,7 +23,8 @@ def test_notebook_03_student_then_distilled(tmp_path):
     import torch
 
     from matting_lib.checkpoints import save_checkpoint
-    from matting_lib.compositing import DatasetLayout, build_test_set
+    from matting_lib.compositing import build_test_set
+    from matting_lib.layout import DatasetLayout
     from matting_lib.models import build_teacher
     from matting_lib.synthetic import generate_dataset
 
