@@ -5,7 +5,7 @@ Total loss (Yoon, Park & Cho, IEEE SPL 2020; ``reference.md`` §4; the SPKD code
     (1 − w1) · L_α(α_s, α_gt) + w1 · L_α(α_s, α_teacher) + Σ_type w_type · L_type(layers)
 
 with w1 = ``teacher_alpha_weight`` (0.5 in the paper: "(alpha loss vs gt + alpha loss vs teacher) / 2";
-the slides write w1 · L(α_t, α_s) + (1 − w1) · L(α_s, α_gt)). L_α is :func:`matting_lib.training.alpha_loss`
+the slides write w1 · L(α_t, α_s) + (1 − w1) · L(α_s, α_gt)). L_α is :func:`matting_lib.losses.alpha_loss`
 on the unknown region of the training trimap, for both alpha terms.
 
 The paper's configurations (:data:`PAPER_CONFIGS`), as the SPKD code trains them:
@@ -57,10 +57,11 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .kd_losses import KD_LOSSES, SPATIAL_MODES, KDLoss, TermContext, UnknownNameError, lookup, ofd_margin
-from .models import LAYERS, build_channel_adapters
+from .kd_losses import KD_LOSSES, SPATIAL_MODES, KDLoss, TermContext, ofd_margin
+from .losses import alpha_loss, unknown_mask
+from .models import LAYERS, build_channel_adapters, build_connector
 from .teacher_cache import TeacherOutputCache
-from .training import alpha_loss, parse_decay_steps, unknown_mask
+from .utils import UnknownNameError, lookup, parse_decay_steps
 
 LAYER_NAMES = LAYERS  # conv1..conv5 (encoder stages after pooling), dconv5..dconv2 (decoder stages after BN)
 DEFAULT_LAYERS = ("conv2", "conv3", "conv4", "conv5")
@@ -300,13 +301,6 @@ class DistillRunParams:
 
 
 # ------------------------------------------------------------------------------------------- objective
-def build_connector(student_channels: int, teacher_channels: int) -> nn.Sequential:
-    """OFD's connector (Heo et al. 2019): 1×1 conv without bias, init N(0, 2/C_t), then BatchNorm (γ=1, β=0)."""
-    conv = nn.Conv2d(student_channels, teacher_channels, kernel_size=1, bias=False)
-    nn.init.normal_(conv.weight, 0.0, (2.0 / teacher_channels) ** 0.5)
-    return nn.Sequential(conv, nn.BatchNorm2d(teacher_channels))
-
-
 def bn_before_relu(teacher: nn.Module, layer: str) -> nn.BatchNorm2d | None:
     """The BatchNorm feeding the ReLU of encoder stage ``conv<k>`` (the last BN of module ``down<k>``).
 

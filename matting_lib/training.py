@@ -2,7 +2,8 @@
 
 Losses (DIM-PyTorch ``utils.alpha_prediction_loss``; Xu et al., CVPR 2017, eq. 1–2):
 
-* :func:`alpha_loss` = Σ sqrt(((α̂ − α)·m)² + 1e-12) / (Σ m + 1e-6), m = unknown region of the trimap;
+* :func:`matting_lib.losses.alpha_loss` = Σ sqrt(((α̂ − α)·m)² + 1e-12) / (Σ m + 1e-6), m = unknown region of
+  the trimap;
 * :func:`compositional_loss` = the same Charbonnier penalty on the RGB re-composite α̂F + (1 − α̂)B − I,
   normalised by the number of unknown values (3 Σ m). DIM-PyTorch and the paper's code do not use it.
 
@@ -48,20 +49,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
 from .checkpoints import load_checkpoint, save_checkpoint, unwrap
+from .losses import alpha_loss, unknown_mask
 from .utils import atomic_write_text, seed_everything, worker_init_fn
 
 
 # ------------------------------------------------------------------------------------------ losses
-def unknown_mask(trimap: torch.Tensor) -> torch.Tensor:
-    """1 where the trimap (N, 1, H, W) in {0, 128/255, 1} is unknown, else 0 (same dtype)."""
-    return ((trimap > 0.25) & (trimap < 0.75)).to(trimap.dtype)
-
-
-def alpha_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Alpha-prediction loss of DIM-PyTorch: all (N, 1, H, W), alpha in [0, 1], mask in {0, 1}; scalar."""
-    diff = (pred - target) * mask
-    return torch.sqrt(diff * diff + 1e-12).sum() / (mask.sum() + 1e-6)
-
 
 def compositional_loss(pred: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor, image: torch.Tensor,
                        mask: torch.Tensor) -> torch.Tensor:
@@ -146,14 +138,6 @@ class TrainConfig:
 
     def total_steps(self, steps_per_epoch: int) -> int:
         return self.steps if self.steps is not None else (self.epochs or 30) * steps_per_epoch
-
-
-def parse_decay_steps(text: str) -> tuple[int, ...]:
-    """``"1500,1800"`` → ``(1500, 1800)`` (notebook parameter form of :attr:`TrainConfig.lr_decay_steps`)."""
-    try:
-        return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
-    except ValueError:
-        raise ValueError(f"lr_decay={text!r}: give comma-separated optimiser steps, e.g. 1500,1800") from None
 
 
 # Keys that must not change when a run directory is resumed (the others may, e.g. more steps).

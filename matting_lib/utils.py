@@ -246,3 +246,27 @@ def params_from_dict(cls: type, values: Mapping[str, Any], *, where: str = "para
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def parse_decay_steps(text: str) -> tuple[int, ...]:
+    """``"1500,1800"`` → ``(1500, 1800)``: notebooks 02/03's ``lr_decay`` parameter as
+    :attr:`matting_lib.training.TrainConfig.lr_decay_steps` (a string, since it is part of stored run identities)."""
+    try:
+        return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise ValueError(f"lr_decay={text!r}: give comma-separated optimiser steps, e.g. 1500,1800") from None
+
+
+# ------------------------------------------------------------------------------------------ registries
+class UnknownNameError(KeyError, ValueError):
+    """A registry lookup failed; the message lists the valid names (printed without KeyError's quotes)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def lookup(registry: Mapping[str, Any], name: str, what: str) -> Any:
+    """``registry[name]``, or :class:`UnknownNameError` naming ``what`` and listing the valid names."""
+    if name not in registry:
+        raise UnknownNameError(f"unknown {what} {name!r}; valid names: {', '.join(registry)}")
+    return registry[name]

@@ -47,6 +47,12 @@ def test_similarity_matrix_shapes_and_definitions():
     torch.testing.assert_close(similarity_matrix("channel", f), w @ w.transpose(1, 2))
 
 
+def test_similarity_registry_maps_each_kind_to_its_function():
+    assert kd_losses.SIMILARITIES == {"batch": kd_losses.batch_similarity, "spatial": kd_losses.spatial_similarity,
+                                      "channel": kd_losses.channel_similarity}
+    assert kd_losses.SIMILARITY_KINDS == ("batch", "spatial", "channel")
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("mode", ["explicit", "efficient"])
 def test_similarity_loss_zero_for_equal_features(kind, mode):

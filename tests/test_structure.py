@@ -107,3 +107,10 @@ def test_all_lists_only_names_defined_in_the_module():
             if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__all__" for t in node.targets):
                 offenders += [f"{mod}.{e.value}" for e in node.value.elts if e.value in imported]
     assert not offenders, f"re-exported through __all__: {offenders}"
+
+
+def test_distillation_and_profiling_do_not_import_the_training_loop():
+    edges = _edges()
+    for mod in ("matting_lib.distill", "matting_lib.profiling", "matting_lib.kd_losses"):
+        assert "matting_lib.training" not in edges[mod], mod
+    assert "matting_lib.losses" in edges["matting_lib.distill"] and "matting_lib.losses" in edges["matting_lib.training"]

@@ -9,9 +9,9 @@ import torch
 from torch.utils.data import Dataset
 
 from matting_lib.checkpoints import load_checkpoint
+from matting_lib.losses import alpha_loss, unknown_mask
 from matting_lib.models import build_student
-from matting_lib.training import (AlphaObjective, TrainConfig, alpha_loss, compositional_loss, train, unknown_mask,
-                                  validate)
+from matting_lib.training import AlphaObjective, TrainConfig, compositional_loss, train, validate
 
 
 class TinyMatting(Dataset):
