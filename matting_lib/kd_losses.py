@@ -302,7 +302,6 @@ class KDLoss:
 
     fn: Callable[[Sequence[Tensor], Sequence[Tensor], TermContext], Tensor]
     student_input: Literal["raw", "adapter", "connector"]
-    citation: str
 
 
 def _per_layer(loss: Callable[[Tensor, Tensor], Tensor]):
@@ -322,13 +321,16 @@ def _ofd(fs: Sequence[Tensor], ft: Sequence[Tensor], ctx: TermContext) -> Tensor
 
 
 KD_LOSSES: dict[str, KDLoss] = {
-    "batch": KDLoss(_per_layer(lambda s, t: similarity_loss("batch", s, t)), "raw",
-                    "Tung & Mori, Similarity-Preserving Knowledge Distillation, ICCV 2019"),
-    "spatial": KDLoss(_spatial, "raw", "Yoon, Park & Cho, IEEE SPL 2020 (spatial similarity)"),
-    "channel": KDLoss(_per_layer(lambda s, t: similarity_loss("channel", s, t)), "adapter",
-                      "Yoon, Park & Cho, IEEE SPL 2020 (channel similarity)"),
-    "at": KDLoss(_per_layer(at_loss), "raw", "Zagoruyko & Komodakis, Attention Transfer, ICLR 2017"),
-    "fsp": KDLoss(lambda fs, ft, ctx: fsp_loss(fs, ft), "adapter",
-                  "Yim, Joo, Bae & Kim, A Gift from Knowledge Distillation (FSP), CVPR 2017"),
-    "ofd": KDLoss(_ofd, "connector", "Heo et al., A Comprehensive Overhaul of Feature Distillation, ICCV 2019"),
+    # Tung & Mori, Similarity-Preserving Knowledge Distillation, ICCV 2019
+    "batch": KDLoss(_per_layer(lambda s, t: similarity_loss("batch", s, t)), "raw"),
+    # Yoon, Park & Cho, IEEE SPL 2020 (spatial similarity)
+    "spatial": KDLoss(_spatial, "raw"),
+    # Yoon, Park & Cho, IEEE SPL 2020 (channel similarity)
+    "channel": KDLoss(_per_layer(lambda s, t: similarity_loss("channel", s, t)), "adapter"),
+    # Zagoruyko & Komodakis, Attention Transfer, ICLR 2017
+    "at": KDLoss(_per_layer(at_loss), "raw"),
+    # Yim, Joo, Bae & Kim, A Gift from Knowledge Distillation (FSP), CVPR 2017
+    "fsp": KDLoss(lambda fs, ft, ctx: fsp_loss(fs, ft), "adapter"),
+    # Heo et al., A Comprehensive Overhaul of Feature Distillation, ICCV 2019
+    "ofd": KDLoss(_ofd, "connector"),
 }
