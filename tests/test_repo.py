@@ -72,3 +72,31 @@ def test_shipped_teacher_matches_its_manifest_and_profile(profile):
     tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(path.relative_to(REPO))], cwd=REPO,
                              capture_output=True)
     assert tracked.returncode == 0 or not (REPO / ".git").exists(), f"{path} is not committed"
+
+
+def _package_map() -> set[str]:
+    """Paths listed under ``matting_lib/`` in README's Layout block (two spaces of indent per folder level)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Layout\n", 1)[1].split("```\n", 2)[1]
+    lines = block.splitlines()
+    assert lines[0] == "matting_lib/", "the map starts with the package folder"
+    stack, listed = [], set()
+    for line in lines[1:]:
+        if not line.startswith("  "):
+            break  # the package ends where the top-level folders (notebooks/, ...) start
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        name = line.split()[0]
+        stack[depth - 1:] = [name.rstrip("/")]
+        listed.add("/".join(stack) + ("/" if name.endswith("/") else ""))
+    return listed
+
+
+def test_readme_package_map_matches_the_files():
+    pkg = REPO / "matting_lib"
+    on_disk = {p.relative_to(pkg).as_posix() for p in pkg.rglob("*.py") if "__pycache__" not in p.parts}
+    on_disk |= {p.relative_to(pkg).as_posix() + "/" for p in pkg.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    # a subpackage's own __init__ is its folder's line
+    on_disk -= {f"{d.rstrip('/')}/__init__.py" for d in on_disk if d.endswith("/")}
+    listed = _package_map()
+    assert not on_disk - listed, f"README Layout misses {sorted(on_disk - listed)}"
+    assert not listed - on_disk, f"README Layout lists {sorted(listed - on_disk)}, which do not exist"
