@@ -165,6 +165,7 @@ def dataclasses_replace(obj, **kw):
     return dataclasses.replace(obj, **kw)
 
 
+@pytest.mark.slow
 def test_calibration_notebook_runs_on_tiny_settings(smoke, tmp_path):
     import papermill as pm
 

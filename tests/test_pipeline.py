@@ -221,6 +221,7 @@ def test_tables_must_hold_every_configuration(tmp_path):
     assert "lacks costs.md" in pipeline_state.verify_outputs([("tables", str(tmp_path))], job)[0]
 
 
+@pytest.mark.slow
 def test_failing_notebook_names_notebook_cell_and_error(tmp_path):
     out = subprocess.run([sys.executable, "-m", "matting_lib.pipeline", "--profile", "smoke", "--only", "teacher",
                           "--set", "teacher.mode=bogus", "--runs-dir", str(tmp_path)],

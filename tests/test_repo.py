@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tomllib
 
 import pytest
 
@@ -100,3 +101,13 @@ def test_readme_package_map_matches_the_files():
     listed = _package_map()
     assert not on_disk - listed, f"README Layout misses {sorted(on_disk - listed)}"
     assert not listed - on_disk, f"README Layout lists {sorted(listed - on_disk)}, which do not exist"
+
+
+def test_test_sh_fast_deselects_the_slow_tests():
+    """``./test.sh --fast`` becomes ``-m "not slow"`` (the marker is registered); other arguments pass through."""
+    script = (REPO / "test.sh").read_text()
+    loop = script[script.index("args=()"):script.index("done\n") + 5]  # the argument translation, without the env
+    out = subprocess.run(["bash", "-c", loop + 'printf "%s\\n" "${args[@]}"', "test.sh", "--fast", "-k", "metrics"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines() == ["-m", "not slow", "-k", "metrics"], out.stderr
+    assert "slow:" in " ".join(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"])
