@@ -73,10 +73,9 @@ def train_run(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings:
     settings or data is refused (never silently continued). ``stop_after_steps`` ends this stint early."""
     import torch
 
-    from .datasets import MattingTrainDataset, split_train_val
     from .layout import DatasetLayout, dataset_identity
     from .models import build_student, build_teacher
-    from .training import AlphaObjective, TrainConfig, train
+    from .training import TrainConfig, train_alpha
     from .utils import atomic_write_text
 
     run_dir = Path(run_dir)
@@ -94,15 +93,13 @@ def train_run(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings:
     atomic_write_text(record, json.dumps({"identity": identity, "steps": settings.steps}, indent=1) + "\n")
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    train_fg, val_fg = split_train_val(layout.fg_names("train"), settings.val_fraction, settings.split_seed)
-    train_set = MattingTrainDataset(layout, train_fg, crop_size=settings.crop_size, seed=settings.seed)
-    val_set = MattingTrainDataset(layout, val_fg, crop_size=settings.crop_size, seed=settings.split_seed + 1,
-                                  epoch_length=settings.val_samples)
     model = (build_teacher if settings.kind == "teacher" else build_student)(settings.width)
     cfg = TrainConfig(lr=settings.lr, batch_size=settings.batch_size, steps=settings.steps,
                       val_every=settings.val_every, snapshot_every=settings.snapshot_every, seed=settings.seed,
                       num_workers=settings.num_workers, stop_after_steps=stop_after_steps, progress=progress)
-    return train(model, AlphaObjective(), train_set, val_set, cfg, run_dir)
+    return train_alpha(model, layout, run_dir, cfg, crop_size=settings.crop_size, seed=settings.seed,
+                       split_seed=settings.split_seed, val_fraction=settings.val_fraction,
+                       val_samples=settings.val_samples)
 
 
 def study_plan(*, teacher_widths: Sequence[float], teacher_crop: int, teacher_steps: int, snapshot_every: int,

@@ -44,7 +44,7 @@ from .layout import DatasetLayout, LayoutError, read_alpha, read_rgb, read_trima
 from .trimap import UNKNOWN, random_trimap, snap_trimap
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "make_input", "split_train_val", "MattingTrainDataset",
-           "MattingTestDataset"]
+           "MattingTestDataset", "train_val_sets"]
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -242,6 +242,20 @@ class MattingTrainDataset(Dataset):
                 f = (f - (f @ _GREY)[..., None]) * factors[2] + (f @ _GREY)[..., None]
                 b = (b - (b @ _GREY)[..., None]) * factors[2] + (b @ _GREY)[..., None]
         return np.clip(f, 0, 1).astype(np.float32), np.clip(b, 0, 1).astype(np.float32)
+
+
+def train_val_sets(layout: DatasetLayout, *, crop_size: int, seed: int, split_seed: int, val_fraction: float,
+                   val_samples: int, epoch_length: int = 0) -> tuple[MattingTrainDataset, MattingTrainDataset]:
+    """(training set, validation set) of every training here (notebooks 02 and 03, the calibration runs).
+
+    The training foregrounds are split by :func:`split_train_val` (``val_fraction``, ``split_seed``); training
+    composites are seeded by ``seed`` (``epoch_length`` 0: every foreground/background pair once per epoch);
+    validation is a fixed set of ``val_samples`` crops of the held-out foregrounds, seeded ``split_seed + 1``.
+    """
+    train_fg, val_fg = split_train_val(layout.fg_names("train"), val_fraction, split_seed)
+    train_set = MattingTrainDataset(layout, train_fg, crop_size=crop_size, seed=seed, epoch_length=epoch_length or None)
+    val_set = MattingTrainDataset(layout, val_fg, crop_size=crop_size, seed=split_seed + 1, epoch_length=val_samples)
+    return train_set, val_set
 
 
 class MattingTestDataset(Dataset):

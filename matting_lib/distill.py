@@ -59,6 +59,7 @@ from torch import Tensor, nn
 
 from .kd_losses import KD_LOSSES, SPATIAL_MODES, KDLoss, TermContext, ofd_margin
 from .losses import alpha_loss, unknown_mask
+from .run_identity import student_run_name
 from .models import LAYERS, build_channel_adapters, build_connector
 from .teacher_cache import TeacherOutputCache
 from .utils import UnknownNameError, lookup, parse_decay_steps
@@ -233,8 +234,7 @@ def config_label(config: DistillConfig) -> str:
 
 def run_name(config: DistillConfig | str, seed: int) -> str:
     """The run folder name of a student: ``kd-<label>-seed<seed>``, e.g. ``kd-spatial+channel-seed0``."""
-    label = config if isinstance(config, str) else config_label(config)
-    return f"kd-{label}-seed{seed}"
+    return student_run_name(config if isinstance(config, str) else config_label(config), seed)
 
 
 @dataclass(frozen=True)

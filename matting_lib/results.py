@@ -249,12 +249,33 @@ def write_tables(rows: list[dict], out_dir: str | Path, stem: str, *, title: str
             atomic_write_text(out / f"{stem}.tex", to_latex(rows, caption=title))]
 
 
+def hardest_rows(rows: Iterable[dict], n: int, metric: str = "sad") -> list[dict]:
+    """The ``n`` per-image rows with the largest ``metric``, largest first (rows without a value left out)."""
+    valued = [r for r in rows if r.get(metric) not in ("", None, "nan") and not math.isnan(float(r[metric]))]
+    return sorted(valued, key=lambda r: -float(r[metric]))[:n]
+
+
 def hardest_images(per_image_csv: str | Path, n: int, metric: str = "sad") -> list[str]:
     """Names (file stems) of the ``n`` test images with the largest ``metric`` in a per-image metrics CSV."""
     with open(per_image_csv, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r.get(metric) not in ("", None, "nan")]
-    rows.sort(key=lambda r: -float(r[metric]))
-    return [r["name"].removesuffix(".png") for r in rows[:n]]
+        rows = list(csv.DictReader(fh))
+    return [r["name"].removesuffix(".png") for r in hardest_rows(rows, n, metric)]
+
+
+def score_test_set(model, items: Sequence, pred_dir: str | Path) -> dict[str, dict]:
+    """The test step of notebooks 02 and 03: predict ``items`` into a fresh ``pred_dir`` (the run's own output,
+    emptied first so stale predictions are never scored), score them in both conventions (official DIM and the
+    SPKD code's) with :func:`matting_lib.evaluation.evaluate_model`, print one line per convention."""
+    import shutil
+
+    from .evaluation import evaluate_model
+
+    shutil.rmtree(pred_dir, ignore_errors=True)
+    scores = evaluate_model(model, items, pred_dir, conventions=("official", "spkd"))
+    for conv, sc in scores.items():
+        print(f"{conv:8s} " + "  ".join(f"{m.upper()} {sc['mean'][m]:.4f}" for m in METRIC_KEYS)
+              + f"  ({sc['count']} images)")
+    return scores
 
 
 def comparison_samples(items, pred_dirs: dict[str, str | Path], names: Sequence[str]) -> list[dict]:

@@ -432,3 +432,17 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
             log.close()
         if own_group:
             dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------ alpha-only training
+def train_alpha(model: nn.Module, layout, run_dir: str | os.PathLike, config: TrainConfig, *, crop_size: int,
+                seed: int, split_seed: int, val_fraction: float, val_samples: int,
+                epoch_length: int = 0) -> TrainResult:
+    """Train ``model`` with the alpha loss alone (:class:`AlphaObjective`) on a dataset folder: the teacher of
+    notebook 02 and the calibration runs. The sets are :func:`matting_lib.datasets.train_val_sets` of ``layout``
+    (a :class:`~matting_lib.layout.DatasetLayout`) with these arguments; then :func:`train` into ``run_dir``."""
+    from .datasets import train_val_sets
+
+    train_set, val_set = train_val_sets(layout, crop_size=crop_size, seed=seed, split_seed=split_seed,
+                                        val_fraction=val_fraction, val_samples=val_samples, epoch_length=epoch_length)
+    return train(model, AlphaObjective(), train_set, val_set, config, run_dir)

@@ -248,6 +248,27 @@ def params_from_dict(cls: type, values: Mapping[str, Any], *, where: str = "para
     return cls(**kwargs)
 
 
+def params_from_globals(cls: type, namespace: Mapping[str, Any]) -> Any:
+    """:func:`params_from_dict` of ``cls`` with the values of its fields found in ``namespace`` (a notebook's
+    ``globals()`` after its ``parameters`` cell); a field the notebook does not define is an error, so a
+    parameters cell and its dataclass cannot drift apart silently."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise ValueError(f"{cls.__name__}: the notebook defines no {', '.join(missing)}; its parameters cell must "
+                         f"declare every field of {cls.__name__}")
+    return params_from_dict(cls, {n: namespace[n] for n in names}, where=f"{cls.__name__} parameters")
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def repo_path(path: str | os.PathLike) -> Path:
+    """``path`` as the notebooks mean it: absolute as given, else relative to the repository (where papermill
+    runs them), whatever the current folder of an interactive kernel."""
+    return Path(path) if Path(path).is_absolute() else REPO / path
+
+
 def parse_decay_steps(text: str) -> tuple[int, ...]:
     """``"1500,1800"`` → ``(1500, 1800)``: notebooks 02/03's ``lr_decay`` parameter as
     :attr:`matting_lib.training.TrainConfig.lr_decay_steps` (a string, since it is part of stored run identities)."""

@@ -498,3 +498,20 @@ def test_teacher_cache_recomputes_damaged_entries_and_keys_by_teacher(tmp_path):
     assert cache.key(x, ["conv2"]) != cache.key(x, ["conv3"]) != cache.key(x + 1, ["conv2"])
     with pytest.raises(ValueError, match="plain name"):
         TeacherOutputCache(tmp_path, "../x")
+
+
+# ------------------------------------------------------------------------------------------- notebook 03's params
+def test_distill_run_params_validate_and_name_the_run():
+    p = distill.DistillRunParams()
+    assert p.distill_config == make_config("spatial+channel") and p.run_name == "kd-spatial+channel-seed0"
+    assert p.lr_decay_steps == ()
+    q = distill.DistillRunParams(config="spatial", layers="conv3-5,dconv5", seed=2, lr_decay="300,400")
+    assert q.run_name == run_name(make_config("spatial", layers="conv3-5,dconv5"), 2) != "kd-spatial-seed2"
+    assert q.distill_config.layers == ("conv3", "conv4", "conv5", "dconv5") and q.lr_decay_steps == (300, 400)
+    assert distill.DistillRunParams(config="at", teacher_alpha_weight=0.0).distill_config.teacher_alpha_weight == 0.0
+    for bad, match in [({"config": "spatail"}, "spatail.*valid"), ({"steps": 0}, "steps must be >= 1"),
+                       ({"val_every": -1}, "val_every must be >= 0"), ({"width": 0.0}, "width and lr must be > 0"),
+                       ({"lr_decay": "10,x"}, "lr_decay='10,x'"), ({"layers": "conv9"}, "conv9"),
+                       ({"spatial_mode": "fast"}, "spatial_mode")]:
+        with pytest.raises(ValueError, match=match):
+            distill.DistillRunParams(**bad)
