@@ -62,7 +62,7 @@ from .losses import alpha_loss, unknown_mask
 from .run_identity import student_run_name
 from .models import LAYERS, build_channel_adapters, build_connector
 from .teacher_cache import TeacherOutputCache
-from .utils import UnknownNameError, lookup, parse_decay_steps
+from .utils import UnknownNameError, check_counts, lookup, parse_decay_steps
 
 LAYER_NAMES = LAYERS  # conv1..conv5 (encoder stages after pooling), dconv5..dconv2 (decoder stages after BN)
 DEFAULT_LAYERS = ("conv2", "conv3", "conv4", "conv5")
@@ -276,12 +276,9 @@ class DistillRunParams:
 
     def __post_init__(self) -> None:
         self.distill_config  # validates the configuration and its overrides (raises naming the bad value)
-        for name in ("crop_size", "batch_size", "steps", "val_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epoch_length", "val_every", "num_workers", "threads", "max_test_images", "n_qualitative"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_counts(self, at_least_1=("crop_size", "batch_size", "steps", "val_samples"),
+                     at_least_0=("epoch_length", "val_every", "num_workers", "threads", "max_test_images",
+                                 "n_qualitative"))
         self.lr_decay_steps  # validates the schedule's form
         if not (self.width > 0 and self.lr > 0):
             raise ValueError(f"width and lr must be > 0, got width={self.width}, lr={self.lr}")

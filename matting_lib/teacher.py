@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from .metrics import METRIC_KEYS
-from .utils import parse_decay_steps, repo_path
+from .utils import check_counts, parse_decay_steps, repo_path
 
 MODES = ("train", "load", "import")
 
@@ -59,12 +59,8 @@ class TeacherParams:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r}; valid modes: {', '.join(MODES)}")
-        for name in ("crop_size", "batch_size", "steps", "val_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epoch_length", "val_every", "num_workers", "threads", "max_test_images"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_counts(self, at_least_1=("crop_size", "batch_size", "steps", "val_samples"),
+                     at_least_0=("epoch_length", "val_every", "num_workers", "threads", "max_test_images"))
         if not (self.width > 0 and self.lr > 0 and 0 < self.val_fraction < 1):
             raise ValueError(f"width and lr must be > 0 and val_fraction in (0, 1), got width={self.width}, "
                              f"lr={self.lr}, val_fraction={self.val_fraction}")

@@ -248,6 +248,15 @@ def params_from_dict(cls: type, values: Mapping[str, Any], *, where: str = "para
     return cls(**kwargs)
 
 
+def check_counts(obj: Any, *, at_least_1: tuple[str, ...] = (), at_least_0: tuple[str, ...] = ()) -> None:
+    """Raise ``ValueError`` naming the first attribute of ``obj`` in ``at_least_1`` below 1 or in ``at_least_0``
+    below 0 (the step, size and count fields of the notebooks' parameter dataclasses)."""
+    for names, low in ((at_least_1, 1), (at_least_0, 0)):
+        for name in names:
+            if getattr(obj, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(obj, name)}")
+
+
 def params_from_globals(cls: type, namespace: Mapping[str, Any]) -> Any:
     """:func:`params_from_dict` of ``cls`` with the values of its fields found in ``namespace`` (a notebook's
     ``globals()`` after its ``parameters`` cell); a field the notebook does not define is an error, so a
