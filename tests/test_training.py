@@ -203,14 +203,17 @@ def test_stored_config_without_steps_or_with_unknown_fields_is_refused():
 
 
 def test_shipped_teacher_checkpoint_still_loads():
-    from matting_lib.checkpoints import load_model
+    from matting_lib.checkpoints import check_manifest, load_model
+    from matting_lib.models import count_parameters
 
     shipped = Path(__file__).resolve().parents[1] / "matting_lib" / "assets" / "teacher-default.pt"
     if not shipped.is_file():
         pytest.skip(f"{shipped} is not in this checkout (the shipped teacher is a committed asset)")
-    model = load_model(shipped)
-    assert sum(p.numel() for p in model.parameters()) == 1_602_563  # its manifest's params
-    assert load_checkpoint(shipped)["step"] == 2400
+    manifest = check_manifest(shipped)  # intact (SHA-256)
+    model, ckpt = load_model(shipped), load_checkpoint(shipped)
+    assert count_parameters(model) == manifest["params"] and ckpt["step"] == manifest["steps"]
+    if "grad_clamp" in ckpt["config"]:  # a snapshot of the training loop (calibration ship): its TrainConfig
+        assert TrainConfig.from_stored(ckpt["config"], shipped).steps >= ckpt["step"]
 
 
 def test_step_decay_schedule_logged_and_resumed_exactly(tmp_path):
