@@ -253,12 +253,15 @@ def test_tables_must_hold_every_configuration(tmp_path):
 
 @pytest.mark.slow
 def test_failing_notebook_names_notebook_cell_and_error(tmp_path):
+    # a value only the executing notebook can find wrong (a bad mode is refused when the jobs are planned)
+    missing = tmp_path / "no-such-teacher.pt"
     out = subprocess.run([sys.executable, "-m", "matting_lib.pipeline", "--profile", "smoke", "--only", "teacher",
-                          "--set", "teacher.mode=bogus", "--runs-dir", str(tmp_path)],
+                          "--set", "teacher.mode=load", "--set", f"teacher.shipped_checkpoint={missing}",
+                          "--runs-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert out.returncode == 1
+    assert out.returncode == 1, out.stderr
     assert "02_teacher.ipynb failed" in out.stderr and "at cell" in out.stderr
-    assert "ValueError" in out.stderr and "bogus" in out.stderr
+    assert "FileNotFoundError" in out.stderr and "no shipped teacher at" in out.stderr
     assert not pipeline.marker_path(tmp_path, "smoke", "teacher").exists()
 
 
