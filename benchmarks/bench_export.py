@@ -102,8 +102,10 @@ def latency_markdown(rows: list[dict], header: str) -> str:
 
 def parity(checkpoints: list[Path], data: Path, limit: int, threads: int, workdir: Path) -> list[dict]:
     """Official-convention test-set means through PyTorch and onnxruntime, per checkpoint."""
-    from matting_lib.compositing import DatasetLayout, list_test_items
-    from matting_lib.evaluation import evaluate_model, read_gray
+    from matting_lib.compositing import list_test_items
+    from matting_lib.layout import DatasetLayout
+    from matting_lib.evaluation import evaluate_model
+    from matting_lib.layout import read_gray
     from matting_lib.predict import load_any_model
 
     torch.set_num_threads(threads)

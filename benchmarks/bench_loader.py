@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from matting_lib.compositing import DatasetLayout
+from matting_lib.layout import DatasetLayout
 from matting_lib.datasets import MattingTrainDataset
 from matting_lib.profiling import train_images_per_s
 

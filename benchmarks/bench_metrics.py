@@ -31,9 +31,9 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-from matting_lib import _metrics_impl as impl
 from matting_lib import metrics as M
-from matting_lib import metrics_folder as MF
+from matting_lib.metrics import folder as MF
+from matting_lib.metrics import kernels as impl
 
 
 # ------------------------------------------------------------------------------------------ fixtures

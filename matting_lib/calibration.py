@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from . import cpu_env
+from .metrics import METRIC_KEYS
 
 # ------------------------------------------------------------------------------------------ settings
 @dataclass(frozen=True)
@@ -72,10 +73,9 @@ def train_run(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings:
     settings or data is refused (never silently continued). ``stop_after_steps`` ends this stint early."""
     import torch
 
-    from .datasets import MattingTrainDataset, split_train_val
     from .layout import DatasetLayout, dataset_identity
     from .models import build_student, build_teacher
-    from .training import AlphaObjective, TrainConfig, train
+    from .training import TrainConfig, train_alpha
     from .utils import atomic_write_text, seed_everything
 
     run_dir = Path(run_dir)
@@ -93,10 +93,6 @@ def train_run(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings:
     atomic_write_text(record, json.dumps({"identity": identity, "steps": settings.steps}, indent=1) + "\n")
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    train_fg, val_fg = split_train_val(layout.fg_names("train"), settings.val_fraction, settings.split_seed)
-    train_set = MattingTrainDataset(layout, train_fg, crop_size=settings.crop_size, seed=settings.seed)
-    val_set = MattingTrainDataset(layout, val_fg, crop_size=settings.crop_size, seed=settings.split_seed + 1,
-                                  epoch_length=settings.val_samples)
     # Seeded initial weights (a resumed run loads its own): without this they came from torch's global generator,
     # i.e. from whatever the process had drawn before; the shipped teacher's run started that way (README).
     seed_everything(settings.seed)
@@ -104,7 +100,9 @@ def train_run(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings:
     cfg = TrainConfig(lr=settings.lr, batch_size=settings.batch_size, steps=settings.steps,
                       val_every=settings.val_every, snapshot_every=settings.snapshot_every, seed=settings.seed,
                       num_workers=settings.num_workers, stop_after_steps=stop_after_steps, progress=progress)
-    return train(model, AlphaObjective(), train_set, val_set, cfg, run_dir)
+    return train_alpha(model, layout, run_dir, cfg, crop_size=settings.crop_size, seed=settings.seed,
+                       split_seed=settings.split_seed, val_fraction=settings.val_fraction,
+                       val_samples=settings.val_samples)
 
 
 def study_plan(*, teacher_widths: Sequence[float], teacher_crop: int, teacher_steps: int, snapshot_every: int,
@@ -155,7 +153,7 @@ class Composite:
 def fg_kind(name: str) -> str:
     """The synthetic benchmark's foreground kind from its file name (``train-0012-hair.png`` → ``hair``);
     ``"other"`` for names that do not carry one (real data)."""
-    from .synthetic_foregrounds import FOREGROUND_KINDS
+    from .synthetic.foregrounds import FOREGROUND_KINDS
 
     stem = Path(name).stem.rsplit("-", 1)[-1]
     return stem if stem in FOREGROUND_KINDS else "other"
@@ -192,7 +190,7 @@ def validation_composites(data_dir: str | os.PathLike, *, val_fraction: float = 
     return out
 
 
-def score_model(model, composites: Sequence[Composite], *, metrics: Sequence[str] = ("sad", "mse", "grad", "conn")
+def score_model(model, composites: Sequence[Composite], *, metrics: Sequence[str] = METRIC_KEYS
                 ) -> dict[str, dict[str, float]]:
     """Official metrics of ``model`` on ``composites``: ``{"all": {metric: mean}, "<kind>": {...}, ...}``, plus
     ``"count"`` per group. Predictions as :func:`matting_lib.evaluation.predict_alpha` (8-bit, known regions
@@ -211,7 +209,7 @@ def score_model(model, composites: Sequence[Composite], *, metrics: Sequence[str
 
 
 # ------------------------------------------------------------------------------------------ curves
-CURVE_FIELDS = ("step", "group", "count", "sad", "mse", "grad", "conn")
+CURVE_FIELDS = ("step", "group", "count", *METRIC_KEYS)
 
 
 def evaluate_snapshots(run_dir: str | os.PathLike, composites: Sequence[Composite], *, progress: bool = True,

@@ -12,8 +12,7 @@ bicubic interpolation, take its top-left crop of the foreground's size and blend
 truncating to uint8. They differ in the bicubic kernel (OpenCV vs PIL), the JPEG decoder, and precision
 (float32 vs float64 with exact copies at alpha 0 and 255), which measurably moves published SAD.
 
-The dataset layout, image I/O (:mod:`matting_lib.layout`) and the checker (:mod:`matting_lib.layout_check`)
-used to live here; their public names are re-exported below so existing imports keep working.
+The dataset layout and image I/O are :mod:`matting_lib.layout`, the checker :mod:`matting_lib.layout_check`.
 """
 
 from __future__ import annotations
@@ -29,23 +28,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
-# Re-exported for existing users (``from matting_lib.compositing import DatasetLayout, check_layout, ...``):
-# these names moved to matting_lib.layout and matting_lib.layout_check.
-from .layout import (SPLITS, TEST_BG_DIR, TRAIN_BG_DIR, DatasetLayout, LayoutError, encode_png, read_alpha,
-                     read_name_list, read_rgb, read_trimap)
-from .layout_check import LayoutReport, check_layout, link_dataset
+from .layout import DatasetLayout, LayoutError, encode_png, read_alpha, read_rgb
+from .layout_check import check_layout
 from .utils import atomic_write_bytes, atomic_write_text, sha256_file
 
-__all__ = [
-    # defined here
-    "MERGED_MANIFEST", "COMPOSITE_METHODS", "TestItem", "build_composites", "build_test_set",
-    "build_train_composites", "composite", "composite_name", "list_items", "list_test_items", "upscaled_size",
-    # re-exported from matting_lib.layout
-    "SPLITS", "TEST_BG_DIR", "TRAIN_BG_DIR", "DatasetLayout", "LayoutError", "encode_png", "read_alpha",
-    "read_name_list", "read_rgb", "read_trimap",
-    # re-exported from matting_lib.layout_check
-    "LayoutReport", "check_layout", "link_dataset",
-]
+__all__ = ["MERGED_MANIFEST", "COMPOSITE_METHODS", "TestItem", "build_composites", "build_test_set",
+           "build_train_composites", "composite", "composite_name", "list_items", "list_test_items", "upscaled_size"]
 
 MERGED_MANIFEST = "manifest.json"
 

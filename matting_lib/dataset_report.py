@@ -4,8 +4,7 @@
 synthetic benchmark (or links an Adobe Composition-1k tree) and checks its layout. The inspection helpers
 compare the dataset with the published Composition-1k counts (Xu et al., CVPR 2017; ``reference.md``
 section 5), summarise the test mattes' unknown regions and alpha values, and draw the gallery and
-statistics figures. Every public name here is re-exported by :mod:`matting_lib.datasets`, where the
-notebooks import them from.
+statistics figures.
 """
 
 from __future__ import annotations

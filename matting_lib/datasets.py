@@ -26,8 +26,7 @@ only on (seed, epoch, indices), never on the number of DataLoader workers or on 
 Call :meth:`MattingTrainDataset.set_epoch` before creating the epoch's iterator.
 
 Notebook 01's dataset preparation and inspection helpers (:class:`DataParams`, :func:`prepare_dataset`,
-:func:`dataset_summary`, :func:`plot_gallery`, ...) live in :mod:`matting_lib.dataset_report` and are
-re-exported here.
+:func:`dataset_summary`, :func:`plot_gallery`, ...) are :mod:`matting_lib.dataset_report`.
 """
 
 from __future__ import annotations
@@ -44,15 +43,8 @@ from .compositing import TestItem, list_test_items, upscaled_size
 from .layout import DatasetLayout, LayoutError, read_alpha, read_rgb, read_trimap
 from .trimap import UNKNOWN, random_trimap, snap_trimap
 
-# Re-exported: these moved to matting_lib.dataset_report; notebooks and tests import them from here.
-from .dataset_report import (COMPOSITION_1K, DataParams, compare_with_composition_1k, dataset_summary,  # noqa: F401
-                             matte_statistics, plot_gallery, plot_statistics, prepare_dataset)
-
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "make_input", "split_train_val", "MattingTrainDataset",
-           "MattingTestDataset",
-           # re-exported from matting_lib.dataset_report
-           "COMPOSITION_1K", "dataset_summary", "matte_statistics", "plot_gallery", "plot_statistics",
-           "compare_with_composition_1k", "DataParams", "prepare_dataset"]
+           "MattingTestDataset", "train_val_sets"]
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -250,6 +242,20 @@ class MattingTrainDataset(Dataset):
                 f = (f - (f @ _GREY)[..., None]) * factors[2] + (f @ _GREY)[..., None]
                 b = (b - (b @ _GREY)[..., None]) * factors[2] + (b @ _GREY)[..., None]
         return np.clip(f, 0, 1).astype(np.float32), np.clip(b, 0, 1).astype(np.float32)
+
+
+def train_val_sets(layout: DatasetLayout, *, crop_size: int, seed: int, split_seed: int, val_fraction: float,
+                   val_samples: int, epoch_length: int = 0) -> tuple[MattingTrainDataset, MattingTrainDataset]:
+    """(training set, validation set) of every training here (notebooks 02 and 03, the calibration runs).
+
+    The training foregrounds are split by :func:`split_train_val` (``val_fraction``, ``split_seed``); training
+    composites are seeded by ``seed`` (``epoch_length`` 0: every foreground/background pair once per epoch);
+    validation is a fixed set of ``val_samples`` crops of the held-out foregrounds, seeded ``split_seed + 1``.
+    """
+    train_fg, val_fg = split_train_val(layout.fg_names("train"), val_fraction, split_seed)
+    train_set = MattingTrainDataset(layout, train_fg, crop_size=crop_size, seed=seed, epoch_length=epoch_length or None)
+    val_set = MattingTrainDataset(layout, val_fg, crop_size=crop_size, seed=split_seed + 1, epoch_length=val_samples)
+    return train_set, val_set
 
 
 class MattingTestDataset(Dataset):

@@ -5,7 +5,7 @@ Total loss (Yoon, Park & Cho, IEEE SPL 2020; ``reference.md`` §4; the SPKD code
     (1 − w1) · L_α(α_s, α_gt) + w1 · L_α(α_s, α_teacher) + Σ_type w_type · L_type(layers)
 
 with w1 = ``teacher_alpha_weight`` (0.5 in the paper: "(alpha loss vs gt + alpha loss vs teacher) / 2";
-the slides write w1 · L(α_t, α_s) + (1 − w1) · L(α_s, α_gt)). L_α is :func:`matting_lib.training.alpha_loss`
+the slides write w1 · L(α_t, α_s) + (1 − w1) · L(α_s, α_gt)). L_α is :func:`matting_lib.losses.alpha_loss`
 on the unknown region of the training trimap, for both alpha terms.
 
 The paper's configurations (:data:`PAPER_CONFIGS`), as the SPKD code trains them:
@@ -57,10 +57,12 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .kd_losses import KD_LOSSES, SPATIAL_MODES, KDLoss, TermContext, UnknownNameError, lookup, ofd_margin
-from .models import LAYERS, build_channel_adapters
+from .kd_losses import KD_LOSSES, SPATIAL_MODES, KDLoss, TermContext, ofd_margin
+from .losses import alpha_loss, unknown_mask
+from .run_identity import student_run_name
+from .models import LAYERS, build_channel_adapters, build_connector
 from .teacher_cache import TeacherOutputCache
-from .training import alpha_loss, parse_decay_steps, unknown_mask
+from .utils import UnknownNameError, check_counts, lookup, parse_decay_steps
 
 LAYER_NAMES = LAYERS  # conv1..conv5 (encoder stages after pooling), dconv5..dconv2 (decoder stages after BN)
 DEFAULT_LAYERS = ("conv2", "conv3", "conv4", "conv5")
@@ -232,8 +234,7 @@ def config_label(config: DistillConfig) -> str:
 
 def run_name(config: DistillConfig | str, seed: int) -> str:
     """The run folder name of a student: ``kd-<label>-seed<seed>``, e.g. ``kd-spatial+channel-seed0``."""
-    label = config if isinstance(config, str) else config_label(config)
-    return f"kd-{label}-seed{seed}"
+    return student_run_name(config if isinstance(config, str) else config_label(config), seed)
 
 
 @dataclass(frozen=True)
@@ -275,12 +276,9 @@ class DistillRunParams:
 
     def __post_init__(self) -> None:
         self.distill_config  # validates the configuration and its overrides (raises naming the bad value)
-        for name in ("crop_size", "batch_size", "steps", "val_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epoch_length", "val_every", "num_workers", "threads", "max_test_images", "n_qualitative"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_counts(self, at_least_1=("crop_size", "batch_size", "steps", "val_samples"),
+                     at_least_0=("epoch_length", "val_every", "num_workers", "threads", "max_test_images",
+                                 "n_qualitative"))
         self.lr_decay_steps  # validates the schedule's form
         if not (self.width > 0 and self.lr > 0):
             raise ValueError(f"width and lr must be > 0, got width={self.width}, lr={self.lr}")
@@ -300,13 +298,6 @@ class DistillRunParams:
 
 
 # ------------------------------------------------------------------------------------------- objective
-def build_connector(student_channels: int, teacher_channels: int) -> nn.Sequential:
-    """OFD's connector (Heo et al. 2019): 1×1 conv without bias, init N(0, 2/C_t), then BatchNorm (γ=1, β=0)."""
-    conv = nn.Conv2d(student_channels, teacher_channels, kernel_size=1, bias=False)
-    nn.init.normal_(conv.weight, 0.0, (2.0 / teacher_channels) ** 0.5)
-    return nn.Sequential(conv, nn.BatchNorm2d(teacher_channels))
-
-
 def bn_before_relu(teacher: nn.Module, layer: str) -> nn.BatchNorm2d | None:
     """The BatchNorm feeding the ReLU of encoder stage ``conv<k>`` (the last BN of module ``down<k>``).
 

@@ -4,7 +4,7 @@ Known regions are forced from the trimap by default (alpha = 0 where the trimap 
 official DIM-PyTorch test script (``test.py``) and the SPKD evaluator do; the official metrics only look at the
 unknown region, so this changes only how the saved mattes look (``force_known=False`` keeps the raw output).
 Predictions are written as 8-bit PNGs (``round(α·255)``), the input the official MATLAB metrics expect; scoring a
-folder is :func:`matting_lib.metrics_folder.evaluate_folder`.
+folder is :func:`matting_lib.metrics.folder.evaluate_folder`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .layout import read_rgb, read_trimap
+from .layout import read_gray, read_rgb
 from .datasets import make_input
 from .utils import atomic_write_bytes
 
@@ -50,11 +50,6 @@ def predict_alpha(model: nn.Module, image_rgb: np.ndarray, trimap: np.ndarray, *
         alpha[trimap == 0] = 0.0
         alpha[trimap == 255] = 1.0
     return np.clip(np.round(alpha * 255.0), 0, 255).astype(np.uint8)
-
-
-def read_gray(path: str | os.PathLike) -> np.ndarray:
-    """uint8 (H, W) exactly as stored (alpha mattes, trimaps, predictions)."""
-    return read_trimap(path)
 
 
 #: File suffixes an alpha matte may be written as: lossless formats OpenCV writes for 8-bit grey (TIFF with its
@@ -110,8 +105,8 @@ def predict_folder(model: nn.Module, items: Sequence[Any], out_dir: str | os.Pat
             continue
         if item.trimap_path is None:
             raise ValueError(f"item {item.name} has no trimap; predictions need one (test items carry it)")
-        alpha = predict_alpha(model, read_rgb(item.image_path), read_gray(item.trimap_path), device=device,
-                              force_known=force_known)
+        alpha = predict_alpha(model, read_rgb(item.image_path), read_gray(item.trimap_path, what="trimap"),
+                              device=device, force_known=force_known)
         write_png(path, alpha)
     return paths
 
@@ -120,10 +115,10 @@ def evaluate_model(model: nn.Module, items: Sequence[Any], pred_dir: str | os.Pa
                    conventions: Iterable[str] = ("official", "spkd"), overwrite: bool = False,
                    device: torch.device | str | None = None, workers: int | None = None,
                    progress: bool = True) -> dict[str, dict]:
-    """Predict ``items`` into ``pred_dir`` and score them with :func:`matting_lib.metrics_folder.evaluate_folder`
+    """Predict ``items`` into ``pred_dir`` and score them with :func:`matting_lib.metrics.folder.evaluate_folder`
     (Composition-1k name matching); returns ``{convention: evaluate_folder result}``, per-image CSVs beside
     the predictions (``pred_dir/../metrics_<convention>.csv``)."""
-    from .metrics_folder import evaluate_folder  # written by another module; imported only when scoring
+    from .metrics.folder import evaluate_folder  # written by another module; imported only when scoring
 
     if not items:
         raise ValueError("no test items to evaluate")
@@ -149,7 +144,8 @@ def qualitative_samples(items: Sequence[Any], pred_dir: str | os.PathLike, names
     samples = []
     for name in names:
         it = by_name[name]
-        gt, pred = read_gray(it.alpha_path), read_gray(prediction_path(pred_dir, name))
-        samples.append({"image": read_rgb(it.image_path), "trimap": read_gray(it.trimap_path), "gt": gt,
+        gt = read_gray(it.alpha_path, what="alpha matte")
+        pred = read_gray(prediction_path(pred_dir, name), what="prediction")
+        samples.append({"image": read_rgb(it.image_path), "trimap": read_gray(it.trimap_path, what="trimap"), "gt": gt,
                         "pred": pred, "error": np.abs(pred.astype(np.int16) - gt).astype(np.uint8)})
     return samples

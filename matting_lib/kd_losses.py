@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-SIMILARITY_KINDS = ("batch", "spatial", "channel")
+from .utils import lookup
+
 SPATIAL_MODES = ("auto", "explicit", "efficient")
 EPS_NORM = 1e-7  # added to the L2 norm in the SPKD code's spatial/channel similarity
 
@@ -45,10 +46,6 @@ SpatialMode = Literal["auto", "explicit", "efficient"]
 def _check_features(name: str, f: Tensor) -> None:
     if f.dim() != 4:
         raise ValueError(f"{name}: expected a feature map of shape (B, C, H, W), got shape {tuple(f.shape)}")
-
-
-def _check_kind(kind: str) -> None:
-    lookup(dict.fromkeys(SIMILARITY_KINDS), kind, "similarity kind")
 
 
 def _unit_positions(f: Tensor) -> Tensor:
@@ -63,31 +60,47 @@ def _unit_channels(f: Tensor) -> Tensor:
     return f / (f.norm(dim=2, keepdim=True) + EPS_NORM)
 
 
+def batch_similarity(features: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, B): Q = F'F'ᵀ with F' = features reshaped (B, CHW), each row of Q divided by its L2
+    norm (``F.normalize``, as Tung & Mori)."""
+    flat = features.flatten(1)  # (B, CHW)
+    return F.normalize(flat @ flat.t(), p=2, dim=1)
+
+
+def spatial_similarity(features: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, HW, HW): per sample, each position's C-vector unit-normalised (eps 1e-7 added to
+    the norm); cosine similarity between positions."""
+    u = _unit_positions(features)  # (B, C, HW)
+    return u.transpose(1, 2) @ u
+
+
+def channel_similarity(features: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, C, C): per sample, each channel's HW-vector unit-normalised (eps 1e-7); cosine
+    similarity between channels."""
+    u = _unit_channels(features)  # (B, C, HW)
+    return u @ u.transpose(1, 2)
+
+
+#: similarity kind -> its matrix of one feature map (the three similarities of reference §3)
+SIMILARITIES: dict[str, Callable[[Tensor], Tensor]] = {
+    "batch": batch_similarity, "spatial": spatial_similarity, "channel": channel_similarity}
+SIMILARITY_KINDS = tuple(SIMILARITIES)
+
+
 def similarity_matrix(kind: SimilarityKind, features: Tensor) -> Tensor:
-    """The similarity matrix of one feature map.
+    """The similarity matrix of one feature map: ``SIMILARITIES[kind](features)``.
 
     Args:
-        kind: ``"batch"``: Q = F'F'ᵀ with F' = features reshaped (B, CHW); each row of Q divided by its L2
-            norm (``F.normalize``, as Tung & Mori) -> ``(B, B)``.
-            ``"spatial"``: per sample, each position's C-vector unit-normalised (eps 1e-7 added to the
-            norm); cosine similarity between positions -> ``(B, HW, HW)``.
-            ``"channel"``: per sample, each channel's HW-vector unit-normalised (eps 1e-7); cosine
-            similarity between channels -> ``(B, C, C)``.
+        kind: ``"batch"`` -> ``(B, B)`` (:func:`batch_similarity`), ``"spatial"`` -> ``(B, HW, HW)``
+            (:func:`spatial_similarity`), ``"channel"`` -> ``(B, C, C)`` (:func:`channel_similarity`).
         features: ``(B, C, H, W)`` float.
 
     The spatial matrix is ``B·(HW)²`` floats: 2.6 GB at B=16 for a 80×80 stage; use
     :func:`similarity_loss` (which avoids it) for training.
     """
-    _check_kind(kind)
+    fn = lookup(SIMILARITIES, kind, "similarity kind")
     _check_features("features", features)
-    if kind == "batch":
-        flat = features.flatten(1)  # (B, CHW)
-        return F.normalize(flat @ flat.t(), p=2, dim=1)  # (B, B)
-    if kind == "spatial":
-        u = _unit_positions(features)  # (B, C, HW)
-        return u.transpose(1, 2) @ u  # (B, HW, HW)
-    u = _unit_channels(features)  # (B, C, HW)
-    return u @ u.transpose(1, 2)  # (B, C, C)
+    return fn(features)
 
 
 def spatial_loss_efficient(student: Tensor, teacher: Tensor) -> Tensor:
@@ -140,7 +153,7 @@ def similarity_loss(kind: SimilarityKind, student: Tensor, teacher: Tensor, *,
         spatial_mode: ``"explicit"`` builds the (HW, HW) matrices; ``"efficient"`` uses
             :func:`spatial_loss_efficient`; ``"auto"`` chooses (see :func:`choose_spatial_mode`).
     """
-    _check_kind(kind)
+    lookup(SIMILARITIES, kind, "similarity kind")
     _check_features("student", student)
     _check_features("teacher", teacher)
     if student.shape[0] != teacher.shape[0]:
@@ -289,7 +302,6 @@ class KDLoss:
 
     fn: Callable[[Sequence[Tensor], Sequence[Tensor], TermContext], Tensor]
     student_input: Literal["raw", "adapter", "connector"]
-    citation: str
 
 
 def _per_layer(loss: Callable[[Tensor, Tensor], Tensor]):
@@ -309,27 +321,16 @@ def _ofd(fs: Sequence[Tensor], ft: Sequence[Tensor], ctx: TermContext) -> Tensor
 
 
 KD_LOSSES: dict[str, KDLoss] = {
-    "batch": KDLoss(_per_layer(lambda s, t: similarity_loss("batch", s, t)), "raw",
-                    "Tung & Mori, Similarity-Preserving Knowledge Distillation, ICCV 2019"),
-    "spatial": KDLoss(_spatial, "raw", "Yoon, Park & Cho, IEEE SPL 2020 (spatial similarity)"),
-    "channel": KDLoss(_per_layer(lambda s, t: similarity_loss("channel", s, t)), "adapter",
-                      "Yoon, Park & Cho, IEEE SPL 2020 (channel similarity)"),
-    "at": KDLoss(_per_layer(at_loss), "raw", "Zagoruyko & Komodakis, Attention Transfer, ICLR 2017"),
-    "fsp": KDLoss(lambda fs, ft, ctx: fsp_loss(fs, ft), "adapter",
-                  "Yim, Joo, Bae & Kim, A Gift from Knowledge Distillation (FSP), CVPR 2017"),
-    "ofd": KDLoss(_ofd, "connector", "Heo et al., A Comprehensive Overhaul of Feature Distillation, ICCV 2019"),
+    # Tung & Mori, Similarity-Preserving Knowledge Distillation, ICCV 2019
+    "batch": KDLoss(_per_layer(lambda s, t: similarity_loss("batch", s, t)), "raw"),
+    # Yoon, Park & Cho, IEEE SPL 2020 (spatial similarity)
+    "spatial": KDLoss(_spatial, "raw"),
+    # Yoon, Park & Cho, IEEE SPL 2020 (channel similarity)
+    "channel": KDLoss(_per_layer(lambda s, t: similarity_loss("channel", s, t)), "adapter"),
+    # Zagoruyko & Komodakis, Attention Transfer, ICLR 2017
+    "at": KDLoss(_per_layer(at_loss), "raw"),
+    # Yim, Joo, Bae & Kim, A Gift from Knowledge Distillation (FSP), CVPR 2017
+    "fsp": KDLoss(lambda fs, ft, ctx: fsp_loss(fs, ft), "adapter"),
+    # Heo et al., A Comprehensive Overhaul of Feature Distillation, ICCV 2019
+    "ofd": KDLoss(_ofd, "connector"),
 }
-
-
-class UnknownNameError(KeyError, ValueError):
-    """A registry lookup failed; the message lists the valid names (printed without KeyError's quotes)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-def lookup(registry: Mapping[str, Any], name: str, what: str) -> Any:
-    """``registry[name]``, or :class:`UnknownNameError` naming ``what`` and listing the valid names."""
-    if name not in registry:
-        raise UnknownNameError(f"unknown {what} {name!r}; valid names: {', '.join(registry)}")
-    return registry[name]

@@ -130,7 +130,7 @@ class DatasetLayout:
         return self.test_dir / "test_bg_names.txt"
 
     def names_file(self, split: str, kind: str) -> Path:
-        _check_split(split)
+        check_split(split)
         return {("train", "fg"): self.training_fg_names_file, ("train", "bg"): self.training_bg_names_file,
                 ("test", "fg"): self.test_fg_names_file, ("test", "bg"): self.test_bg_names_file}[(split, kind)]
 
@@ -151,21 +151,21 @@ class DatasetLayout:
     # files
     def fg_path(self, split: str, name: str) -> Path:
         """The foreground file; training foregrounds are looked up in 'Adobe-licensed images' then 'Other'."""
-        dirs = self.train_fg_dirs if _check_split(split) == "train" else (self.test_fg_dir,)
+        dirs = self.train_fg_dirs if check_split(split) == "train" else (self.test_fg_dir,)
         return _find(name, dirs, f"{split} foreground")
 
     def alpha_path(self, split: str, name: str) -> Path:
-        dirs = self.train_alpha_dirs if _check_split(split) == "train" else (self.test_alpha_dir,)
+        dirs = self.train_alpha_dirs if check_split(split) == "train" else (self.test_alpha_dir,)
         return _find(name, dirs, f"{split} alpha matte")
 
     def bg_path(self, split: str, name: str) -> Path:
-        return (self.bg_train_dir if _check_split(split) == "train" else self.bg_test_dir) / name
+        return (self.bg_train_dir if check_split(split) == "train" else self.bg_test_dir) / name
 
     def trimap_path(self, fg_name: str, i: int) -> Path:
         return self.test_trimap_dir / f"{Path(fg_name).stem}_{i}.png"
 
 
-def _check_split(split: str) -> str:
+def check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return split
@@ -218,51 +218,63 @@ def read_rgb(path: str | os.PathLike, *, backend: str = "cv2") -> np.ndarray:
     return np.ascontiguousarray(img[..., ::-1])
 
 
-def read_alpha(path: str | os.PathLike) -> np.ndarray:
-    """Read an alpha matte as uint8 (H, W). Accepts 8-bit grey, or 8-bit RGB with equal channels (some
-    Adobe mattes); refuses RGBA and 16-bit mattes with a message saying how to convert them."""
+def read_gray(path: str | os.PathLike, *, what: str = "image", max_channel_diff: int = 0) -> np.ndarray:
+    """Read an 8-bit single-channel image (alpha matte, trimap, prediction, mask) as (H, W) uint8, as stored.
+
+    The project's one reader of grey images; its rules are the official evaluation's (``hleval.m`` reads an
+    8-bit PNG and takes ``gt(:, :, 1)``), made strict so that nothing is guessed:
+
+    * missing, empty, undecodable and non-8-bit (e.g. 16-bit) files are refused;
+    * a 3- or 4-channel file whose colour channels are equal (and whose alpha channel, if any, is opaque) is
+      read as grey; a 2-channel (grey + alpha) file likewise needs an opaque alpha;
+    * colour channels that differ are refused unless by at most ``max_channel_diff`` levels; such a file is
+      converted with OpenCV's BGR->grey weights. Only :func:`read_alpha` allows a difference (8): some Adobe
+      training mattes are grey JPEGs stored as RGB. The metrics read with 0 (an evaluation must not guess).
+
+    ``what`` names the image in the messages, which raise :class:`LayoutError` naming the file.
+    """
     path = Path(path)
-    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if a is None:
-        raise LayoutError(f"cannot read alpha matte {path}: " + ("file is missing" if not path.exists() else
-                          "unreadable or not an image"))
-    if a.dtype != np.uint8:
-        raise LayoutError(f"alpha matte {path} is {a.dtype} ({8 * a.itemsize}-bit); save it as 8-bit "
-                          "greyscale (e.g. numpy: (a / 257).round().astype('uint8'))")
-    if a.ndim == 3 and a.shape[2] in (2, 4):
-        raise LayoutError(f"alpha matte {path} has {a.shape[2]} channels (grey/RGB + alpha); it is ambiguous "
-                          "which one holds the matte: save the matte alone as an 8-bit greyscale PNG")
-    if a.ndim == 3:
-        diff = int(np.abs(a.astype(np.int16) - a[..., :1]).max()) if a.size else 0
-        if diff > 8:  # JPEG-compressed grey mattes stored as RGB differ by a few levels at most
-            raise LayoutError(f"alpha matte {path} is a colour image (channels differ by up to {diff}); "
-                              "save the matte as an 8-bit greyscale image")
-        a = cv2.cvtColor(a, cv2.COLOR_BGR2GRAY)
-    return a
+    if not path.is_file():
+        raise LayoutError(f"cannot read {what} {path}: no such file")
+    data = np.fromfile(path, np.uint8)  # np.fromfile + imdecode: also non-ASCII paths, and empty files named as such
+    if not data.size:
+        raise LayoutError(f"cannot read {what} {path}: empty file (0 bytes); write the image again")
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:  # some decoders raise instead of returning None
+        raise LayoutError(f"cannot read {what} {path}: not a readable image ({getattr(err, 'err', err)})") from None
+    if img is None:
+        raise LayoutError(f"cannot read {what} {path}: not a readable image (truncated or not an image); "
+                          f"write it again")
+    if img.dtype != np.uint8:
+        raise LayoutError(f"{what} {path} is {img.dtype} ({8 * img.itemsize}-bit, max value {int(img.max())}); "
+                          f"save it as an 8-bit greyscale PNG (e.g. numpy: np.rint(a / 257).astype(np.uint8))")
+    if img.ndim == 2:
+        return np.ascontiguousarray(img)
+    channels = img.shape[2]
+    if channels in (2, 4) and not bool((img[..., -1] == 255).all()):
+        raise LayoutError(f"{what} {path} has {channels} channels with a transparent alpha channel; it is ambiguous "
+                          f"which one holds the values: save it alone as an 8-bit greyscale PNG")
+    color = img[..., :3] if channels >= 3 else img[..., :1]
+    diff = int(np.abs(color.astype(np.int16) - color[..., :1]).max()) if color.size else 0
+    if diff > max_channel_diff:
+        values = " (0 = background, 128 = unknown, 255 = foreground)" if what == "trimap" else ""
+        raise LayoutError(f"{what} {path} is a colour image (its {channels} channels differ by up to {diff}; "
+                          f"differing channels are refused): save it as an 8-bit greyscale PNG{values}")
+    if diff:
+        return cv2.cvtColor(np.ascontiguousarray(color), cv2.COLOR_BGR2GRAY)
+    return np.ascontiguousarray(img[..., 0])
+
+
+def read_alpha(path: str | os.PathLike) -> np.ndarray:
+    """A dataset's alpha matte as uint8 (H, W): :func:`read_gray`, tolerating grey-as-RGB JPEG noise (<= 8 levels)."""
+    return read_gray(path, what="alpha matte", max_channel_diff=8)
 
 
 def read_trimap(path: str | os.PathLike, *, what: str = "trimap") -> np.ndarray:
-    """Read a trimap as uint8 (H, W) exactly as stored (see :func:`matting_lib.trimap.snap_trimap`).
-
-    A colour file whose channels are equal is read as grey (an alpha channel is ignored); one whose channels
-    differ is refused (converted to grey, its levels would all snap to "unknown"), and so are 16-bit files.
-    ``what`` names the image in the messages (e.g. "mask").
-    """
-    path = Path(path)
-    t = cv2.imread(str(path), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)  # as stored: 1 or 3 channels, any depth
-    if t is None:
-        raise LayoutError(f"cannot read {what} {path}: " + ("file is missing" if not path.exists()
-                          else "unreadable or not an image"))
-    if t.dtype != np.uint8:
-        raise LayoutError(f"{what} {path} is {t.dtype} ({8 * t.itemsize}-bit); save it as an 8-bit greyscale PNG")
-    if t.ndim == 3:
-        if not (t == t[..., :1]).all():
-            diff = int(np.abs(t.astype(np.int16) - t[..., :1]).max())
-            values = " (0 = background, 128 = unknown, 255 = foreground)" if what == "trimap" else ""
-            raise LayoutError(f"{what} {path} is a colour image (its channels differ by up to {diff}); save it as "
-                              f"an 8-bit greyscale PNG{values}")
-        t = t[..., 0]
-    return np.ascontiguousarray(t)
+    """A trimap (or mask: ``what``) as uint8 (H, W) exactly as stored: :func:`read_gray`; snap resized or JPEG
+    trimaps with :func:`matting_lib.trimap.snap_trimap`."""
+    return read_gray(path, what=what)
 
 
 def encode_png(img: np.ndarray) -> bytes:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .layout import SPLITS, DatasetLayout, LayoutError, _check_split
+from .layout import SPLITS, DatasetLayout, LayoutError, check_split
 
 _BAD_ALPHA_MODES = {"RGBA": "RGBA", "LA": "grey+alpha", "PA": "palette+alpha", "RGBa": "RGBA", "La": "grey+alpha"}
 
@@ -84,7 +84,7 @@ def check_layout(layout: DatasetLayout, *, split: str = "both", decode: bool = T
     """
     from tqdm.auto import tqdm
 
-    splits = SPLITS if split == "both" else (_check_split(split),)
+    splits = SPLITS if split == "both" else (check_split(split),)
     report = LayoutReport(layout.root, split)
     if not layout.root.is_dir():
         report.missing.append(f"dataset root {layout.root} does not exist")

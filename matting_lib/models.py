@@ -212,6 +212,13 @@ def build_channel_adapters(student: DIMNet, teacher: DIMNet,
                           for name in layers})
 
 
+def build_connector(student_channels: int, teacher_channels: int) -> nn.Sequential:
+    """OFD's connector (Heo et al. 2019): 1×1 conv without bias, init N(0, 2/C_t), then BatchNorm (γ=1, β=0)."""
+    conv = nn.Conv2d(student_channels, teacher_channels, kernel_size=1, bias=False)
+    nn.init.normal_(conv.weight, 0.0, (2.0 / teacher_channels) ** 0.5)
+    return nn.Sequential(conv, nn.BatchNorm2d(teacher_channels))
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of parameters (trainable or not, each shared tensor counted once)."""
     return sum(p.numel() for p in module.parameters())

@@ -7,7 +7,7 @@ papers report: SAD (official /1000), MSE, Grad/1000, Conn/1000, on Adobe Composi
 
 from __future__ import annotations
 
-METRICS = ("sad", "mse", "grad", "conn")
+from .metrics import METRIC_KEYS
 
 #: Table 1, Composition-1k: row name -> (SAD, MSE, Grad, Conn). Row names are the pipeline's configuration
 #: names (``teacher`` for DIM-teacher, ``student`` for the student without distillation).
@@ -71,7 +71,7 @@ def table1_row(name: str) -> dict[str, float]:
     """The paper's Table 1 row ``name`` as a dict of metric -> value; KeyError lists the valid rows."""
     if name not in TABLE1:
         raise KeyError(f"no row {name!r} in the paper's Table 1; rows are: {', '.join(TABLE1)}")
-    return dict(zip(METRICS, TABLE1[name]))
+    return dict(zip(METRIC_KEYS, TABLE1[name]))
 
 
 def relative_change(value: float, reference: float) -> float:

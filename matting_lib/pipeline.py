@@ -40,6 +40,7 @@ from typing import Any
 
 # re-exported: whether a job is up to date (standard library only at import time, like this module)
 from . import cpu_env  # standard library only, like this module
+from .run_identity import student_run_name  # standard library only at import time
 from .pipeline_state import (executed_path, is_done, job_fingerprint, job_state, marker_path,  # noqa: F401
                              verify_outputs)
 
@@ -126,7 +127,7 @@ class Job:
     """One notebook execution and what it must leave behind."""
 
     stage: str
-    key: str  # unique within the profile, e.g. "distill-spatial+channel-seed0"
+    key: str  # unique within the profile; a student's is its run name, e.g. "kd-spatial+channel-seed0"
     params: dict[str, Any]
     needs: list[str] = field(default_factory=list)  # keys of jobs whose results this one reads
     inputs: list[str] = field(default_factory=list)  # files whose contents are part of the fingerprint
@@ -137,11 +138,6 @@ class Job:
     def __post_init__(self) -> None:
         if self.notebook is None:
             self.notebook = REPO / "notebooks" / NOTEBOOKS[self.stage]
-
-
-def student_run_name(config: str, seed: int) -> str:
-    """The run folder of a paper configuration's student (:func:`matting_lib.distill.run_name` without torch)."""
-    return f"kd-{config}-seed{seed}"
 
 
 def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds: int | None = None,
@@ -189,8 +185,8 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
     student_keys = []
     for cfg in configs:
         for seed in range(n_seeds):
-            key = f"distill-{cfg}-seed{seed}"
-            run = runs / "students" / student_run_name(cfg, seed)
+            key = student_run_name(cfg, seed)  # the job is named as its run folder
+            run = runs / "students" / key
             student_keys.append(key)
             jobs.append(Job("distill", key,
                             {**common, **base, "config": cfg, "seed": seed, "data_dir": data_dir,

@@ -11,13 +11,16 @@ the key, the value and the valid choices:
   :data:`matting_lib.distill.PAPER_CONFIGS`.
 
 :func:`check_jobs` then refuses any planned job parameter its notebook does not declare (papermill itself only
-warns "Passed unknown parameter").
+warns "Passed unknown parameter"), builds each planned job's parameter dataclass (notebook 01 ``DataParams``,
+02 ``TeacherParams``, 03 ``DistillRunParams``: values out of range, unknown modes, spatial modes, layers or decay
+steps), and refuses students whose width differs from their teacher's — all before the first notebook runs.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+import json
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -151,14 +154,61 @@ def validate_profile(prof: dict[str, Any], *, full: bool) -> None:
         raise ProfileError("the profile is not usable (nothing was run):\n  - " + "\n  - ".join(problems))
 
 
+def _params_class(stage: str):
+    """The dataclass that validates a stage's notebook parameters (None: the notebook has none yet)."""
+    if stage == "data":
+        from .dataset_report import DataParams
+        return DataParams
+    if stage == "teacher":
+        from .teacher import TeacherParams
+        return TeacherParams
+    if stage == "distill":
+        from .distill import DistillRunParams
+        return DistillRunParams
+    return None
+
+
+def _teacher_width(teacher) -> tuple[float, str] | None:
+    """(width, where it comes from) of the teacher the students distil from, known before anything runs."""
+    if teacher.mode == "import":
+        return 1.0, "the DIM-PyTorch teacher (import mode)"
+    if teacher.mode == "load":
+        manifest = teacher.shipped_path.with_suffix(".json")
+        try:
+            return float(json.loads(manifest.read_text())["width"]), f"the shipped teacher ({manifest.name})"
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # notebook 02 reports a missing or unreadable shipped teacher itself
+    return teacher.width, "teacher.width"
+
+
 def check_jobs(jobs: list[Job]) -> None:
-    """Refuse parameters a job's notebook does not declare (papermill would only warn), for every job at once."""
-    problems = []
+    """Refuse, for every job at once: parameters a job's notebook does not declare (papermill would only warn),
+    values its parameter dataclass rejects, and students whose width is not their teacher's."""
+    from .utils import params_from_dict
+
+    problems, built = [], {}
     for job in jobs:
         declared = declared_parameters(job.notebook)
         extra = sorted(set(job.params) - set(declared))
         if extra:
             problems.append(f"{job.notebook.name} does not declare parameter(s) {extra} given for job {job.key!r}; "
                             f"it declares: {', '.join(sorted(declared))}. Fix the profile or the notebook.")
+            continue
+        cls = _params_class(job.stage)
+        if cls is None:
+            continue
+        try:
+            built[job.key] = params_from_dict(cls, job.params, where=f"job {job.key!r} ({job.notebook.name})")
+        except ValueError as err:
+            problems.append(f"job {job.key!r} ({job.notebook.name}): {err}")
+    teacher = built.get("teacher")
+    known = _teacher_width(teacher) if teacher is not None else None
+    if known is not None:
+        width, source = known
+        wrong = sorted({p.width for key, p in built.items() if key.startswith("kd-") and p.distill_config.uses_teacher
+                        and p.width != width})
+        if wrong:
+            problems.append(f"distill.width = {wrong[0]} but {source} has width {width}: the paper's student is the "
+                            f"teacher's half at equal width; set distill.width = {width} (--set distill.width={width})")
     if problems:
-        raise ProfileError("\n".join(problems))
+        raise ProfileError("the planned jobs are not usable (nothing was run):\n  - " + "\n  - ".join(problems))

@@ -61,7 +61,7 @@ def cost_table(width: float = 1.0, size: int = 320, *, repeats: int = 3, latency
 def train_images_per_s(model: nn.Module, size: int, batch: int, steps: int = 3) -> float:
     """Training throughput (images/s) of plain alpha-loss steps (Adam) on random (batch, 4, size, size) inputs,
     after one warm-up step."""
-    from .training import alpha_loss
+    from .losses import alpha_loss
 
     x = torch.randn(batch, 4, size, size)
     alpha = torch.rand(batch, 1, size, size)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import paper
+from .metrics import METRIC_KEYS
 
-METRICS = paper.METRICS
 ROW_ORDER = tuple(paper.TABLE1)  # teacher, student, hinton, at, fsp, ofd, batch, spatial, channel, s+c, b+s+c
 
 
@@ -71,7 +71,7 @@ def summarise(records: list[dict], convention: str = "official") -> dict[str, di
     out = {}
     for cfg, rows in groups.items():
         out[cfg] = {}
-        for m in METRICS:
+        for m in METRIC_KEYS:
             vals = [float(r[m]) for r in rows]
             mean = sum(vals) / len(vals)
             std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
@@ -85,7 +85,7 @@ def table_rows(summary: dict[str, dict[str, Stat]], *, baseline: str = "student"
     base = summary.get(baseline)
     for cfg in [c for c in ROW_ORDER if c in summary] + sorted(set(summary) - set(ROW_ORDER)):
         row = {"config": cfg, "name": paper.DISPLAY_NAMES.get(cfg, cfg), "n": summary[cfg]["sad"].n}
-        for m in METRICS:
+        for m in METRIC_KEYS:
             s = summary[cfg][m]
             row[m], row[f"{m}_std"] = s.mean, s.std
             row[f"{m}_rel"] = paper.relative_change(s.mean, base[m].mean) if base and base[m].mean else None
@@ -108,16 +108,16 @@ def _pct(x: float | None) -> str:
 
 def to_markdown(rows: list[dict], *, title: str = "") -> str:
     """A Markdown table: ours (mean ± std, change vs no-KD) | the paper's (value, change vs no-KD)."""
-    head = ["Method", "seeds"] + [f"{m.upper()}" for m in METRICS] + [f"Δ{m.upper()}" for m in METRICS] \
-        + [f"paper {m.upper()}" for m in METRICS] + [f"paper Δ{m.upper()}" for m in METRICS]
+    head = ["Method", "seeds"] + [f"{m.upper()}" for m in METRIC_KEYS] + [f"Δ{m.upper()}" for m in METRIC_KEYS] \
+        + [f"paper {m.upper()}" for m in METRIC_KEYS] + [f"paper Δ{m.upper()}" for m in METRIC_KEYS]
     lines = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(head) + " |",
                                                         "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["name"], str(r["n"])]
-        cells += [Stat(r[m], r[f"{m}_std"], r["n"]).fmt(_DIGITS[m]) for m in METRICS]
-        cells += [_pct(r[f"{m}_rel"]) for m in METRICS]
-        cells += ["" if r[f"paper_{m}"] is None else f"{r[f'paper_{m}']:.{_DIGITS[m]}f}" for m in METRICS]
-        cells += [_pct(r[f"paper_{m}_rel"]) for m in METRICS]
+        cells += [Stat(r[m], r[f"{m}_std"], r["n"]).fmt(_DIGITS[m]) for m in METRIC_KEYS]
+        cells += [_pct(r[f"{m}_rel"]) for m in METRIC_KEYS]
+        cells += ["" if r[f"paper_{m}"] is None else f"{r[f'paper_{m}']:.{_DIGITS[m]}f}" for m in METRIC_KEYS]
+        cells += [_pct(r[f"paper_{m}_rel"]) for m in METRIC_KEYS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -133,13 +133,13 @@ def to_csv(rows: list[dict]) -> str:
 
 def to_latex(rows: list[dict], *, caption: str = "") -> str:
     """A booktabs LaTeX table: ours (mean ± std) next to the paper's numbers."""
-    cols = "l" + "r" * (2 * len(METRICS))
+    cols = "l" + "r" * (2 * len(METRIC_KEYS))
     out = [r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
-           "Method & " + " & ".join(m.upper() for m in METRICS) + " & "
-           + " & ".join(f"paper {m.upper()}" for m in METRICS) + r" \\", r"\midrule"]
+           "Method & " + " & ".join(m.upper() for m in METRIC_KEYS) + " & "
+           + " & ".join(f"paper {m.upper()}" for m in METRIC_KEYS) + r" \\", r"\midrule"]
     for r in rows:
-        ours = [Stat(r[m], r[f"{m}_std"], r["n"]).fmt(_DIGITS[m]).replace("±", r"$\pm$") for m in METRICS]
-        theirs = ["--" if r[f"paper_{m}"] is None else f"{r[f'paper_{m}']:.{_DIGITS[m]}f}" for m in METRICS]
+        ours = [Stat(r[m], r[f"{m}_std"], r["n"]).fmt(_DIGITS[m]).replace("±", r"$\pm$") for m in METRIC_KEYS]
+        theirs = ["--" if r[f"paper_{m}"] is None else f"{r[f'paper_{m}']:.{_DIGITS[m]}f}" for m in METRIC_KEYS]
         out.append(r["name"].replace("_", r"\_") + " & " + " & ".join(ours + theirs) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     if caption:
@@ -249,17 +249,39 @@ def write_tables(rows: list[dict], out_dir: str | Path, stem: str, *, title: str
             atomic_write_text(out / f"{stem}.tex", to_latex(rows, caption=title))]
 
 
+def hardest_rows(rows: Iterable[dict], n: int, metric: str = "sad") -> list[dict]:
+    """The ``n`` per-image rows with the largest ``metric``, largest first (rows without a value left out)."""
+    valued = [r for r in rows if r.get(metric) not in ("", None, "nan") and not math.isnan(float(r[metric]))]
+    return sorted(valued, key=lambda r: -float(r[metric]))[:n]
+
+
 def hardest_images(per_image_csv: str | Path, n: int, metric: str = "sad") -> list[str]:
     """Names (file stems) of the ``n`` test images with the largest ``metric`` in a per-image metrics CSV."""
     with open(per_image_csv, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r.get(metric) not in ("", None, "nan")]
-    rows.sort(key=lambda r: -float(r[metric]))
-    return [r["name"].removesuffix(".png") for r in rows[:n]]
+        rows = list(csv.DictReader(fh))
+    return [r["name"].removesuffix(".png") for r in hardest_rows(rows, n, metric)]
+
+
+def score_test_set(model, items: Sequence, pred_dir: str | Path) -> dict[str, dict]:
+    """The test step of notebooks 02 and 03: predict ``items`` into a fresh ``pred_dir`` (the run's own output,
+    emptied first so stale predictions are never scored), score them in both conventions (official DIM and the
+    SPKD code's) with :func:`matting_lib.evaluation.evaluate_model`, print one line per convention."""
+    import shutil
+
+    from .evaluation import evaluate_model
+
+    shutil.rmtree(pred_dir, ignore_errors=True)
+    scores = evaluate_model(model, items, pred_dir, conventions=("official", "spkd"))
+    for conv, sc in scores.items():
+        print(f"{conv:8s} " + "  ".join(f"{m.upper()} {sc['mean'][m]:.4f}" for m in METRIC_KEYS)
+              + f"  ({sc['count']} images)")
+    return scores
 
 
 def comparison_samples(items, pred_dirs: dict[str, str | Path], names: Sequence[str]) -> list[dict]:
     """Image, trimap, ground truth and each model's prediction (keyed by its label) for the named test images."""
-    from .evaluation import prediction_path, qualitative_samples, read_gray
+    from .evaluation import prediction_path, qualitative_samples
+    from .layout import read_gray
 
     samples = qualitative_samples(items, next(iter(pred_dirs.values())), names)
     for s, name in zip(samples, names):

@@ -42,6 +42,12 @@ TEACHER_IGNORED = ("profile", "data_dir", "mode", "public_checkpoint", "shipped_
                    "threads", "max_test_images", "run_dir", "figures_dir")
 
 
+def student_run_name(label: str, seed: int) -> str:
+    """The one name of a student run: its folder under ``students/`` and its pipeline job (marker, executed
+    notebook), ``kd-<configuration label>-seed<seed>``, e.g. ``kd-spatial+channel-seed0``."""
+    return f"kd-{label}-seed{seed}"
+
+
 def dataset_identity(data_dir: str | os.PathLike) -> str:
     """What identifies the training data: :func:`matting_lib.layout.dataset_identity` (the files' contents for a
     generated dataset, the name lists and file sizes for other data) as ``"<kind>:<sha256>"``."""

@@ -1,10 +1,7 @@
 """One training loop for the teacher and every student (reference §4), resumable and DDP-ready.
 
-Losses (DIM-PyTorch ``utils.alpha_prediction_loss``; Xu et al., CVPR 2017, eq. 1–2):
-
-* :func:`alpha_loss` = Σ sqrt(((α̂ − α)·m)² + 1e-12) / (Σ m + 1e-6), m = unknown region of the trimap;
-* :func:`compositional_loss` = the same Charbonnier penalty on the RGB re-composite α̂F + (1 − α̂)B − I,
-  normalised by the number of unknown values (3 Σ m). DIM-PyTorch and the paper's code do not use it.
+Loss: :func:`matting_lib.losses.alpha_loss` (DIM-PyTorch ``utils.alpha_prediction_loss``; Xu et al., CVPR 2017,
+eq. 1), Σ sqrt(((α̂ − α)·m)² + 1e-12) / (Σ m + 1e-6), m = unknown region of the trimap.
 
 An *objective* is an ``nn.Module`` with ``forward(model, batch) -> (loss, logs: dict[str, float])``; its own
 parameters (e.g. distillation adapters) are optimised with the model and checkpointed under ``"objective"``.
@@ -12,10 +9,10 @@ parameters (e.g. distillation adapters) are optimised with the model and checkpo
 with every tensor already on the training device; the objective is moved with ``objective.to(device)``.
 
 :func:`train`: Adam (lr 0.01 by default, constant as in the paper or step-decayed with ``lr_decay_steps``),
-gradients clamped element-wise to ±``grad_clamp`` (as the original ``clip_gradient``), steps or epochs,
+gradients clamped element-wise to ±``grad_clamp`` (as the original ``clip_gradient``), a number of steps,
 validation by alpha loss against the ground truth, ``best.pt`` (weights of the lowest validation loss),
 ``last.pt`` (everything needed to resume: optimizer, objective, RNG states, step),
-``log.csv`` (one row per ``log_every`` steps and per validation) and a tqdm progress bar. A run directory that
+``log.csv`` (one row per step) and a tqdm progress bar. A run directory that
 holds ``last.pt`` is resumed; on CPU an interrupted-then-resumed run equals an uninterrupted one bit for bit:
 the data order is a function of (seed, epoch) only (``DistributedSampler`` seeded per epoch, mid-epoch resume
 skips indices, not samples), ``train_set.set_epoch(epoch)`` is called when the dataset has it (datasets should
@@ -38,7 +35,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -48,71 +45,34 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
 from .checkpoints import load_checkpoint, save_checkpoint, unwrap
+from .losses import alpha_loss, unknown_mask
 from .utils import atomic_write_text, seed_everything, worker_init_fn
 
 
-# ------------------------------------------------------------------------------------------ losses
-def unknown_mask(trimap: torch.Tensor) -> torch.Tensor:
-    """1 where the trimap (N, 1, H, W) in {0, 128/255, 1} is unknown, else 0 (same dtype)."""
-    return ((trimap > 0.25) & (trimap < 0.75)).to(trimap.dtype)
-
-
-def alpha_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Alpha-prediction loss of DIM-PyTorch: all (N, 1, H, W), alpha in [0, 1], mask in {0, 1}; scalar."""
-    diff = (pred - target) * mask
-    return torch.sqrt(diff * diff + 1e-12).sum() / (mask.sum() + 1e-6)
-
-
-def compositional_loss(pred: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor, image: torch.Tensor,
-                       mask: torch.Tensor) -> torch.Tensor:
-    """Compositional loss (Xu et al. 2017): pred, mask (N, 1, H, W); fg, bg, image (N, 3, H, W) in [0, 1]."""
-    diff = (pred * fg + (1 - pred) * bg - image) * mask  # (N, 3, H, W)
-    return torch.sqrt(diff * diff + 1e-12).sum() / (3 * mask.sum() + 1e-6)
-
-
+# ------------------------------------------------------------------------------------------ objective
 class AlphaObjective(nn.Module):
-    """(1 − w)·alpha loss + w·compositional loss against the ground truth (w = 0: alpha loss only, as the paper).
-
-    The DIM paper weights both terms 0.5 (w = 0.5).
-    """
-
-    def __init__(self, compositional_weight: float = 0.0):
-        super().__init__()
-        if not 0.0 <= compositional_weight <= 1.0:
-            raise ValueError(f"compositional_weight must be in [0, 1], got {compositional_weight}")
-        self.compositional_weight = float(compositional_weight)
+    """The alpha loss against the ground truth (:func:`matting_lib.losses.alpha_loss`), as DIM-PyTorch and the
+    paper's code train (neither uses DIM's compositional loss)."""
 
     def forward(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         pred = model(batch["input"])  # (N, 1, H, W)
-        mask = unknown_mask(batch["trimap"])
-        loss = alpha_loss(pred, batch["alpha"], mask)
-        logs = {"alpha": loss.item()}
-        w = self.compositional_weight
-        if w > 0:
-            comp = compositional_loss(pred, batch["fg"], batch["bg"], batch["image"], mask)
-            logs["comp"] = comp.item()
-            loss = (1 - w) * loss + w * comp
-        return loss, logs
+        loss = alpha_loss(pred, batch["alpha"], unknown_mask(batch["trimap"]))
+        return loss, {"alpha": loss.item()}
 
 
 # ------------------------------------------------------------------------------------------ configuration
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training parameters (plain data; stored in every checkpoint). Give ``steps`` or ``epochs``
-    (neither: the paper's 30 epochs)."""
+    """Training parameters (plain data; stored in every checkpoint). Every profile counts optimiser steps (the
+    paper's 30 epochs are ``steps = 80813`` in ``profiles/paper.toml``), so ``steps`` is required."""
 
+    steps: int  # total optimiser steps (an epoch = len(train_set) // (batch_size · world size) steps)
     lr: float = 0.01  # Adam learning rate (the paper's, constant)
     lr_decay_steps: tuple[int, ...] = ()  # global steps after which the lr is multiplied by lr_gamma; () = constant
     lr_gamma: float = 0.1
     batch_size: int = 16  # per process
-    steps: int | None = None  # total optimiser steps
-    epochs: int | None = None  # or total epochs (an epoch = len(train_set) // (batch_size · world size) steps)
     grad_clamp: float | None = 5.0  # element-wise gradient clamp; None = off
-    weight_decay: float = 0.0
     val_every: int = 0  # validate every N steps; 0 = at the end of every epoch. Always at the last step.
-    val_batch_size: int | None = None  # None = batch_size (use 1 for full-size images of different sizes)
-    max_val_batches: int | None = None  # None = the whole validation set
-    log_every: int = 1  # a log.csv row every N steps
     checkpoint_every: int = 0  # last.pt every N steps; 0 = at every validation. Always at the end.
     snapshot_every: int = 0  # keep snapshots/step-NNNNNNN.pt (full, resumable) every N steps; 0 = none
     seed: int = 0
@@ -122,17 +82,17 @@ class TrainConfig:
     stop_after_steps: int | None = None  # stop after this global step as if interrupted (resume later)
 
     def __post_init__(self):
-        for name in ("batch_size", "steps", "epochs", "val_batch_size", "max_val_batches", "stop_after_steps"):
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"TrainConfig.steps must be an integer ≥ 1, got {self.steps!r}")
+        for name in ("batch_size", "stop_after_steps"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"TrainConfig.{name} must be ≥ 1 or None, got {v}")
         for name in ("val_every", "checkpoint_every", "snapshot_every", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be ≥ 0, got {getattr(self, name)}")
-        if self.log_every < 1 or self.lr <= 0:
-            raise ValueError(f"TrainConfig: log_every must be ≥ 1 and lr > 0, got {self.log_every}, {self.lr}")
-        if self.steps is not None and self.epochs is not None:
-            raise ValueError("TrainConfig: give steps or epochs, not both")
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
         decay = tuple(self.lr_decay_steps)
         if any(not isinstance(d, int) or d < 1 for d in decay) or list(decay) != sorted(set(decay)):
             raise ValueError(f"TrainConfig.lr_decay_steps must be increasing steps ≥ 1, got {self.lr_decay_steps!r}")
@@ -144,20 +104,49 @@ class TrainConfig:
         """Learning rate of optimiser step ``step`` (1-based): ``lr`` times ``lr_gamma`` per decay step passed."""
         return self.lr * self.lr_gamma ** sum(step > d for d in self.lr_decay_steps)
 
-    def total_steps(self, steps_per_epoch: int) -> int:
-        return self.steps if self.steps is not None else (self.epochs or 30) * steps_per_epoch
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, Any], source: str | os.PathLike = "checkpoint") -> TrainConfig:
+        """The TrainConfig of a checkpoint's ``config`` dict, also one written before fields were removed.
+
+        A removed field (:data:`REMOVED_FIELDS`) is dropped when it holds the value under which the old loop did
+        what this one does; any other value is refused, naming ``source`` and the field, since this loop cannot
+        honour it. Missing fields take their defaults (configs older than a field)."""
+        stored = dict(stored)
+        for name, same in REMOVED_FIELDS.items():
+            if name in stored:
+                value = stored.pop(name)
+                # val_batch_size = batch_size validated exactly as the default (None → batch_size) does
+                if value != same and not (name == "val_batch_size" and value == stored.get("batch_size")):
+                    raise ValueError(f"{source}: its training config has {name} = {value!r}, which this version of "
+                                     f"matting_lib cannot honour (TrainConfig.{name} was removed; only {same!r} "
+                                     f"is the behaviour kept). Resume it with the matting_lib version that wrote "
+                                     f"it, or start afresh in a new run directory")
+        unknown = sorted(set(stored) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{source}: unknown training config field(s) {unknown}; valid: "
+                             f"{[f.name for f in dataclasses.fields(cls)]}")
+        if stored.get("steps") is None:
+            raise ValueError(f"{source}: its training config has steps = None (the old default of 30 epochs); "
+                             f"TrainConfig counts optimiser steps only, so this run cannot be resumed here")
+        try:
+            return cls(**stored)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}: {err}") from err
 
 
-def parse_decay_steps(text: str) -> tuple[int, ...]:
-    """``"1500,1800"`` → ``(1500, 1800)`` (notebook parameter form of :attr:`TrainConfig.lr_decay_steps`)."""
-    try:
-        return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
-    except ValueError:
-        raise ValueError(f"lr_decay={text!r}: give comma-separated optimiser steps, e.g. 1500,1800") from None
+# Fields TrainConfig had until issue 12 (nothing set them), with the value under which the old loop behaved as
+# this one: checkpoints written before still carry them (e.g. a long run being resumed), see TrainConfig.from_stored.
+REMOVED_FIELDS: dict[str, Any] = {
+    "epochs": None,  # steps counted instead (every profile gives steps)
+    "weight_decay": 0.0,  # Adam without weight decay
+    "val_batch_size": None,  # validation batches of batch_size
+    "max_val_batches": None,  # the whole validation set
+    "log_every": 1,  # a log.csv row per step
+}
 
 
 # Keys that must not change when a run directory is resumed (the others may, e.g. more steps).
-_RESUME_KEYS = ("lr", "batch_size", "grad_clamp", "weight_decay", "seed", "lr_gamma")
+_RESUME_KEYS = ("lr", "batch_size", "grad_clamp", "seed", "lr_gamma")
 
 
 @dataclass
@@ -260,7 +249,7 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 @torch.no_grad()
 def validate(model: nn.Module, val_set: Dataset, *, batch_size: int = 1, device: torch.device | str | None = None,
-             max_batches: int | None = None, num_workers: int = 0) -> float:
+             num_workers: int = 0) -> float:
     """Mean over batches of the alpha loss against the ground truth, model in eval mode (restored after)."""
     model = unwrap(model)
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -269,7 +258,7 @@ def validate(model: nn.Module, val_set: Dataset, *, batch_size: int = 1, device:
     loader = DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(0))
     losses = []
-    for batch in itertools.islice(loader, max_batches):
+    for batch in loader:
         batch = _to_device(batch, device)
         losses.append(alpha_loss(model(batch["input"]), batch["alpha"], unknown_mask(batch["trimap"])).item())
     model.train(was_training)
@@ -330,19 +319,19 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
         params = list({id(p): p for p in itertools.chain(model.parameters(), objective.parameters())
                        if p.requires_grad}.values())
         obj_params = [p for p in objective.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.Adam(params, lr=config.lr)
 
         per_rank = len(train_set) // world
         steps_per_epoch = per_rank // config.batch_size
         if steps_per_epoch < 1:
             raise ValueError(f"the training set has {len(train_set)} samples, fewer than batch_size × processes = "
                              f"{config.batch_size} × {world}; lower the batch size or enlarge the set")
-        total = config.total_steps(steps_per_epoch)
+        total = config.steps
         step, best, best_step, last_val, last_loss = 0, math.inf, None, None, None
         cfg = dataclasses.asdict(config)
         if (run_dir / "last.pt").is_file():
             ckpt = load_checkpoint(run_dir / "last.pt", map_location=device)
-            stored = {k: ckpt["config"].get(k, TrainConfig.__dataclass_fields__[k].default) for k in _RESUME_KEYS}
+            stored = dataclasses.asdict(TrainConfig.from_stored(ckpt["config"], run_dir / "last.pt"))
             diff = {k: (stored[k], cfg[k]) for k in _RESUME_KEYS if stored[k] != cfg[k]}
             if diff:
                 raise ValueError(f"{run_dir / 'last.pt'} was written with other settings {diff} (stored, given); "
@@ -411,14 +400,12 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
                                                                      else step % steps_per_epoch == 0))
                 val_loss = None
                 if val_due and main:
-                    val_loss = last_val = validate(model, val_set,
-                                                   batch_size=config.val_batch_size or config.batch_size,
-                                                   device=device, max_batches=config.max_val_batches,
+                    val_loss = last_val = validate(model, val_set, batch_size=config.batch_size, device=device,
                                                    num_workers=config.num_workers)
                     if val_loss < best:
                         best, best_step = val_loss, step
                         save(run_dir / "best.pt", full=False)
-                if main and (step % config.log_every == 0 or val_loss is not None):
+                if main:
                     row = {"step": step, "epoch": epoch, "time_s": round(time.time() - t0, 3), "lr": lr,
                            "loss": last_loss}  # loss: this rank's total; then the objective's terms
                     log.write({**row, **{k: v for k, v in logs.items() if k not in row}, "val_loss": val_loss})
@@ -445,3 +432,17 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
             log.close()
         if own_group:
             dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------ alpha-only training
+def train_alpha(model: nn.Module, layout, run_dir: str | os.PathLike, config: TrainConfig, *, crop_size: int,
+                seed: int, split_seed: int, val_fraction: float, val_samples: int,
+                epoch_length: int = 0) -> TrainResult:
+    """Train ``model`` with the alpha loss alone (:class:`AlphaObjective`) on a dataset folder: the teacher of
+    notebook 02 and the calibration runs. The sets are :func:`matting_lib.datasets.train_val_sets` of ``layout``
+    (a :class:`~matting_lib.layout.DatasetLayout`) with these arguments; then :func:`train` into ``run_dir``."""
+    from .datasets import train_val_sets
+
+    train_set, val_set = train_val_sets(layout, crop_size=crop_size, seed=seed, split_seed=split_seed,
+                                        val_fraction=val_fraction, val_samples=val_samples, epoch_length=epoch_length)
+    return train(model, AlphaObjective(), train_set, val_set, config, run_dir)

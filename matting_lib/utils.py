@@ -246,3 +246,57 @@ def params_from_dict(cls: type, values: Mapping[str, Any], *, where: str = "para
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def check_counts(obj: Any, *, at_least_1: tuple[str, ...] = (), at_least_0: tuple[str, ...] = ()) -> None:
+    """Raise ``ValueError`` naming the first attribute of ``obj`` in ``at_least_1`` below 1 or in ``at_least_0``
+    below 0 (the step, size and count fields of the notebooks' parameter dataclasses)."""
+    for names, low in ((at_least_1, 1), (at_least_0, 0)):
+        for name in names:
+            if getattr(obj, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(obj, name)}")
+
+
+def params_from_globals(cls: type, namespace: Mapping[str, Any]) -> Any:
+    """:func:`params_from_dict` of ``cls`` with the values of its fields found in ``namespace`` (a notebook's
+    ``globals()`` after its ``parameters`` cell); a field the notebook does not define is an error, so a
+    parameters cell and its dataclass cannot drift apart silently."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise ValueError(f"{cls.__name__}: the notebook defines no {', '.join(missing)}; its parameters cell must "
+                         f"declare every field of {cls.__name__}")
+    return params_from_dict(cls, {n: namespace[n] for n in names}, where=f"{cls.__name__} parameters")
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def repo_path(path: str | os.PathLike) -> Path:
+    """``path`` as the notebooks mean it: absolute as given, else relative to the repository (where papermill
+    runs them), whatever the current folder of an interactive kernel."""
+    return Path(path) if Path(path).is_absolute() else REPO / path
+
+
+def parse_decay_steps(text: str) -> tuple[int, ...]:
+    """``"1500,1800"`` → ``(1500, 1800)``: notebooks 02/03's ``lr_decay`` parameter as
+    :attr:`matting_lib.training.TrainConfig.lr_decay_steps` (a string, since it is part of stored run identities)."""
+    try:
+        return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise ValueError(f"lr_decay={text!r}: give comma-separated optimiser steps, e.g. 1500,1800") from None
+
+
+# ------------------------------------------------------------------------------------------ registries
+class UnknownNameError(KeyError, ValueError):
+    """A registry lookup failed; the message lists the valid names (printed without KeyError's quotes)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def lookup(registry: Mapping[str, Any], name: str, what: str) -> Any:
+    """``registry[name]``, or :class:`UnknownNameError` naming ``what`` and listing the valid names."""
+    if name not in registry:
+        raise UnknownNameError(f"unknown {what} {name!r}; valid names: {', '.join(registry)}")
+    return registry[name]

@@ -16,6 +16,7 @@ import pytest
 
 from matting_lib import calibration, cpu_env
 from matting_lib import synthetic as S
+from matting_lib.synthetic.foregrounds import FOREGROUND_KINDS
 from matting_lib.layout import DatasetLayout, dataset_identity
 
 DATA = Path(__file__).parent / "data"
@@ -27,7 +28,7 @@ def test_kind_table_covers_the_official_test_list_in_order():
     kinds = S.comp1k_test_kinds()
     assert list(kinds) == official and len(official) == 50
     counts = S.comp1k_kind_counts()
-    assert sum(counts.values()) == 50 and set(counts) == set(S.FOREGROUND_KINDS)
+    assert sum(counts.values()) == 50 and set(counts) == set(FOREGROUND_KINDS)
     assert counts["hair"] + counts["fur"] > 25  # Composition-1k is mostly people and animals
 
 
@@ -97,7 +98,7 @@ def test_validation_composites_are_held_out_deterministic_and_test_like(smoke):
     assert all(np.array_equal(x.image, y.image) and np.array_equal(x.trimap, y.trimap) for x, y in zip(comps, again))
     for c in comps:
         assert c.image.shape == c.alpha.shape + (3,) and set(np.unique(c.trimap)) <= {0, 128, 255}
-        assert (c.trimap == 128).any() and c.kind in S.FOREGROUND_KINDS
+        assert (c.trimap == 128).any() and c.kind in FOREGROUND_KINDS
     with pytest.raises(ValueError, match="bg_per_fg"):
         calibration.validation_composites(smoke, bg_per_fg=99)
 
@@ -165,6 +166,7 @@ def dataclasses_replace(obj, **kw):
     return dataclasses.replace(obj, **kw)
 
 
+@pytest.mark.slow
 def test_calibration_notebook_runs_on_tiny_settings(smoke, tmp_path):
     import papermill as pm
 

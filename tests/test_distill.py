@@ -47,6 +47,12 @@ def test_similarity_matrix_shapes_and_definitions():
     torch.testing.assert_close(similarity_matrix("channel", f), w @ w.transpose(1, 2))
 
 
+def test_similarity_registry_maps_each_kind_to_its_function():
+    assert kd_losses.SIMILARITIES == {"batch": kd_losses.batch_similarity, "spatial": kd_losses.spatial_similarity,
+                                      "channel": kd_losses.channel_similarity}
+    assert kd_losses.SIMILARITY_KINDS == ("batch", "spatial", "channel")
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("mode", ["explicit", "efficient"])
 def test_similarity_loss_zero_for_equal_features(kind, mode):
@@ -168,6 +174,58 @@ def test_fsp_matrix_and_loss():
     torch.testing.assert_close(fsp_loss(feats, other), manual)
     with pytest.raises(ValueError, match="at least 2"):
         fsp_loss(feats[:1], feats[:1])
+
+
+# ------------------------------------------------------------------------------------------- golden values
+# Tiny features whose losses are worked out by hand in the comments (float64; the 1e-7 norm eps of the
+# spatial/channel similarities moves them by ~1e-7, hence rel=1e-6).
+def _t(rows) -> torch.Tensor:
+    """A (B, C, 1, W) feature map from nested lists [sample][channel][position]."""
+    return torch.tensor(rows, dtype=torch.float64)[:, :, None, :]
+
+
+def test_batch_similarity_loss_golden():
+    # samples (flattened) student s1 = (1, 0), s2 = (0, 1): Gram I, rows normalised: I.
+    # teacher t1 = t2 = (1, 0): Gram all ones, rows normalised: all 1/√2.
+    # squared differences: diagonal (1 − 1/√2)² twice, off-diagonal (1/√2)² = ½ twice; mean over 4 elements
+    # = ((1 − 1/√2)² + ½) / 2 = (2 − √2) / 2 = 1 − 1/√2.
+    student, teacher = _t([[[1, 0]], [[0, 1]]]), _t([[[1, 0]], [[1, 0]]])
+    assert similarity_loss("batch", student, teacher).item() == pytest.approx(1 - 1 / math.sqrt(2), rel=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["explicit", "efficient"])
+def test_spatial_similarity_loss_golden(mode):
+    # one sample, 2 channels, 2 positions. Student positions (1, 0) and (0, 1): cosine matrix I.
+    # Teacher positions (1, 0) and (2, 0): parallel, cosine matrix all ones. Differences: 0 on the diagonal,
+    # 1 off it; mean over the 4 elements = 2/4 = ½.
+    student, teacher = _t([[[1, 0], [0, 1]]]), _t([[[1, 2], [0, 0]]])
+    assert similarity_loss("spatial", student, teacher, spatial_mode=mode).item() == pytest.approx(0.5, rel=1e-6)
+
+
+def test_channel_similarity_loss_golden():
+    # one sample, 2 channels over 2 positions. Student channels (1, 0) and (0, 1): cosine matrix I.
+    # Teacher channels (1, 0) and (1, 1): cosine 1/√2 between them. Off-diagonal differences 1/√2 (squared ½)
+    # twice, diagonal 0; mean over 4 = 1/4.
+    student, teacher = _t([[[1, 0], [0, 1]]]), _t([[[1, 0], [1, 1]]])
+    assert similarity_loss("channel", student, teacher).item() == pytest.approx(0.25, rel=1e-6)
+
+
+def test_at_loss_golden():
+    # student 2 channels (1, 0) and (0, 0): Σ_c F² per position = (1, 0), normalised (1, 0).
+    # teacher 1 channel (1, 2): squares (1, 4), normalised (1, 4)/√17.
+    # squared differences (1 − 1/√17)² + 16/17 = 2 − 2/√17; mean over 2 positions = 1 − 1/√17 ≈ 0.757464.
+    student, teacher = _t([[[1, 0], [0, 0]]]), _t([[[1, 2]]])
+    assert at_loss(student, teacher).item() == pytest.approx(1 - 1 / math.sqrt(17), rel=1e-12)
+
+
+def test_fsp_loss_golden():
+    # G = F1 F2ᵀ / N (N = 2 positions). Student layer 1 channels (1, 2), (0, 1); layer 2 channel (3, 4):
+    # G_s = [(1·3 + 2·4)/2, (0·3 + 1·4)/2] = [5.5, 2]. Teacher layer 1 (1, 0), (0, 0); layer 2 (1, 1):
+    # G_t = [0.5, 0]. Squared differences 25 and 4; mean over the (1, 2, 1) matrix = 14.5.
+    s1, s2 = _t([[[1, 2], [0, 1]]]), _t([[[3, 4]]])
+    t1, t2 = _t([[[1, 0], [0, 0]]]), _t([[[1, 1]]])
+    assert fsp_matrix(s1, s2).flatten().tolist() == [5.5, 2.0]
+    assert fsp_loss([s1, s2], [t1, t2]).item() == pytest.approx(14.5, rel=1e-12)
 
 
 def test_ofd_margin_matches_the_gaussian_formula():
@@ -363,9 +421,8 @@ def test_layer_ablation_with_decoder_layers_runs():
     assert math.isfinite(obj(student, _tiny_batch())[0].item())
 
 
-def test_registry_is_a_plain_dict_with_citations():
+def test_registry_is_a_plain_dict():
     assert isinstance(KD_LOSSES, dict) and set(KD_LOSSES) == {"batch", "spatial", "channel", "at", "fsp", "ofd"}
-    assert all(spec.citation for spec in KD_LOSSES.values())
 
 
 class _TinySet(torch.utils.data.Dataset):
@@ -441,3 +498,20 @@ def test_teacher_cache_recomputes_damaged_entries_and_keys_by_teacher(tmp_path):
     assert cache.key(x, ["conv2"]) != cache.key(x, ["conv3"]) != cache.key(x + 1, ["conv2"])
     with pytest.raises(ValueError, match="plain name"):
         TeacherOutputCache(tmp_path, "../x")
+
+
+# ------------------------------------------------------------------------------------------- notebook 03's params
+def test_distill_run_params_validate_and_name_the_run():
+    p = distill.DistillRunParams()
+    assert p.distill_config == make_config("spatial+channel") and p.run_name == "kd-spatial+channel-seed0"
+    assert p.lr_decay_steps == ()
+    q = distill.DistillRunParams(config="spatial", layers="conv3-5,dconv5", seed=2, lr_decay="300,400")
+    assert q.run_name == run_name(make_config("spatial", layers="conv3-5,dconv5"), 2) != "kd-spatial-seed2"
+    assert q.distill_config.layers == ("conv3", "conv4", "conv5", "dconv5") and q.lr_decay_steps == (300, 400)
+    assert distill.DistillRunParams(config="at", teacher_alpha_weight=0.0).distill_config.teacher_alpha_weight == 0.0
+    for bad, match in [({"config": "spatail"}, "spatail.*valid"), ({"steps": 0}, "steps must be >= 1"),
+                       ({"val_every": -1}, "val_every must be >= 0"), ({"width": 0.0}, "width and lr must be > 0"),
+                       ({"lr_decay": "10,x"}, "lr_decay='10,x'"), ({"layers": "conv9"}, "conv9"),
+                       ({"spatial_mode": "fast"}, "spatial_mode")]:
+        with pytest.raises(ValueError, match=match):
+            distill.DistillRunParams(**bad)

@@ -129,6 +129,7 @@ def test_shipped_teacher_exports_with_its_provenance(tmp_path, capsys):
     assert int(meta["matting_lib.parameters"]) == 1_602_563
 
 
+@pytest.mark.slow
 def test_dim_pytorch_checkpoint_exports_the_full_teacher(tmp_path):
     torch.manual_seed(0)
     teacher = randomise_bn(build_teacher(1.0), 3)
@@ -228,12 +229,14 @@ def test_module_help_states_the_input_layout():
         assert needle in out.stdout, needle
 
 
+@pytest.mark.slow
 def test_benchmark_quick_mode_runs(nets, tmp_path, capsys):
     """benchmarks/bench_export.py --quick: the latency table and test-set parity on tiny settings."""
     import importlib.util
 
     from fixtures_adobe import make_tiny_adobe
-    from matting_lib.compositing import DatasetLayout, build_test_set
+    from matting_lib.compositing import build_test_set
+    from matting_lib.layout import DatasetLayout
 
     spec = importlib.util.spec_from_file_location("bench_export", REPO / "benchmarks" / "bench_export.py")
     bench = importlib.util.module_from_spec(spec)

@@ -17,9 +17,12 @@ import cv2
 import numpy as np
 import pytest
 
-from matting_lib import _metrics_impl as impl
+from matting_lib import layout
 from matting_lib import metrics as M
-from matting_lib import metrics_folder as MF
+from matting_lib.layout import LayoutError, read_gray
+from matting_lib.metrics import folder as MF
+from matting_lib.metrics import kernels as impl
+from matting_lib.trimap import snap_trimap
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "metrics_golden.json").read_text())["cases"]
 F32 = np.float32
@@ -374,8 +377,8 @@ def test_tie_break_survives_many_components():
     a[::2, ::2] = True
     a[599, 0:3] = True
     a[0:3, 499] = True
-    first_f = np.argwhere(impl._largest_component(a, "F"))
-    first_c = np.argwhere(impl._largest_component(a, "C"))
+    first_f = np.argwhere(impl.largest_component(a, "F"))
+    first_c = np.argwhere(impl.largest_component(a, "C"))
     assert len(first_f) == len(first_c) == 5
     assert first_f[:, 1].max() == 2 and first_c[:, 0].max() == 2  # bottom-left vs top-right
 
@@ -404,14 +407,15 @@ def test_unknown_convention_lists_the_valid_ones():
 
 def test_snap_trimap_and_float_trimaps():
     t = np.array([[0, 63, 64, 127, 191, 192, 255]], np.uint8)
-    assert M.snap_trimap(t).tolist() == [[0, 0, 128, 128, 128, 255, 255]]
+    assert snap_trimap(t).tolist() == [[0, 0, 128, 128, 128, 255, 255]]
     z = np.zeros((1, 3), np.uint8)
     ft = np.array([[0.0, 128 / 255, 1.0]], np.float32)  # the datasets' trimap tensor values
     assert M.evaluate_alpha(z, z, ft) == M.evaluate_alpha(z, z, np.array([[0, 128, 255]], np.uint8))
 
 
 def test_tensors_and_singleton_dimensions_are_accepted():
-    torch = pytest.importorskip("torch")
+    import torch
+
     rng = np.random.default_rng(9)
     pred, gt, trimap = random_case(rng, 8, 8)
     want = M.evaluate_alpha(pred, gt, trimap)
@@ -490,22 +494,36 @@ def test_folder_bad_file_is_reported_after_the_csv_is_written(tmp_path):
     _write_set(tmp_path, cases)
     cv2.imwrite(str(tmp_path / "gt" / "bad.png"), (cases["bad.png"][1].astype(np.uint16) * 257))
     out = tmp_path / "m.csv"
-    with pytest.raises(M.MetricsInputError, match=r"(?s)1 of 2 image\(s\).*gt/bad.png: uint16"):
+    with pytest.raises(M.MetricsInputError, match=r"(?s)1 of 2 image\(s\).*gt/bad.png is uint16"):
         MF.evaluate_folder(tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap", out_csv=out,
                           workers=0, progress=False)
     rows = {r["name"]: r for r in csv.DictReader(out.open())}
     assert rows["bad.png"]["error"] and not rows["ok.png"]["error"] and float(rows["ok.png"]["sad"]) >= 0
 
 
-def test_read_alpha_accepts_grey_rgb_and_refuses_colour(tmp_path):
+def test_one_grey_reader_accepts_grey_rgb_and_refuses_colour(tmp_path):
+    # the metrics, the datasets and the predictions read grey images with one function and one set of rules
     a = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    opaque = np.full_like(a, 255)
     cv2.imwrite(str(tmp_path / "grey3.png"), np.dstack([a, a, a]))
-    assert np.array_equal(MF.read_alpha(tmp_path / "grey3.png"), a)
+    cv2.imwrite(str(tmp_path / "grey4.png"), np.dstack([a, a, a, opaque]))
+    for name in ("grey3.png", "grey4.png"):
+        assert np.array_equal(read_gray(tmp_path / name), a), name
     cv2.imwrite(str(tmp_path / "colour.png"), np.dstack([a, a, 255 - a]))
-    with pytest.raises(M.MetricsInputError, match="colour.png.*differing channels"):
-        MF.read_alpha(tmp_path / "colour.png")
-    with pytest.raises(M.MetricsInputError, match="no such file"):
-        MF.read_alpha(tmp_path / "missing.png")
+    with pytest.raises(LayoutError, match="colour.png is a colour image .*differing channels"):
+        read_gray(tmp_path / "colour.png")
+    cv2.imwrite(str(tmp_path / "see-through.png"), np.dstack([a, a, a, opaque // 2]))
+    for reader in (read_gray, layout.read_alpha, layout.read_trimap):  # the alpha channel would be ignored
+        with pytest.raises(LayoutError, match="see-through.png has 4 channels with a transparent alpha"):
+            reader(tmp_path / "see-through.png")
+    with pytest.raises(LayoutError, match="no such file"):
+        read_gray(tmp_path / "missing.png")
+    # the datasets' alpha mattes tolerate grey-as-RGB JPEG noise (<= 8 levels), converted with OpenCV's weights
+    noisy = np.dstack([a, a, a + 3])
+    cv2.imwrite(str(tmp_path / "noisy.png"), noisy)
+    assert np.array_equal(layout.read_alpha(tmp_path / "noisy.png"), cv2.cvtColor(noisy, cv2.COLOR_BGR2GRAY))
+    with pytest.raises(LayoutError, match="differ by up to 3"):
+        read_gray(tmp_path / "noisy.png")
 
 
 def test_parallel_folder_run_and_cli(tmp_path, capsys):

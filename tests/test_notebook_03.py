@@ -3,27 +3,21 @@ first the no-KD student, then a distilled student that finds the no-KD run for i
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
 from conftest import REPO
 
-NEEDED = ("matting_lib.datasets", "matting_lib.metrics", "matting_lib.synthetic", "matting_lib.compositing",
-          "matting_lib.evaluation", "matting_lib.figures", "matting_lib.training", "matting_lib.checkpoints",
-          "papermill")
-MISSING = [m for m in NEEDED if importlib.util.find_spec(m) is None]
-
 
 @pytest.mark.slow
-@pytest.mark.skipif(bool(MISSING), reason=f"notebook 03 needs modules not available: {MISSING}")
 def test_notebook_03_student_then_distilled(tmp_path):
     import papermill as pm
     import torch
 
     from matting_lib.checkpoints import save_checkpoint
-    from matting_lib.compositing import DatasetLayout, build_test_set
+    from matting_lib.compositing import build_test_set
+    from matting_lib.layout import DatasetLayout
     from matting_lib.models import build_teacher
     from matting_lib.synthetic import generate_dataset
 
@@ -73,7 +67,6 @@ def test_notebook_03_student_then_distilled(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(bool(MISSING), reason=f"notebook 03 needs modules not available: {MISSING}")
 def test_notebook_03_rejects_a_mistyped_configuration(tmp_path):
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError

@@ -43,18 +43,48 @@ def test_plan_smoke_profile():
 def test_every_profile_validates_against_its_notebooks(name):
     """Each profile only sets parameters its notebooks declare, with their types (papermill would merely warn)."""
     prof = pipeline.load_profile(name)
+    if prof["data"].get("source") == "adobe":  # the paper profile runs with --adobe-root
+        prof["data"]["adobe_root"] = "/data/adobe"
     pipeline_validate.validate_profile(prof, full=True)
     jobs = pipeline.plan_jobs(name, prof, runs_root=REPO / "runs", seeds=1)
     pipeline_validate.check_jobs(jobs)
     assert all(set(j.limits) == set(pipeline.TIMEOUT_KEYS) for j in jobs)
 
 
-def test_student_run_names_match_the_library():
+# Values only a notebook's parameter dataclass (or the teacher) can judge, refused when the jobs are planned, before
+# the data and teacher stages run: (profile, --set arguments, a fragment of the message).
+PLANNED_BAD = [
+    ("smoke", ["--set", "distill.steps=0"], "job 'kd-student-seed0' (03_distill.ipynb): steps must be >= 1"),
+    ("smoke", ["--set", "distill.spatial_mode=fast"], "unknown spatial_mode 'fast'"),
+    ("smoke", ["--set", "distill.lr_decay=\"20,x\""], "lr_decay='20,x': give comma-separated optimiser steps"),
+    ("smoke", ["--set", "teacher.mode=trian"], "job 'teacher' (02_teacher.ipynb): mode='trian'; valid modes: train"),
+    ("smoke", ["--set", "data.preset=tiny"], "unknown preset 'tiny'"),
+    ("smoke", ["--set", "distill.width=0.25"], "distill.width = 0.25 but teacher.width has width 0.125"),
+    ("default", ["--set", "distill.width=0.5"],
+     "distill.width = 0.5 but the shipped teacher (teacher-default.json) has width 0.25"),
+    ("paper", [], "source='adobe' needs adobe_root"),
+]
+
+
+@pytest.mark.parametrize("profile, args, message", PLANNED_BAD)
+def test_planned_jobs_are_checked_before_anything_runs(tmp_path, capsys, profile, args, message):
+    code = pipeline.main(["--profile", profile, "--runs-dir", str(tmp_path / "runs"), "--list", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "runs").exists()  # nothing planned was executed or written
+
+
+def test_one_run_name_for_the_student_folder_and_its_job(tmp_path):
     from matting_lib import distill
+    from matting_lib.run_identity import student_run_name
 
     for cfg in distill.PAPER_CONFIGS:
-        assert pipeline.student_run_name(cfg, 3) == distill.run_name(distill.PAPER_CONFIGS[cfg], 3) \
-            == distill.run_name(cfg, 3)
+        assert student_run_name(cfg, 3) == distill.run_name(distill.PAPER_CONFIGS[cfg], 3) \
+            == distill.run_name(cfg, 3) == f"kd-{cfg}-seed3"
+    jobs = pipeline.plan_jobs("smoke", pipeline.load_profile("smoke"), runs_root=tmp_path)
+    students = [j for j in jobs if j.stage == "distill"]
+    assert students and all(j.key == Path(j.outputs[0][1]).parent.name for j in students)  # key = run folder
+    assert students[0].key == "kd-student-seed0"
 
 
 def test_overrides_and_errors():
@@ -221,13 +251,17 @@ def test_tables_must_hold_every_configuration(tmp_path):
     assert "lacks costs.md" in pipeline_state.verify_outputs([("tables", str(tmp_path))], job)[0]
 
 
+@pytest.mark.slow
 def test_failing_notebook_names_notebook_cell_and_error(tmp_path):
+    # a value only the executing notebook can find wrong (a bad mode is refused when the jobs are planned)
+    missing = tmp_path / "no-such-teacher.pt"
     out = subprocess.run([sys.executable, "-m", "matting_lib.pipeline", "--profile", "smoke", "--only", "teacher",
-                          "--set", "teacher.mode=bogus", "--runs-dir", str(tmp_path)],
+                          "--set", "teacher.mode=load", "--set", f"teacher.shipped_checkpoint={missing}",
+                          "--runs-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert out.returncode == 1
+    assert out.returncode == 1, out.stderr
     assert "02_teacher.ipynb failed" in out.stderr and "at cell" in out.stderr
-    assert "ValueError" in out.stderr and "bogus" in out.stderr
+    assert "FileNotFoundError" in out.stderr and "no shipped teacher at" in out.stderr
     assert not pipeline.marker_path(tmp_path, "smoke", "teacher").exists()
 
 
@@ -276,11 +310,11 @@ def test_smoke_reruns_damaged_outputs_and_retrains_students_after_a_teacher_chan
     best = students / "kd-student-seed0" / "best.pt"
     best.write_bytes(best.read_bytes()[:1000])
     listing = _run(["--list"], runs)
-    assert "todo  distill-spatial-seed0" in listing and "metrics.json is missing" in listing
-    assert "todo  distill-student-seed0" in listing and "best.pt does not load" in listing
+    assert "todo  kd-spatial-seed0" in listing and "metrics.json is missing" in listing
+    assert "todo  kd-student-seed0" in listing and "best.pt does not load" in listing
     assert "done  teacher" in listing and "done  data" in listing
     second = _run([], runs)
-    assert "distill-spatial-seed0: running" in second and "distill-student-seed0: running" in second
+    assert "kd-spatial-seed0: running" in second and "kd-student-seed0: running" in second
     assert "teacher: up to date, skipped" in second
     assert json.loads((students / "kd-spatial-seed0" / "metrics.json").read_text())["config"] == "spatial"
     from matting_lib.checkpoints import load_model
@@ -297,6 +331,6 @@ def test_smoke_reruns_damaged_outputs_and_retrains_students_after_a_teacher_chan
     assert len(list((runs / "smoke" / "teacher").glob("train.stale-*"))) == 1
     assert len(list(students.glob("kd-spatial-seed0.stale-*"))) == 1
     assert len(list(students.glob("kd-student-seed0.stale-*"))) == 1
-    executed = (runs / "smoke" / "notebooks" / "03_distill-distill-spatial-seed0.ipynb").read_text()
+    executed = (runs / "smoke" / "notebooks" / "03_distill-kd-spatial-seed0.ipynb").read_text()
     assert "not the same training (teacher:" in executed and "starting afresh" in executed
     assert json.loads((students / "kd-spatial-seed0" / "metrics.json").read_text())["steps"] == 6

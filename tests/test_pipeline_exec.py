@@ -42,6 +42,7 @@ def test_stuck_cell_fails_within_the_cell_timeout(tmp_path):
     assert not pipeline.marker_path(tmp_path, "p", "stuck").exists()  # so a rerun executes it again
 
 
+@pytest.mark.slow
 def test_job_over_its_wall_clock_limit_is_stopped(tmp_path):
     nb = _notebook(tmp_path / "slow.ipynb", "import os, time\nprint(os.getpid(), flush=True)",
                    "time.sleep(600)")

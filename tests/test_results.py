@@ -7,6 +7,7 @@ import json
 import pytest
 
 from matting_lib import paper, results
+from matting_lib.metrics import METRIC_KEYS
 
 
 def _write(tmp_path, config, seed, sad, mse=0.01, grad=10.0, conn=20.0):
@@ -97,22 +98,36 @@ def test_bad_metrics_file(tmp_path):
 
 def test_figures_render_and_save(tmp_path):
     import numpy as np
+    from matplotlib.container import BarContainer
 
     from matting_lib import figures
 
-    summ = {c: {m: results.Stat(v, 1.0, 3) for m, v in zip(results.METRICS, (100 - i, 0.05, 50, 100))}
+    summ = {c: {m: results.Stat(v, 1.0, 3) for m, v in zip(METRIC_KEYS, (100 - i, 0.05, 50, 100))}
             for i, c in enumerate(["student", "spatial", "channel"])}
     rows = results.table_rows(summ)
-    paths = figures.save_figure(figures.relative_improvement_bars(rows), tmp_path / "bars")
+    bars = figures.relative_improvement_bars(rows)
+    ours, theirs = (c for c in bars.axes[0].containers if isinstance(c, BarContainer))
+    assert [b.get_height() for b in ours] == pytest.approx([-1.0, -2.0])  # SAD 99, 98 vs the student's 100
+    student = paper.table1_row("student")["sad"]
+    assert [b.get_height() for b in theirs] == pytest.approx(
+        [100 * paper.relative_change(paper.table1_row(c)["sad"], student) for c in ("spatial", "channel")])
+    assert [t.get_text() for t in bars.axes[0].get_xticklabels()] == ["spatial", "channel"]
+    paths = figures.save_figure(bars, tmp_path / "bars")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
     log = tmp_path / "log.csv"
     log.write_text("step,loss,val_loss\n1,1.0,\n2,0.5,0.7\n3,0.4,\n")
     parsed = figures.read_log(log)
     assert np.isnan(parsed["val_loss"][0]) and parsed["val_loss"][1] == 0.7
-    figures.learning_curves({"a": parsed}, smooth=1)
+    train_ax, val_ax = figures.learning_curves({"a": parsed}, smooth=1).axes
+    assert train_ax.lines[0].get_ydata().tolist() == [1.0, 0.5, 0.4]
+    assert val_ax.lines[0].get_xydata().tolist() == [[2.0, 0.7]]  # only the validated step
     img = np.zeros((8, 8, 3), np.uint8)
-    figures.qualitative_grid([{"image": img, "alpha": img[..., 0]}], ["image", "alpha"])
-    figures.similarity_panels({"t": {"batch": np.eye(3)}, "s": {"batch": np.ones((3, 3))}}, diff_against="t")
+    grid = figures.qualitative_grid([{"image": img, "alpha": img[..., 0]}], ["image", "alpha"])
+    assert [ax.get_title() for ax in grid.axes] == ["image", "alpha"]
+    panels = figures.similarity_panels({"t": {"batch": np.eye(3)}, "s": {"batch": np.ones((3, 3))}},
+                                       diff_against="t")
+    images = [ax.images[0].get_array() for ax in panels.axes if ax.images]  # t, s, then |s − t|
+    assert len(images) == 3 and np.array_equal(images[2], 1 - np.eye(3))
 
 
 def test_best_config_excludes_teacher_and_student():

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from matting_lib import synthetic as S
-from matting_lib import synthetic_foregrounds as SF
-from matting_lib.compositing import DatasetLayout, LayoutError, check_layout, read_alpha, read_trimap, sha256_file
+from matting_lib.layout import DatasetLayout, LayoutError, read_alpha, read_trimap
+from matting_lib.layout_check import check_layout
+from matting_lib.synthetic import foregrounds as SF
+from matting_lib.utils import sha256_file
 
 
 def _files(root):
@@ -77,9 +79,9 @@ def test_supersampled_coverage_is_physical():
     assert column.max() < 0.7 and 0.15 < column.sum() < 0.6  # a sub-pixel-wide strand
 
 
-@pytest.mark.parametrize("kind", list(S.FOREGROUND_KINDS))
+@pytest.mark.parametrize("kind", list(SF.FOREGROUND_KINDS))
 def test_every_structure_has_fractional_alpha(kind):
-    fg, alpha, got = S.make_foreground(np.random.default_rng(3), 96, 112, S.TRAIN_PHOTOS, supersample=3, kind=kind)
+    fg, alpha, got = SF.make_foreground(np.random.default_rng(3), 96, 112, S.TRAIN_PHOTOS, supersample=3, kind=kind)
     assert got == kind and fg.shape == (96, 112, 3) and alpha.shape == (96, 112)
     frac = ((alpha > 0) & (alpha < 255)).mean()
     assert frac > 0.01, f"{kind}: only {frac:.3%} fractional pixels"

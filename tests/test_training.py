@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import Dataset
 
 from matting_lib.checkpoints import load_checkpoint
+from matting_lib.losses import alpha_loss, unknown_mask
 from matting_lib.models import build_student
-from matting_lib.training import (AlphaObjective, TrainConfig, alpha_loss, compositional_loss, train, unknown_mask,
-                                  validate)
+from matting_lib.training import REMOVED_FIELDS, AlphaObjective, TrainConfig, train, validate
 
 
 class TinyMatting(Dataset):
@@ -71,20 +72,12 @@ def test_alpha_loss_by_hand():
     assert alpha_loss(target, target, mask).item() == pytest.approx(2e-6, rel=1e-3)
 
 
-def test_compositional_loss_zero_for_true_alpha_and_objective_weights():
-    batch = TinyMatting(2)[0]
-    batch = {k: v[None] for k, v in batch.items()}
-    mask = unknown_mask(batch["trimap"])
-    assert compositional_loss(batch["alpha"], batch["fg"], batch["bg"], batch["image"], mask).item() < 1e-5
-    wrong = compositional_loss(1 - batch["alpha"], batch["fg"], batch["bg"], batch["image"], mask).item()
-    assert wrong > 0.01
+def test_alpha_objective_is_the_alpha_loss_on_the_unknown_region():
+    batch = {k: v[None] for k, v in TinyMatting(2)[0].items()}
     constant = lambda x: torch.full_like(x[:, :1], 0.5)  # noqa: E731 - a "model" predicting 0.5 everywhere
-    loss_a, logs_a = AlphaObjective(0.0)(constant, batch)
-    loss_c, logs_c = AlphaObjective(0.5)(constant, batch)
-    assert set(logs_a) == {"alpha"} and set(logs_c) == {"alpha", "comp"}
-    assert loss_c.item() == pytest.approx(0.5 * logs_c["alpha"] + 0.5 * logs_c["comp"], rel=1e-5)
-    with pytest.raises(ValueError):
-        AlphaObjective(1.5)
+    loss, logs = AlphaObjective()(constant, batch)
+    expected = alpha_loss(torch.full_like(batch["alpha"], 0.5), batch["alpha"], unknown_mask(batch["trimap"]))
+    assert logs == {"alpha": pytest.approx(expected.item())} and loss.item() == pytest.approx(expected.item())
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
@@ -149,22 +142,87 @@ def test_workers_do_not_change_the_result(tmp_path):
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="not both"):
-        TrainConfig(steps=3, epochs=1)
+    with pytest.raises(TypeError, match="steps"):  # steps is required: every profile counts optimiser steps
+        TrainConfig()
+    with pytest.raises(ValueError, match="steps"):
+        TrainConfig(steps=0)
     with pytest.raises(ValueError, match="batch_size"):
-        TrainConfig(batch_size=0)
-    assert TrainConfig().total_steps(10) == 300 and TrainConfig(epochs=2).total_steps(10) == 20
+        TrainConfig(steps=3, batch_size=0)
     with pytest.raises(ValueError, match="fewer than batch_size"):
         _run("unused", batch_size=16)
 
 
+# The training config a checkpoint of the code before issue 12 stores (keys and values of the calibration
+# teacher run being resumed in session 4, runs/calibrate/teacher-w0.25-c160/last.pt).
+OLD_STYLE_CONFIG = {"lr": 0.01, "lr_decay_steps": [], "lr_gamma": 0.1, "batch_size": 2, "steps": 7, "epochs": None,
+                    "grad_clamp": 5.0, "weight_decay": 0.0, "val_every": 3, "val_batch_size": None,
+                    "max_val_batches": None, "log_every": 1, "checkpoint_every": 0, "snapshot_every": 0, "seed": 3,
+                    "num_workers": 0, "device": "auto", "progress": False, "stop_after_steps": None}
+
+
+def test_old_style_config_with_default_removed_fields_loads_and_resumes(tmp_path):
+    assert set(REMOVED_FIELDS) <= set(OLD_STYLE_CONFIG)
+    cfg = TrainConfig.from_stored(OLD_STYLE_CONFIG)
+    assert cfg == TrainConfig(lr=0.01, batch_size=2, steps=7, val_every=3, seed=3, progress=False)
+    assert TrainConfig.from_stored({**OLD_STYLE_CONFIG, "val_batch_size": 2}) == cfg  # = batch_size: same run
+    # A run interrupted under the old code (its last.pt carries the removed fields) resumes to the same weights.
+    full_model, _, _ = _run(tmp_path / "full")
+    _run(tmp_path / "old", stop_after_steps=5)
+    last = tmp_path / "old" / "last.pt"
+    raw = torch.load(last, weights_only=True)
+    raw["config"] = {**OLD_STYLE_CONFIG, "stop_after_steps": 5}
+    torch.save(raw, last)
+    resumed_model, resumed, _ = _run(tmp_path / "old", model_seed=99)
+    assert resumed.step == 7
+    for (k, a), b in zip(full_model.state_dict().items(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("field, value", [("weight_decay", 1e-4), ("epochs", 30), ("val_batch_size", 1),
+                                          ("max_val_batches", 4), ("log_every", 10)])
+def test_old_style_config_with_a_removed_field_set_is_refused_naming_it(tmp_path, field, value):
+    with pytest.raises(ValueError, match=f"{field} = {value!r}.*cannot honour"):
+        TrainConfig.from_stored({**OLD_STYLE_CONFIG, field: value}, source="old.pt")
+    if field == "weight_decay":  # and so is resuming such a run: nothing is trained, last.pt is left as it was
+        _run(tmp_path / "r", stop_after_steps=2)
+        last = tmp_path / "r" / "last.pt"
+        raw = torch.load(last, weights_only=True)
+        raw["config"] = {**OLD_STYLE_CONFIG, field: value}
+        torch.save(raw, last)
+        before = last.read_bytes()
+        with pytest.raises(ValueError, match=f"last.pt.*{field} = "):
+            _run(tmp_path / "r")
+        assert last.read_bytes() == before
+
+
+def test_stored_config_without_steps_or_with_unknown_fields_is_refused():
+    with pytest.raises(ValueError, match="steps = None"):  # the old 30-epoch default
+        TrainConfig.from_stored({**OLD_STYLE_CONFIG, "steps": None}, source="old.pt")
+    with pytest.raises(ValueError, match="old.pt: unknown training config field.*'momentum'"):
+        TrainConfig.from_stored({**OLD_STYLE_CONFIG, "momentum": 0.9}, source="old.pt")
+
+
+def test_shipped_teacher_checkpoint_still_loads():
+    from matting_lib.checkpoints import check_manifest, load_model
+    from matting_lib.models import count_parameters
+
+    shipped = Path(__file__).resolve().parents[1] / "matting_lib" / "assets" / "teacher-default.pt"
+    if not shipped.is_file():
+        pytest.skip(f"{shipped} is not in this checkout (the shipped teacher is a committed asset)")
+    manifest = check_manifest(shipped)  # intact (SHA-256)
+    model, ckpt = load_model(shipped), load_checkpoint(shipped)
+    assert count_parameters(model) == manifest["params"] and ckpt["step"] == manifest["steps"]
+    if "grad_clamp" in ckpt["config"]:  # a snapshot of the training loop (calibration ship): its TrainConfig
+        assert TrainConfig.from_stored(ckpt["config"], shipped).steps >= ckpt["step"]
+
+
 def test_step_decay_schedule_logged_and_resumed_exactly(tmp_path):
-    cfg = TrainConfig(lr=0.01, lr_decay_steps=[2, 5], lr_gamma=0.5)
+    cfg = TrainConfig(steps=7, lr=0.01, lr_decay_steps=[2, 5], lr_gamma=0.5)
     assert cfg.lr_decay_steps == (2, 5)
     assert [cfg.lr_at(s) for s in (1, 2, 3, 5, 6)] == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025])
     for bad in ({"lr_decay_steps": (5, 2)}, {"lr_decay_steps": (0,)}, {"lr_gamma": 0.0}, {"lr_gamma": 2.0}):
         with pytest.raises(ValueError):
-            TrainConfig(**bad)
+            TrainConfig(steps=7, **bad)
     schedule = dict(lr_decay_steps=(2, 5), lr_gamma=0.5)
     full_model, full, _ = _run(tmp_path / "full", **schedule)
     assert [float(r["lr"]) for r in _log_rows(full.log_path)] == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.005,
@@ -195,4 +253,4 @@ def test_snapshots_are_full_resumable_states_at_their_steps(tmp_path):
     branched, _, _ = _run(tmp_path / "b", model_seed=5, snapshot_every=3)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), branched.state_dict().values()))
     with pytest.raises(ValueError, match="snapshot_every"):
-        TrainConfig(snapshot_every=-1)
+        TrainConfig(steps=7, snapshot_every=-1)

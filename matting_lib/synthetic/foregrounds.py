@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .synthetic_textures import _colour_field, _random_colour, fractal_noise
+from .textures import colour_field, fractal_noise, random_colour
 
 
 class _Canvas:
@@ -153,7 +153,7 @@ def _fg_solid(rng, cv, lay, base, photos):
             box = cv2.boxPoints(((cx, cy), (r * rng.uniform(1, 2), r * rng.uniform(1, 2)), rng.uniform(0, 180)))
             cv.fill(c, [box])
             c = cv2.dilate(c, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (cv.ss * 5, cv.ss * 5)))
-        lay.over(cv.down(c), _colour_field(rng, cv.h, cv.w, np.clip(base + rng.normal(0, 0.15, 3), 0, 1), photos))
+        lay.over(cv.down(c), colour_field(rng, cv.h, cv.w, np.clip(base + rng.normal(0, 0.15, 3), 0, 1), photos))
     if rng.random() < 0.5:  # defocused edges, sharpness varying across the image
         lay.blur(sigma=rng.uniform(0.8, 3.0), mix=fractal_noise(rng, cv.h, cv.w, 2, 2))
 
@@ -172,7 +172,7 @@ def _fg_hair(rng, cv, lay, base, photos):
     head, body, rh = _person(rng, cv)
     c = cv.fill(cv.fill(cv.new(), [body]), [head])
     skin = np.array([0.85, 0.65, 0.5], np.float32) * rng.uniform(0.45, 1.1)
-    lay.over(cv.down(c), _colour_field(rng, cv.h, cv.w, np.clip(skin, 0, 1), photos))
+    lay.over(cv.down(c), colour_field(rng, cv.h, cv.w, np.clip(skin, 0, 1), photos))
     hair = cv.new()
     centre = head.mean(0)
     mass = _blob(rng, centre[0], centre[1] - rh * 0.15, rh * rng.uniform(1.05, 1.25), rough=0.12)
@@ -194,7 +194,7 @@ def _fg_hair(rng, cv, lay, base, photos):
     fly = _strands(rng, mass[rng.choice(upper, m)], rng.uniform(-np.pi, 0, m), rng.uniform(0.8, 2.0, m) * rh,
                    curl=rng.uniform(0.05, 0.2), gravity=0.1, steps=40)
     cv.lines(hair, list(fly), thickness=1)
-    lay.over(cv.down(hair), _colour_field(rng, cv.h, cv.w, _hair_colour(rng), photos))
+    lay.over(cv.down(hair), colour_field(rng, cv.h, cv.w, _hair_colour(rng), photos))
 
 
 def _fg_fur(rng, cv, lay, base, photos):
@@ -210,7 +210,7 @@ def _fg_fur(rng, cv, lay, base, photos):
     strands = _strands(rng, roots, ang, rng.uniform(2, 6 + 0.05 * r, n), curl=rng.uniform(0.05, 0.3),
                        gravity=rng.uniform(0, 0.3), steps=8)
     cv.lines(c, list(strands), thickness=1)
-    lay.over(cv.down(c), _colour_field(rng, cv.h, cv.w, base, photos))
+    lay.over(cv.down(c), colour_field(rng, cv.h, cv.w, base, photos))
 
 
 def _fg_glass(rng, cv, lay, base, photos):
@@ -220,13 +220,13 @@ def _fg_glass(rng, cv, lay, base, photos):
     dist = cv2.distanceTransform((cov > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
     rim = np.exp(-dist / rng.uniform(1.5, 5))
     body = rng.uniform(0.05, 0.35) + rng.uniform(0.05, 0.25) * fractal_noise(rng, cv.h, cv.w, 3, 3)
-    tint = np.clip(0.7 + 0.3 * _random_colour(rng), 0, 1)
-    lay.over(cov * np.clip(body + 0.7 * rim, 0, 1), _colour_field(rng, cv.h, cv.w, tint * 0.9, photos))
+    tint = np.clip(0.7 + 0.3 * random_colour(rng), 0, 1)
+    lay.over(cov * np.clip(body + 0.7 * rim, 0, 1), colour_field(rng, cv.h, cv.w, tint * 0.9, photos))
     if rng.random() < 0.5:  # liquid in the lower part, more opaque
         level = cy + rng.uniform(-0.3, 0.5) * r
         yy = np.arange(cv.h, dtype=np.float32)[:, None] + np.zeros((1, cv.w), np.float32)
         liquid = cov * np.clip(yy - level + 0.5, 0, 1) * rng.uniform(0.4, 0.85)
-        lay.over(liquid, _colour_field(rng, cv.h, cv.w, _random_colour(rng), photos))
+        lay.over(liquid, colour_field(rng, cv.h, cv.w, random_colour(rng), photos))
     spec = cv.new()
     for _ in range(int(rng.integers(1, 4))):  # specular highlights
         cv.fill(spec, [_blob(rng, cx + rng.uniform(-0.5, 0.5) * r, cy + rng.uniform(-0.5, 0.5) * r,
@@ -246,33 +246,33 @@ def _fg_smoke(rng, cv, lay, base, photos):
     density = np.clip((n - rng.uniform(0.25, 0.45)) * 2.5, 0, 1) * 0.7 + 0.3 * ridges
     colour = np.clip(np.array([0.85, 0.85, 0.88]) * rng.uniform(0.4, 1.1) + rng.normal(0, 0.03, 3), 0, 1)
     lay.over(np.clip(density * env * rng.uniform(0.6, 1.0), 0, 1),
-             _colour_field(rng, h, w, colour.astype(np.float32), photos))
+             colour_field(rng, h, w, colour.astype(np.float32), photos))
 
 
 def _fg_veil(rng, cv, lay, base, photos):
     if rng.random() < 0.7:
         head, body, _ = _person(rng, cv)
-        lay.over(cv.down(cv.fill(cv.fill(cv.new(), [body]), [head])), _colour_field(rng, cv.h, cv.w, base, photos))
+        lay.over(cv.down(cv.fill(cv.fill(cv.new(), [body]), [head])), colour_field(rng, cv.h, cv.w, base, photos))
     region = _blob(rng, rng.uniform(0.3, 0.7) * cv.w, rng.uniform(0.3, 0.7) * cv.h,
                    rng.uniform(0.3, 0.5) * min(cv.h, cv.w), aspect=rng.uniform(0.6, 1.6), rough=0.3)
     cov = cv.down(cv.fill(cv.new(), [region]))
     weave = _threads(rng, cv, rng.uniform(1.2, 3.5), rng.uniform(0.2, 0.8), angle=rng.uniform(0, np.pi),
                      warp=rng.uniform(2, 12))
     folds = 0.75 + 0.25 * np.sin(fractal_noise(rng, cv.h, cv.w, 2, 2) * rng.uniform(6, 20))
-    fabric = np.clip(_random_colour(rng) * 0.4 + rng.choice([0.55, 0.05]), 0, 1)
+    fabric = np.clip(random_colour(rng) * 0.4 + rng.choice([0.55, 0.05]), 0, 1)
     lay.over(cov * np.clip(weave * folds * rng.uniform(0.7, 1.3), 0, 1),
-             _colour_field(rng, cv.h, cv.w, fabric.astype(np.float32), photos) * folds[..., None])
+             colour_field(rng, cv.h, cv.w, fabric.astype(np.float32), photos) * folds[..., None])
 
 
 def _fg_net(rng, cv, lay, base, photos):
     if rng.random() < 0.4:  # something caught in the net
         c = cv.fill(cv.new(), [_blob(rng, cv.w / 2, cv.h / 2, 0.25 * min(cv.h, cv.w), rough=0.05)])
-        lay.over(cv.down(c), _colour_field(rng, cv.h, cv.w, _random_colour(rng), photos))
+        lay.over(cv.down(c), colour_field(rng, cv.h, cv.w, random_colour(rng), photos))
     region = cv.down(cv.fill(cv.new(), [_blob(rng, cv.w / 2, cv.h / 2, rng.uniform(0.35, 0.6) * min(cv.h, cv.w),
                                              aspect=rng.uniform(0.7, 1.4), rough=0.2)]))
     net = _threads(rng, cv, rng.uniform(6, 25) * min(cv.h, cv.w) / 320, rng.uniform(0.4, 2.5),
                    angle=rng.choice([0, np.pi / 4]) + rng.normal(0, 0.2), warp=rng.uniform(2, 20))
-    lay.over(region * net, _colour_field(rng, cv.h, cv.w, base, photos))
+    lay.over(region * net, colour_field(rng, cv.h, cv.w, base, photos))
 
 
 def _fg_lace(rng, cv, lay, base, photos):
@@ -295,7 +295,7 @@ def _fg_lace(rng, cv, lay, base, photos):
     bottom = rng.uniform(0.65, 0.95) * h - np.abs(np.sin(t / step * np.pi + 1)) * step * 0.5
     band = cv.down(cv.fill(cv.new(), [np.concatenate([np.stack([t, top], 1), np.stack([t, bottom], 1)[::-1]])]))
     colour = np.full(3, rng.choice([0.95, 0.9, 0.08]), np.float32) * (1 + rng.normal(0, 0.03, 3))
-    lay.over(band * np.maximum(cv.down(c), mesh), _colour_field(rng, h, w, np.clip(colour, 0, 1), photos))
+    lay.over(band * np.maximum(cv.down(c), mesh), colour_field(rng, h, w, np.clip(colour, 0, 1), photos))
 
 
 FOREGROUND_KINDS = {"solid": (_fg_solid, 0.14), "hair": (_fg_hair, 0.22), "fur": (_fg_fur, 0.12),
@@ -317,7 +317,7 @@ def make_foreground(rng: np.random.Generator, h: int, w: int, photos: list, *, s
         kind = names[rng.choice(len(names), p=weights / weights.sum())]
     elif kind not in FOREGROUND_KINDS:
         raise ValueError(f"unknown foreground kind {kind!r}; valid: {', '.join(names)}")
-    base = _random_colour(rng) if near_colour is None else np.clip(near_colour + rng.normal(0, 0.05, 3), 0, 1)
+    base = random_colour(rng) if near_colour is None else np.clip(near_colour + rng.normal(0, 0.05, 3), 0, 1)
     cv, lay = _Canvas(h, w, supersample), _Layers(h, w)
     FOREGROUND_KINDS[kind][0](rng, cv, lay, base.astype(np.float32), photos)
     if rng.random() < 0.15:  # motion blur of the whole foreground (premultiplied, so colours stay right)

@@ -53,7 +53,7 @@ def fractal_noise(rng: np.random.Generator, h: int, w: int, cells: float = 4.0, 
     return (out - lo) / max(hi - lo, 1e-6)
 
 
-def _random_colour(rng: np.random.Generator) -> np.ndarray:
+def random_colour(rng: np.random.Generator) -> np.ndarray:
     hsv = np.array([[[rng.uniform(0, 180), rng.uniform(0, 255), rng.uniform(40, 255)]]], np.float32)
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32) / 255
 
@@ -89,7 +89,7 @@ def _photo_crop(rng: np.random.Generator, photos: list, h: int, w: int) -> np.nd
 def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Procedural texture, float32 (h, w, 3) in [0, 1]: noise palettes, bokeh, waves or cells."""
     kind = rng.integers(4)
-    c1, c2, c3 = (_random_colour(rng) for _ in range(3))
+    c1, c2, c3 = (random_colour(rng) for _ in range(3))
     if kind == 0:  # coloured fractal noise
         n = fractal_noise(rng, h, w, rng.uniform(2, 8), 5)[..., None]
         m = fractal_noise(rng, h, w, rng.uniform(1, 4), 3)[..., None]
@@ -102,7 +102,7 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
             disc = np.zeros((h, w), np.float32)
             cv2.circle(disc, (int(rng.uniform(0, w)), int(rng.uniform(0, h))), int(r), 1.0, -1, cv2.LINE_AA)
             disc = cv2.GaussianBlur(disc, (0, 0), r * 0.15 + 1)[..., None]
-            img = img * (1 - 0.5 * disc) + 0.5 * disc * (_random_colour(rng) * 0.5 + 0.5)
+            img = img * (1 - 0.5 * disc) + 0.5 * disc * (random_colour(rng) * 0.5 + 0.5)
         return img
     if kind == 2:  # warped waves / stripes
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -115,7 +115,7 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     n = int(rng.integers(10, 60))
     seeds[rng.integers(0, h, n), rng.integers(0, w, n)] = 0
     _, labels = cv2.distanceTransformWithLabels(seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_CCOMP)
-    palette = np.stack([c1, c2, c3, _random_colour(rng)])[rng.integers(0, 4, labels.max() + 1)]
+    palette = np.stack([c1, c2, c3, random_colour(rng)])[rng.integers(0, 4, labels.max() + 1)]
     shade = 0.7 + 0.3 * fractal_noise(rng, h, w, 6, 3)[..., None]
     return palette[labels] * shade
 
@@ -135,7 +135,7 @@ def make_background(rng: np.random.Generator, h: int, w: int, photos: list) -> n
     return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
 
 
-def _colour_field(rng: np.random.Generator, h: int, w: int, base: np.ndarray, photos: list) -> np.ndarray:
+def colour_field(rng: np.random.Generator, h: int, w: int, base: np.ndarray, photos: list) -> np.ndarray:
     """Textured colour around ``base`` (3,) in [0, 1], float32 (h, w, 3)."""
     u = rng.random()
     if u < 0.6:

@@ -1,4 +1,4 @@
-"""Numerical kernels behind :mod:`matting_lib.metrics` (no input checking here; see that module).
+"""Numerical kernels behind :mod:`matting_lib.metrics` (no input checking here; see that package).
 
 Every function takes already-validated arrays:
 
@@ -7,7 +7,7 @@ Every function takes already-validated arrays:
 - ``mask``: (H, W) bool, ``trimap == 128`` (the unknown pixels), with at least one True (except
   :func:`spkd_metrics`, whose whole-image SAD is defined without one).
 
-They return the *raw* sums of the official MATLAB code (no /1000); ``metrics.py`` applies the units.
+They return the *raw* sums of the official MATLAB code (no /1000); :mod:`matting_lib.metrics` applies the units.
 The official definitions are those of Deep Image Matting's evaluation code (Xu et al., CVPR 2017:
 ``compute_sad_loss.m``, ``compute_mse_loss.m``, ``compute_gradient_loss.m`` with ``gaussgradient.m``,
 ``compute_connectivity_error.m``); the ``spkd_*`` functions follow ``utils.py``/``test.py`` of the SPKD
@@ -156,7 +156,7 @@ def official_grad(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> float:
     return total
 
 
-def _largest_component(passing: np.ndarray, order: str) -> np.ndarray:
+def largest_component(passing: np.ndarray, order: str) -> np.ndarray:
     """Bool mask of the largest 4-connected component of ``passing`` (bool (h, w), not all False).
 
     Ties go to the component whose first pixel comes first in column-major ("F", MATLAB's
@@ -193,7 +193,7 @@ def connectivity_levels(q: np.ndarray, thresholds: np.ndarray, mask: np.ndarray,
     4-connected component of {q >= thresholds[k]}, and 1 (index 10) if it never leaves. q combines
     both alphas so that ``q >= thresholds[k]`` <=> pred and gt both pass t_k (e.g. min(pred, gt) for
     8-bit inputs); thresholds: (11,) in q's dtype, entry 0 unused. order: tie rule of
-    :func:`_largest_component`. Guard: where no pixel passes (in both images) the threshold is skipped,
+    :func:`largest_component`. Guard: where no pixel passes (in both images) the threshold is skipped,
     so pixels still in the component keep index 10 (l = 1), as IndexNet-Matting's copy of the MATLAB
     code and the SPKD evaluator do; the original crashes. Thresholds are nested, so the loop ends there.
 
@@ -217,7 +217,7 @@ def connectivity_levels(q: np.ndarray, thresholds: np.ndarray, mask: np.ndarray,
         ar0, ac0 = r0, c0
         if not alive.any():  # every tracked pixel leaves here (index k-1 already accumulated)
             break
-        alive &= _largest_component(passing, order)
+        alive &= largest_component(passing, order)
         level[r0:r1, c0:c1] += alive
     return level
 
@@ -277,7 +277,7 @@ def spkd_metrics(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray, mask: np.
     diff = p - g  # float64
     n = int(np.count_nonzero(mask))
     sad = float(np.abs(diff).sum()) / 1000.0
-    if n == 0:  # no unknown pixel (metrics.py warns): only the whole-image SAD is defined
+    if n == 0:  # no unknown pixel (matting_lib.metrics warns): only the whole-image SAD is defined
         return {"sad": sad, "mse": 0.0, "grad": 0.0, "conn": 0.0}
     mse = float(np.square(diff).sum()) / n
 

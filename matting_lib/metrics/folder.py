@@ -1,13 +1,12 @@
 """Folder evaluation and the command line of :mod:`matting_lib.metrics` (``python -m matting_lib.metrics --help``).
 
-Reads 8-bit single-channel images as the official evaluation reads PNGs (``hleval.m`` takes ``gt(:, :, 1)``;
-16-bit files are refused), matches each prediction with its ground truth and trimap (the same file stem, or
+Reads 8-bit single-channel images with :func:`matting_lib.layout.read_gray` (the official evaluation's rules:
+``hleval.m`` takes ``gt(:, :, 1)``; 16-bit files and differing colour channels are refused), matches each prediction with its ground truth and trimap (the same file stem, or
 Composition-1k names ``{bg}!{fg}!{f}!{b}.png`` -> ``{fg}.png`` and ``{fg}_{b}.png``), scores the images with
 :mod:`matting_lib.metrics` (in a spawn process pool: the worker :func:`_evaluate_job` stays a module-level
 function) and writes a per-image CSV and ``<csv>.mean.json``. An image without unknown pixels scores 0.0 and
 gets a note; the run goes on. Folder means average over every evaluated image, as ``hleval.m`` does.
-Every public name here is re-exported by :mod:`matting_lib.metrics`, and ``python -m matting_lib.metrics``
-runs :func:`main`.
+``python -m matting_lib.metrics`` runs :func:`main` (``matting_lib/metrics/__main__.py``).
 """
 
 from __future__ import annotations
@@ -26,47 +25,16 @@ from typing import Any, Callable, Literal, Sequence
 import cv2
 import numpy as np
 
-from matting_lib.metrics import CONVENTIONS, METRIC_KEYS, MetricsInputError, NoUnknownPixelsWarning, _evaluate
+from matting_lib.layout import LayoutError, read_gray
+from matting_lib.metrics import CONVENTIONS, METRIC_KEYS, MetricsInputError, NoUnknownPixelsWarning, evaluate_counted
 from matting_lib.utils import atomic_write_text, check_writable
 
-__all__ = ["IMAGE_EXTENSIONS", "MATCHERS", "read_alpha", "evaluate_folder", "main"]
+__all__ = ["IMAGE_EXTENSIONS", "MATCHERS", "evaluate_folder", "main"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 # ----------------------------------------------------------------------------------------- files
-def read_alpha(path: str | os.PathLike) -> np.ndarray:
-    """Read an 8-bit single-channel image (alpha matte, prediction or trimap) as (H, W) uint8.
-
-    A 3/4-channel file whose colour channels are identical (and alpha opaque) is accepted as grey, as
-    ``hleval.m`` reads ``gt(:, :, 1)``. 16-bit files, differing channels and unreadable files raise
-    :class:`MetricsInputError` naming the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MetricsInputError(f"{path}: no such file")
-    data = np.fromfile(path, np.uint8)
-    if not data.size:
-        raise MetricsInputError(f"{path}: empty file (0 bytes); write the image again")
-    try:
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except cv2.error as err:  # some decoders raise instead of returning None
-        raise MetricsInputError(f"{path}: not a readable image ({getattr(err, 'err', err)})") from None
-    if img is None:
-        raise MetricsInputError(f"{path}: not a readable image (truncated or not an image); write it again")
-    if img.dtype != np.uint8:
-        raise MetricsInputError(f"{path}: {img.dtype} image (max value {int(img.max())}); the official evaluation "
-                                f"reads 8-bit PNGs; save it as 8-bit (e.g. np.rint(a / 257).astype(np.uint8))")
-    if img.ndim == 3:
-        color = img[..., :3] if img.shape[2] >= 3 else img[..., :1]
-        opaque = img.shape[2] != 4 or bool((img[..., 3] == 255).all())
-        if not (opaque and (color == color[..., :1]).all()):
-            raise MetricsInputError(f"{path}: {img.shape[2]}-channel image with differing channels; save the "
-                                    f"alpha matte / trimap as a single-channel 8-bit PNG")
-        img = img[..., 0]
-    return np.ascontiguousarray(img)
-
-
 def _index_dir(folder: Path, what: str) -> dict[str, list[Path]]:
     if not folder.is_dir():
         raise MetricsInputError(f"{what} folder {folder} does not exist")
@@ -129,14 +97,15 @@ def _evaluate_job(job: tuple[str, str, str, str, str]) -> dict[str, Any]:
     row: dict[str, Any] = {"name": name, **dict.fromkeys(METRIC_KEYS, math.nan), "n_unknown": -1,
                            "note": "", "error": "", "pred": pred_path, "gt": gt_path, "trimap": trimap_path}
     try:
-        images = [read_alpha(pred_path), read_alpha(gt_path), read_alpha(trimap_path)]  # errors name the file
-    except MetricsInputError as e:
+        images = [read_gray(pred_path, what="prediction"), read_gray(gt_path, what="ground truth"),
+                  read_gray(trimap_path, what="trimap")]  # errors name the file
+    except LayoutError as e:
         row["error"] = str(e)
         return row
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            values, n = _evaluate(*images, convention, True)
+            values, n = evaluate_counted(*images, convention=convention)
         row.update(values, n_unknown=n, note="; ".join(str(w.message) for w in caught))
     except MetricsInputError as e:
         row["error"] = f"{e} (pred {pred_path}, gt {gt_path}, trimap {trimap_path})"

@@ -2,13 +2,13 @@
 Adobe Composition-1k folder layout (see :mod:`matting_lib.layout`), deterministic from a seed.
 
 Nothing licensed can be downloaded here, so this is the default data. Foregrounds
-(:mod:`matting_lib.synthetic_foregrounds`) carry the structures that make matting hard -- solid objects with
+(:mod:`matting_lib.synthetic.foregrounds`) carry the structures that make matting hard -- solid objects with
 anti-aliased or defocused edges, hair and fur, glass, smoke and veils, nets and lace, motion blur -- with
 supersampled, physically meaningful fractional alpha and premultiplied colour, so ``F = P / A`` is the true
 foreground colour. Foreground colours are sometimes drawn from the paired background's colours (the hard
 case for colour-based matting).
 
-Backgrounds (:mod:`matting_lib.synthetic_textures`) are random crops, scales, flips and colour changes of
+Backgrounds (:mod:`matting_lib.synthetic.textures`) are random crops, scales, flips and colour changes of
 the photographs that ship inside scikit-image (``skimage.data``) and scikit-learn (``load_sample_images``),
 plus procedural textures. Test backgrounds come from a disjoint set of source photos; test foregrounds and
 backgrounds from disjoint random streams. Test trimaps are 8-bit 0/128/255 PNGs, as the official ones.
@@ -18,8 +18,9 @@ benchmark, 1-2 minutes on one core: 200 train fg x 8 backgrounds at 320-400 px, 
 = 200 test composites at 300-340 px, i.e. Composition-1k's 50 x 20 structure scaled down), ``large``
 (Composition-1k's counts, 431 x 20 / 50 x 20, at 480-640 px, for a GPU run).
 
-This module holds the presets and the dataset generation (:func:`generate_dataset`, :func:`verify_dataset`);
-the public names of the texture and foreground modules are re-exported here for existing users.
+This package: the presets and the dataset generation here (:func:`generate_dataset`, :func:`verify_dataset`),
+backgrounds and colour textures in :mod:`matting_lib.synthetic.textures`, foregrounds in
+:mod:`matting_lib.synthetic.foregrounds`.
 """
 
 from __future__ import annotations
@@ -36,20 +37,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .layout import DatasetLayout, LayoutError, encode_png
-# make_background / make_foreground are used here; fractal_noise and FOREGROUND_KINDS are re-exported for
-# existing users (``from matting_lib.synthetic import fractal_noise``), see __all__.
-from .synthetic_foregrounds import FOREGROUND_KINDS, make_foreground
-from .synthetic_textures import fractal_noise, make_background
-from .trimap import trimap_from_distance
-from .utils import atomic_write_bytes, atomic_write_text, sha256_file
+from ..layout import DatasetLayout, LayoutError, encode_png
+from ..trimap import trimap_from_distance
+from ..utils import atomic_write_bytes, atomic_write_text, sha256_file
+from .foregrounds import FOREGROUND_KINDS, make_foreground
+from .textures import make_background
 
-__all__ = [
-    # defined here
-    "GENERATOR", "FORMAT", "Preset", "PRESETS", "TRAIN_PHOTOS", "TEST_PHOTOS", "generate_dataset", "verify_dataset",
-    # re-exported from matting_lib.synthetic_textures and matting_lib.synthetic_foregrounds
-    "fractal_noise", "make_background", "FOREGROUND_KINDS", "make_foreground",
-]
+__all__ = ["GENERATOR", "FORMAT", "Preset", "PRESETS", "TRAIN_PHOTOS", "TEST_PHOTOS", "generate_dataset",
+           "verify_dataset"]
 
 GENERATOR = "matting_lib.synthetic"
 FORMAT = 1
@@ -94,7 +89,7 @@ TEST_PHOTOS = [("skimage", "chelsea.png"), ("skimage", "motorcycle_left.png"), (
 _STREAMS = {"train-fg": 1, "train-bg": 2, "test-fg": 3, "test-bg": 4, "test-trimap": 5, "train-kinds": 6,
             "test-kinds": 7}
 KIND_MIXES = ("weighted", "comp1k")
-_COMP1K_KINDS = Path(__file__).with_name("assets") / "comp1k_test_kinds.csv"
+_COMP1K_KINDS = Path(__file__).parents[1] / "assets" / "comp1k_test_kinds.csv"
 
 
 def comp1k_test_kinds() -> dict[str, str]:

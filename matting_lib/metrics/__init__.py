@@ -3,9 +3,10 @@
 Official code: Xu et al., "Deep Image Matting", CVPR 2017, evaluation scripts by Ning Xu
 (``compute_sad_loss.m``, ``compute_mse_loss.m``, ``compute_gradient_loss.m`` + ``gaussgradient.m``,
 ``compute_connectivity_error.m``, driven by e.g. ``hleval.m`` in IndexNet-Matting's ``evaluation_code/``).
-The numerical kernels live in :mod:`matting_lib._metrics_impl`; this module checks inputs and applies units.
-Folder evaluation and the command line (``python -m matting_lib.metrics --help``) live in
-:mod:`matting_lib.metrics_folder` (which imports this module; ``python -m matting_lib.metrics`` still works).
+This package: the per-image API here (input checks and units), the numerical kernels in
+:mod:`matting_lib.metrics.kernels`, folder evaluation in :mod:`matting_lib.metrics.folder` and the command line
+in ``__main__`` (``python -m matting_lib.metrics --help``). Imports run one way only: ``folder`` uses this module,
+this module never imports ``folder`` (no cycle).
 
 Units (the ones papers print): ``sad`` = sum |p - g| / 255 / 1000 (the /1000 is inside the official
 function), ``mse`` = mean ((p - g) / 255)^2 per unknown pixel, ``grad`` = official Grad / 1000,
@@ -41,25 +42,24 @@ Decisions (each tested in ``tests/test_metrics.py``):
   for MSE) and a :class:`NoUnknownPixelsWarning` is issued; a folder evaluation records a note and goes on.
   Folder means average over every evaluated image, as ``hleval.m`` does.
 * **convention="spkd"** reproduces the SPKD code's own evaluator (see
-  :func:`matting_lib._metrics_impl.spkd_metrics`): float predictions (never quantised) with known regions
+  :func:`matting_lib.metrics.kernels.spkd_metrics`): float predictions (never quantised) with known regions
   forced to 0/1, SAD over the whole image, MSE = whole-image squared error / unknown count, Grad from
   scipy's Gaussian derivative / 10 without ``mat2gray``, Conn with float64 thresholds and row-major ties.
 """
 
 from __future__ import annotations
 
-import sys
 import warnings
 from typing import Any, Callable
 
 import numpy as np
 
-from matting_lib import _metrics_impl as impl
-from matting_lib.trimap import snap_trimap  # noqa: F401 (public here too: the error message points to it)
+from matting_lib.metrics import kernels as impl
 
-__all__ = ["METRIC_KEYS", "CONVENTIONS", "MetricsInputError", "NoUnknownPixelsWarning", "evaluate_alpha", "sad",
-           "mse", "gradient_error", "connectivity_error", "snap_trimap"]
+__all__ = ["METRIC_KEYS", "CONVENTIONS", "MetricsInputError", "NoUnknownPixelsWarning", "evaluate_alpha",
+           "evaluate_counted", "sad", "mse", "gradient_error", "connectivity_error"]
 
+#: The four metrics, in the order every table, CSV and figure of the project prints them (the paper's Table 1).
 METRIC_KEYS = ("sad", "mse", "grad", "conn")
 
 
@@ -79,7 +79,7 @@ def _to_2d(x: Any, what: str) -> np.ndarray:
     if a.ndim == 3 and a.shape[-1] in (3, 4) and a.shape[0] not in (1,):
         raise MetricsInputError(
             f"{what} has shape {a.shape}: an RGB(A) image, not a single-channel alpha/trimap; pass one "
-            f"channel (e.g. cv2.imread(path, cv2.IMREAD_GRAYSCALE) or read_alpha(path))")
+            f"channel (e.g. matting_lib.layout.read_gray(path))")
     while a.ndim > 2 and a.shape[0] == 1:  # (1, H, W), (1, 1, H, W)
         a = a[0]
     if a.ndim == 3 and a.shape[-1] == 1:
@@ -134,7 +134,7 @@ def _check_trimap(x: Any) -> np.ndarray:
         top = ", ".join(f"{vals[i]} ({counts[i]} px)" for i in order)
         raise MetricsInputError(
             f"trimap has values other than 0/128/255: {top}; it was probably resized or saved as JPEG. "
-            f"Snap it with matting_lib.metrics.snap_trimap(trimap) (nearest of 0/128/255) or regenerate it")
+            f"Snap it with matting_lib.trimap.snap_trimap(trimap) (nearest of 0/128/255) or regenerate it")
     return t
 
 
@@ -167,7 +167,9 @@ CONVENTIONS: dict[str, tuple[Callable[..., dict[str, float]], bool]] = {
 }
 
 
-def _evaluate(pred: Any, gt: Any, trimap: Any, convention: str, quantize: bool) -> tuple[dict[str, float], int]:
+def evaluate_counted(pred: Any, gt: Any, trimap: Any, *, convention: str = "official", quantize: bool = True,
+                     stacklevel: int = 2) -> tuple[dict[str, float], int]:
+    """:func:`evaluate_alpha` and the number of unknown (128) pixels it measured (0: all metrics 0.0, warned)."""
     if convention not in CONVENTIONS:
         raise MetricsInputError(f"unknown convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
     fn, quantises = CONVENTIONS[convention]
@@ -175,7 +177,7 @@ def _evaluate(pred: Any, gt: Any, trimap: Any, convention: str, quantize: bool) 
     n = int(np.count_nonzero(mask))
     if n == 0:
         warnings.warn("trimap has no unknown (128) pixel: SAD, MSE, Grad and Conn are reported as 0.0",
-                      NoUnknownPixelsWarning, stacklevel=3)
+                      NoUnknownPixelsWarning, stacklevel=stacklevel)
         if convention == "spkd":  # its SAD is over the whole image
             return impl.spkd_metrics(p, g, t, mask), 0
         out = dict.fromkeys(METRIC_KEYS, 0.0)
@@ -192,7 +194,7 @@ def evaluate_alpha(pred: Any, gt: Any, trimap: Any, *, convention: str = "offici
     evaluator). quantize: round float alphas to 8 bits first (official convention only). See the module
     docstring for every choice. Raises :class:`MetricsInputError` on bad input.
     """
-    return _evaluate(pred, gt, trimap, convention, quantize)[0]
+    return evaluate_counted(pred, gt, trimap, convention=convention, quantize=quantize, stacklevel=3)[0]
 
 
 def _single(pred: Any, gt: Any, trimap: Any, quantize: bool, fn: Callable[..., float]) -> float:
@@ -222,10 +224,3 @@ def gradient_error(pred: Any, gt: Any, trimap: Any, *, quantize: bool = True) ->
 def connectivity_error(pred: Any, gt: Any, trimap: Any, *, quantize: bool = True) -> float:
     """Official Conn / 1000 (``compute_connectivity_error.m``, step 0.1; empty-threshold guard: skip)."""
     return _single(pred, gt, trimap, quantize, lambda p, g, u: impl.official_conn(p, g, u) / 1000.0)
-
-
-# ----------------------------------------------------------------------------------------- command line
-if __name__ == "__main__":
-    from matting_lib.metrics_folder import main as _main  # run from there so pool workers import the job
-
-    sys.exit(_main())

@@ -1,0 +1,154 @@
+"""Notebook 02's teacher: its parameters, getting it (train, load the shipped one, import DIM-PyTorch's) and saving it.
+
+* :class:`TeacherParams` — the notebook's ``parameters`` cell as one validated, frozen object; :meth:`record` is
+  the dict stored in ``teacher.pt``, the training's ``run.json`` identity and the shipped manifest (unchanged
+  keys, so teachers trained before keep resuming and verifying).
+* :func:`get_teacher` — mode ``train`` (:func:`matting_lib.training.train_alpha`, resumable), ``load`` (the
+  shipped checkpoint, its SHA-256 checked against its manifest) or ``import`` (``BEST_checkpoint.tar``, safely).
+* :func:`check_against_manifest` — the re-evaluated test metrics against the manifest's (relative 1e-3).
+* :func:`save_teacher` — ``teacher.pt``, ``metrics.json`` and, after training, the provenance manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from torch import nn
+
+from .metrics import METRIC_KEYS
+from .utils import check_counts, parse_decay_steps, repo_path
+
+MODES = ("train", "load", "import")
+
+# The keys of TeacherParams.record(), in the order notebook 02 has always stored them.
+_RECORD_KEYS = ("profile", "data_dir", "mode", "width", "crop_size", "batch_size", "lr", "lr_decay", "steps",
+                "epoch_length", "val_fraction", "val_samples", "val_every", "seed", "public_checkpoint",
+                "shipped_checkpoint")
+
+
+@dataclass(frozen=True)
+class TeacherParams:
+    """Notebook 02's parameters, validated (see the notebook's ``parameters`` cell for their meaning).
+    Paths are relative to the repository."""
+
+    profile: str = "default"
+    data_dir: str = "data/synthetic-default"
+    mode: str = "train"
+    width: float = 0.5
+    crop_size: int = 160
+    batch_size: int = 16
+    lr: float = 0.01
+    lr_decay: str = ""
+    steps: int = 2000
+    epoch_length: int = 0
+    val_fraction: float = 0.1
+    val_samples: int = 64
+    val_every: int = 200
+    seed: int = 0
+    num_workers: int = 0
+    threads: int = 0
+    public_checkpoint: str = ""
+    shipped_checkpoint: str = ""
+    max_test_images: int = 0
+    run_dir: str = "runs/default/teacher"
+    figures_dir: str = "figures/default"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r}; valid modes: {', '.join(MODES)}")
+        check_counts(self, at_least_1=("crop_size", "batch_size", "steps", "val_samples"),
+                     at_least_0=("epoch_length", "val_every", "num_workers", "threads", "max_test_images"))
+        if not (self.width > 0 and self.lr > 0 and 0 < self.val_fraction < 1):
+            raise ValueError(f"width and lr must be > 0 and val_fraction in (0, 1), got width={self.width}, "
+                             f"lr={self.lr}, val_fraction={self.val_fraction}")
+        if self.mode == "import" and not self.public_checkpoint:
+            raise ValueError("mode='import' needs public_checkpoint: the path of DIM-PyTorch's BEST_checkpoint.tar "
+                             "(run_all.sh --public-teacher PATH)")
+        self.lr_decay_steps  # validates the schedule's form
+
+    @property
+    def lr_decay_steps(self) -> tuple[int, ...]:
+        return parse_decay_steps(self.lr_decay)
+
+    @property
+    def shipped_path(self) -> Path:
+        """The shipped checkpoint of load mode: ``shipped_checkpoint``, else ``matting_lib/assets/teacher-<profile>.pt``."""
+        return repo_path(self.shipped_checkpoint or f"matting_lib/assets/teacher-{self.profile}.pt")
+
+    def record(self) -> dict[str, Any]:
+        """The training parameters as stored in ``teacher.pt``, ``run.json`` and the manifest (shipped path resolved)."""
+        values = {k: getattr(self, k) for k in _RECORD_KEYS}
+        return {**values, "shipped_checkpoint": str(self.shipped_path)}
+
+
+def get_teacher(p: TeacherParams, layout) -> tuple[nn.Module, Any, dict | None]:
+    """The teacher of ``p.mode``: (model, :class:`~matting_lib.training.TrainResult` or None, the shipped
+    manifest or None). Train mode resumes ``run_dir/train`` when it holds the same training (settings and data,
+    :mod:`matting_lib.run_identity`); any other folder there is moved aside first."""
+    from . import checkpoints, run_identity
+    from .models import build_teacher
+    from .training import TrainConfig, train_alpha
+    from .utils import seed_everything
+
+    if p.mode == "train":
+        seed_everything(p.seed)
+        run = repo_path(p.run_dir) / "train"
+        cfg = TrainConfig(lr=p.lr, lr_decay_steps=p.lr_decay_steps, batch_size=p.batch_size, steps=p.steps,
+                          val_every=p.val_every, seed=p.seed, num_workers=p.num_workers)
+        run_identity.prepare_run_dir(run, run_identity.teacher_identity(p.record(), layout.root))
+        result = train_alpha(build_teacher(p.width), layout, run, cfg, crop_size=p.crop_size, seed=p.seed,
+                             split_seed=p.seed, val_fraction=p.val_fraction, val_samples=p.val_samples,
+                             epoch_length=p.epoch_length)
+        return checkpoints.load_model(result.best_path), result, None
+    if p.mode == "load":
+        shipped = p.shipped_path
+        if not shipped.is_file():
+            raise FileNotFoundError(f"no shipped teacher at {shipped}; train one with mode='train' "
+                                    f"(./run_all.sh --retrain-teacher) or give shipped_checkpoint")
+        manifest = checkpoints.check_manifest(shipped) if checkpoints.manifest_path(shipped).is_file() else None
+        return checkpoints.load_model(shipped), None, manifest
+    return checkpoints.import_dim_pytorch_teacher(p.public_checkpoint), None, None
+
+
+def check_against_manifest(manifest: Mapping[str, Any] | None, mean: Mapping[str, float],
+                           n_images: int) -> dict[str, float] | None:
+    """Relative differences of the re-evaluated official metrics ``mean`` from the manifest's, or None when there
+    is no manifest or it was measured on another number of test images. Raises ``ValueError`` above 1e-3: the
+    shipped teacher or the test set is not what the manifest describes."""
+    if manifest is None or manifest.get("test_images") != n_images:
+        return None
+    stored = manifest["metrics"]["official"]
+    off = {m: abs(mean[m] - stored[m]) / max(abs(stored[m]), 1e-12) for m in METRIC_KEYS}
+    if max(off.values()) >= 1e-3:
+        raise ValueError(f"the re-evaluated test metrics differ from the manifest's {manifest.get('file')} by "
+                         f"{off} (relative); the test set or the checkpoint is not the one the manifest describes")
+    return off
+
+
+def save_teacher(p: TeacherParams, teacher: nn.Module, scores: Mapping[str, Mapping], n_images: int, result=None,
+                 layout=None) -> dict[str, Any]:
+    """Write ``run_dir/teacher.pt`` (read by notebook 03), ``run_dir/metrics.json`` and, after a training, the
+    provenance manifest beside ``teacher.pt`` (``checkpoints.ship`` copies it with the checkpoint). Returns
+    the metrics record."""
+    from . import checkpoints
+    from .models import count_parameters
+    from .utils import atomic_write_text, sha256_file
+
+    run = repo_path(p.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    params = p.record()
+    ckpt = checkpoints.save_checkpoint(run / "teacher.pt", model=teacher, config=params, epoch=0,
+                                       step=result.step if result else 0, metrics=scores["official"]["mean"])
+    record = {"config": "teacher", "kind": "teacher", "seed": p.seed, "mode": p.mode, "profile": p.profile,
+              "width": teacher.arch["width"], "params": count_parameters(teacher), "test_images": n_images,
+              "metrics": {conv: s["mean"] for conv, s in scores.items()}, "checkpoint": ckpt.name}
+    if p.mode == "train":
+        data_manifest = layout.root / "manifest.json"
+        record["dataset_manifest_sha256"] = sha256_file(data_manifest) if data_manifest.is_file() else None
+        checkpoints.write_manifest(ckpt, **{k: v for k, v in record.items() if k != "checkpoint"}, parameters=params,
+                                   steps=result.step, best_step=result.best_step, best_val_loss=result.best_val_loss)
+    atomic_write_text(run / "metrics.json", json.dumps(record, indent=2) + "\n")
+    return record
