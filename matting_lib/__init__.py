@@ -21,7 +21,7 @@ Modules (one concept each):
     run_identity what a training run is (settings, teacher weights, data): resume only the same one
     kd_losses    batch / spatial / channel similarity and the AT / FSP / OFD losses, as tensor functions
     distill      the paper's distillation configurations and the student objective
-    evaluation   predict a test set and score it
+    evaluation   predict a test set and score it; python -m matting_lib.evaluation scores a checkpoint on a folder
     predict      command line: matte one image
     export       ONNX export, and exported networks run by onnxruntime
     profiling    parameters, multiply-accumulates and latency
