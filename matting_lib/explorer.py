@@ -5,7 +5,7 @@ For ``spatial`` a position (sliders over the feature grid) selects one row of th
 as a heat map over the image; for ``channel`` the channels can be sorted by hierarchical clustering so that
 block structure becomes visible. ``batch`` compares the B × B matrix of all loaded images.
 
-The computation (:meth:`SimilarityExplorer.matrices`) is separate from the widgets, so tests call the
+The computation (:meth:`SimilarityExplorer.matrix`) is separate from the widgets, so tests call the
 callbacks directly and the notebook also executes headlessly under papermill.
 """
 
@@ -125,9 +125,12 @@ class SimilarityExplorer:
             axes[0].plot([(x + 0.5) * sx], [(y + 0.5) * sy], "r+", ms=14, mew=2)
             axes[0].set_title(f"image {image}, position ({y}, {x})", fontsize=9)
             col = 1
+        # one colour scale for both models' panels, so equal colours mean equal similarities: cosines span
+        # [-1, 1]; batch similarity (row-normalised Gram matrix) is scaled to the range of the two matrices
+        vmin, vmax = (-1.0, 1.0) if kind != "batch" else (min(float(m.min()) for m in mats), 1.0)
         for name, mat in zip((left, right), mats):
             ax = axes[col]
-            im = ax.imshow(mat, cmap="viridis", vmin=-1 if kind != "batch" else None, vmax=1)
+            im = ax.imshow(mat, cmap="viridis", vmin=vmin, vmax=vmax)
             ax.set_title(f"{name}\n{layer} {kind} {tuple(mat.shape)}", fontsize=9)
             fig.colorbar(im, ax=ax, fraction=0.046)
             col += 1
@@ -165,6 +168,27 @@ class SimilarityExplorer:
         return W.VBox([W.HBox([c["image"], c["layer"]]), c["kind"], W.HBox([c["left"], c["right"]]),
                        W.HBox([c["y"], c["x"], c["sort_channels"]]), out])
 
+    def snapshot_png(self) -> bytes:
+        """The view drawn last (by :meth:`widget` or a control), as PNG bytes."""
+        import io
+
+        if self.last_figure is None:
+            raise RuntimeError("call widget() first")
+        buf = io.BytesIO()
+        self.last_figure.savefig(buf, format="png", dpi=80)
+        return buf.getvalue()
+
+    def show(self) -> None:
+        """Display the widget, then a static picture of its initial view: a saved notebook keeps no widget state
+        (papermill's executed copy would show only ``VBox(children=...)``), but it keeps that picture."""
+        from IPython.display import Image, Markdown, display
+
+        ui = self.widget()
+        display(ui)
+        display(Markdown("*The initial view as a static picture, kept in the saved notebook. The controls above "
+                         "need a running kernel: open the notebook in JupyterLab and run all cells.*"))
+        display(Image(self.snapshot_png()))
+
     def update(self) -> plt.Figure:
         """Redraw from the widgets' current values (called by every control; also callable in tests)."""
         if self._widgets is None:
@@ -179,6 +203,7 @@ class SimilarityExplorer:
             h, w = self.feature_grid(c["layer"].value)
             c["y"].max, c["x"].max = h - 1, w - 1  # the grid depends on the layer
             c["y"].disabled = c["x"].disabled = c["kind"].value != "spatial"
+            c["image"].disabled = c["kind"].value == "batch"  # batch similarity compares all loaded images
             c["sort_channels"].disabled = c["kind"].value != "channel"
             fig = self.figure(**{k: ctl.value for k, ctl in c.items()})
         finally:

@@ -57,6 +57,12 @@ def test_explorer_opened_with_only_the_profile_runs_and_the_wrong_profile_says_w
     pm.execute_notebook(str(nb), str(tmp_path / "ok.ipynb"), kernel_name="python3", progress_bar=False,
                         parameters={"profile": "smoke", "runs_dir": str(runs_root / "smoke"), "n_images": 2,
                                     "size": 64})
+    # the executed copy keeps a picture of the initial view (widget state is not saved) and says how to get controls
+    import nbformat
+
+    last = [c for c in nbformat.read(tmp_path / "ok.ipynb", 4).cells if c.cell_type == "code"][-1]
+    assert any("image/png" in o.get("data", {}) for o in last.outputs)
+    assert any("run all cells" in o.get("data", {}).get("text/markdown", "") for o in last.outputs)
     with pytest.raises(pm.PapermillExecutionError) as err:
         pm.execute_notebook(str(nb), str(tmp_path / "bad.ipynb"), kernel_name="python3", progress_bar=False,
                             parameters={"profile": "default", "runs_dir": str(runs_root / "default")})
