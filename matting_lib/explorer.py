@@ -11,6 +11,7 @@ callbacks directly and the notebook also executes headlessly under papermill.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -102,6 +103,14 @@ class SimilarityExplorer:
         if not (0 <= y < h and 0 <= x < w):
             raise ValueError(f"position ({y}, {x}) is outside the {h}×{w} grid of {layer}")
         return self.matrix(model, layer, "spatial", image)[y * w + x].reshape(h, w)
+
+    def overview(self, layer: str) -> dict[str, dict[str, np.ndarray]]:
+        """Per model, the three kinds on image 0 as notebook 04 draws them: batch (B, B), the spatial similarity of
+        the centre position as an (h, w) map, and channel (C, C) without adapters (a half-width student: C / 2)."""
+        h, w = self.feature_grid(layer)
+        return {name: {"batch": self.matrix(name, layer, "batch"),
+                       "spatial": self.spatial_row(name, layer, 0, h // 2, w // 2),
+                       "channel": self.matrix(name, layer, "channel", adapted=False)} for name in self.models}
 
     # ------------------------------------------------------------------ drawing
     def figure(self, *, image: int, layer: str, kind: str, left: str, right: str, y: int = 0, x: int = 0,
@@ -214,6 +223,32 @@ class SimilarityExplorer:
         plt.close(fig)
         self.last_figure = fig
         return fig
+
+
+def mean_differences(mats: Mapping[str, Mapping[str, np.ndarray]], reference: str) -> dict[str, dict[str, float]]:
+    """Mean |matrix − reference's| per model (the reference excluded) and kind, where the shapes match."""
+    ref = mats[reference]
+    return {name: {k: float(np.abs(m - ref[k]).mean()) for k, m in kinds.items() if m.shape == ref[k].shape}
+            for name, kinds in mats.items() if name != reference}
+
+
+def trained_students(runs_dir: str | Path, configs: Sequence[str], seed: int) -> dict[str, Path]:
+    """``{config: best.pt}`` of the configurations whose run ``runs_dir/students/kd-<config>-seed<seed>`` has
+    finished (others are left out: the explorer shows what exists)."""
+    from .distill import run_name
+
+    found = {c: Path(runs_dir) / "students" / run_name(c, seed) / "best.pt" for c in configs}
+    return {c: p for c, p in found.items() if p.is_file()}
+
+
+def load_models(checkpoints: Mapping[str, str | Path]) -> tuple[dict[str, nn.Module], dict[str, nn.ModuleDict]]:
+    """``name -> checkpoint path`` to the networks and the channel adapters of those that were distilled with
+    them (see :func:`load_adapters`), ready for :class:`SimilarityExplorer`."""
+    from .checkpoints import load_model
+
+    nets = {name: load_model(path) for name, path in checkpoints.items()}
+    adapters = {name: load_adapters(path) for name, path in checkpoints.items()}
+    return nets, {name: a for name, a in adapters.items() if a is not None}
 
 
 def load_test_batch(layout, n: int = 4, size: int = 128) -> tuple[torch.Tensor, np.ndarray]:

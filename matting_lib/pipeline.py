@@ -205,7 +205,9 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
                      "configs": ",".join(configs), "seeds": n_seeds},
                     needs=["teacher", *student_keys], limits=limits, outputs=[("tables", str(figures))]))
     explorer, limits = table("explorer")
-    jobs.append(Job("explorer", "explorer", {**common, **explorer, "data_dir": data_dir, "runs_dir": str(runs)},
+    # the explorer writes no figures: it gets no figures_dir
+    jobs.append(Job("explorer", "explorer", {"profile": profile_name, **explorer, "data_dir": data_dir,
+                                             "runs_dir": str(runs)},
                     needs=["teacher", *student_keys], limits=limits))
     return jobs
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from matting_lib.explorer import SimilarityExplorer, cluster_order
+from matting_lib.explorer import SimilarityExplorer, cluster_order, mean_differences
 from matting_lib.models import build_channel_adapters, build_student, build_teacher
 
 
@@ -110,3 +110,32 @@ def test_similarity_panels_share_the_scale_of_each_kind():
     clim = {ax.get_title(): ax.images[0].get_clim() for ax in fig.axes if ax.images}
     assert clim["t: batch"] == clim["s: batch"] == (0.0, 1.0)
     assert clim["t: spatial"] == clim["s: spatial"] == (-0.5, 0.5)
+
+
+def test_overview_and_mean_differences(explorer):
+    mats = explorer.overview("conv3")
+    h, w = explorer.feature_grid("conv3")
+    assert set(mats) == {"teacher", "student"} and mats["teacher"]["spatial"].shape == (h, w)
+    assert mats["student"]["channel"].shape[0] == mats["teacher"]["channel"].shape[0] // 2  # no adapter
+    diff = mean_differences(mats, "teacher")
+    assert set(diff) == {"student"} and set(diff["student"]) == {"batch", "spatial"}  # channel shapes differ
+    assert diff["student"]["batch"] == pytest.approx(np.abs(mats["student"]["batch"] - mats["teacher"]["batch"]).mean())
+    assert diff["student"]["spatial"] > 0
+
+
+def test_trained_students_and_load_models(tmp_path):
+    from matting_lib import explorer as E
+    from matting_lib.checkpoints import save_checkpoint
+
+    torch.manual_seed(0)
+    t, s = build_teacher(0.125), build_student(0.125)
+    ad = build_channel_adapters(s, t)
+    run = tmp_path / "students" / "kd-channel-seed0"
+    save_checkpoint(run / "best.pt", model=s, objective=torch.nn.ModuleDict({"adapters": ad}), config={}, epoch=0,
+                    step=0, metrics={})
+    save_checkpoint(tmp_path / "teacher.pt", model=t, config={}, epoch=0, step=0, metrics={})
+    found = E.trained_students(tmp_path, ["student", "channel"], 0)
+    assert found == {"channel": run / "best.pt"}  # the untrained configuration is left out
+    nets, adapters = E.load_models({"teacher": tmp_path / "teacher.pt", **found})
+    assert set(nets) == {"teacher", "channel"} and set(adapters) == {"channel"}
+    assert set(adapters["channel"]) == set(ad)
