@@ -34,6 +34,7 @@ Modules (one concept each):
     pipeline_exec      one notebook execution: time limits, liveness, a kernel client that never misses a reply
     pipeline_state     whether a job is up to date: markers, fingerprints, declared outputs that must load
     runlock      one pipeline per run folder (fcntl lock with the holder's PID)
+    run_paths    a profile's dataset, runs and figures for a notebook opened by hand (04, 05)
 
 The package imports nothing heavy at import time, so ``python -m matting_lib.pipeline --help`` answers
 instantly; import the submodules you need.
