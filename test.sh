@@ -6,6 +6,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 source scripts/env.sh
 ensure_env
-# Two workers: the suite is dominated by notebook executions that each use one core. loadgroup: the tests that
-# read the one smoke run (xdist_group "smoke", tests/conftest.py) share a worker, so it is built once.
-exec "$MATTING_PY" -m pytest -n "${MATTING_TEST_WORKERS:-2}" --dist loadgroup "$@"
+# Two workers: the suite is dominated by notebook executions that each use one core.
+exec "$MATTING_PY" -m pytest -n "${MATTING_TEST_WORKERS:-2}" "$@"

@@ -18,9 +18,10 @@ def test_paths_derive_from_the_profile_and_explicit_ones_win(tmp_path):
     assert smoke.command == "./run_all.sh --profile smoke"
     # the pipeline's own paths for the same profile are the same
     jobs = pipeline.plan_jobs("smoke", prof, runs_root=REPO / "runs")
-    explorer = next(j for j in jobs if j.stage == "explorer").params
-    assert (REPO / explorer["data_dir"], explorer["runs_dir"]) == (smoke.data, str(smoke.runs))
-    assert explorer["figures_dir"] == str(smoke.figures)
+    res = next(j for j in jobs if j.stage == "results").params
+    assert (REPO / res["data_dir"], res["runs_dir"], res["figures_dir"]) == (smoke.data, str(smoke.runs),
+                                                                            str(smoke.figures))
+    assert res["configs"].split(",") == list(smoke.configs) and res["seeds"] == smoke.seeds
     mine = run_paths.for_profile("smoke", data_dir=str(tmp_path / "d"), runs_dir=str(tmp_path / "r" / "smoke"))
     assert (mine.data, mine.runs) == (tmp_path / "d", tmp_path / "r" / "smoke")
     assert mine.figures == tmp_path / "r" / "smoke" / "figures"  # figures go with another runs folder
@@ -47,7 +48,6 @@ def test_a_missing_run_names_it_the_command_and_the_profiles_that_exist(tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("smoke")
 def test_explorer_opened_with_only_the_profile_runs_and_the_wrong_profile_says_which(smoke_run, tmp_path):
     import papermill as pm
 
