@@ -6,6 +6,8 @@
 # First use builds ./.venv from requirements.lock (or uses an active environment that already has it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+# the pipeline reports the wall time from here, the environment checks below included
+export MATTING_START_TIME="$(date +%s.%N)"
 
 # Answer --help and reject bad options before any setup: the CLI module needs only the standard library.
 base_py=""

@@ -149,3 +149,159 @@ def qualitative_samples(items: Sequence[Any], pred_dir: str | os.PathLike, names
         samples.append({"image": read_rgb(it.image_path), "trimap": read_gray(it.trimap_path, what="trimap"), "gt": gt,
                         "pred": pred, "error": np.abs(pred.astype(np.int16) - gt).astype(np.uint8)})
     return samples
+
+
+# ------------------------------------------------------------------------------------ one call: checkpoint + folder
+def load_network(checkpoint: str | os.PathLike) -> nn.Module:
+    """Any network the project reads: a matting_lib checkpoint, DIM-PyTorch's ``BEST_checkpoint.tar`` or a
+    ``.onnx`` export (an onnxruntime-backed module on the CPU). Errors name the file."""
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        from .export import OnnxMatting
+        return OnnxMatting(checkpoint)
+    from .predict import load_any_model
+    return load_any_model(checkpoint)
+
+
+def foreground_categories(fg_names: Sequence[str]) -> dict[str, str] | None:
+    """``{fg name: category}`` when the names give one: the synthetic benchmark's ``test-0003-hair.png``, or an
+    official Composition-1k test name (``assets/comp1k_test_kinds.csv``). Names with neither are ``"other"``;
+    None when no name gives a category (no breakdown is worth printing)."""
+    from .calibration import fg_kind
+    from .synthetic import comp1k_test_kinds
+
+    official = comp1k_test_kinds()
+    cats = {n: fg_kind(n) if fg_kind(n) != "other" else official.get(n, "other") for n in fg_names}
+    return cats if any(c != "other" for c in cats.values()) else None
+
+
+def _group_means(rows: Sequence[dict], keys: Sequence[str]) -> dict[str, float]:
+    return {"count": len(rows), **{k: float(np.mean([r[k] for r in rows])) for k in keys}}
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, *,
+                        out_csv: str | os.PathLike | None = None, convention: str = "official",
+                        pred_dir: str | os.PathLike | None = None, force: bool = False, device: str = "auto",
+                        workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Load ``checkpoint`` (see :func:`load_network`), predict every test composite of the Composition-1k-layout
+    folder ``data_dir`` and score it (``convention`` "official" or "spkd"), in one call.
+
+    The test composites are built first when ``Composition-1k/merged/`` lacks them
+    (:func:`matting_lib.compositing.build_test_set`, as notebook 01 does). Predictions go to a temporary folder,
+    or are kept in ``pred_dir`` (other files there are left alone and not scored; a prediction of the same name
+    is replaced only with ``force``). ``out_csv`` (refused if it exists, unless ``force``) gets one row per
+    image with its category; ``<out_csv>.summary.json`` the means. Both are checked before any work.
+
+    Returns ``{"checkpoint", "data", "convention", "count", "mean": {metric: value},
+    "categories": {category: {"count", metric...}} (empty when the names give none), "rows": [...]}``; the
+    metrics are those of :func:`matting_lib.metrics.evaluate_alpha` (SAD and Grad /1000 etc.).
+    """
+    import json
+    import shutil
+    import tempfile
+
+    from .compositing import build_test_set, list_test_items
+    from .layout import DatasetLayout
+    from .metrics import METRIC_KEYS
+    from .training import resolve_device
+    from .utils import atomic_write_text, check_writable
+
+    outputs = [] if out_csv is None else [Path(out_csv), Path(f"{out_csv}.summary.json")]
+    for target in outputs:  # before any work: an existing result is never silently replaced
+        if target.exists() and not force:
+            raise FileExistsError(f"{target} exists; pass force=True (--force) to replace it, or choose another file")
+        check_writable(target, what="output", example="metrics.csv")
+    layout = DatasetLayout.for_root(data_dir)
+    items = list_test_items(layout)  # reads only the name lists; a missing one is a LayoutError naming it
+    if pred_dir is not None:
+        clash = [p for it in items if (p := prediction_path(pred_dir, it.name)).exists()]
+        if clash and not force:
+            raise FileExistsError(f"{pred_dir} already holds {len(clash)} prediction(s) of this test set (e.g. "
+                                  f"{clash[0].name}); pass force=True (--force) to replace them, or choose another folder")
+    model = load_network(checkpoint)
+    dev = resolve_device("cpu" if Path(checkpoint).suffix.lower() == ".onnx" else device)
+    model = model.to(dev)
+    if not all(it.image_path.is_file() for it in items):
+        build_test_set(layout, progress=progress)  # the published composites, as notebook 01 writes them
+    with tempfile.TemporaryDirectory(prefix="matting-eval-") as tmp:
+        # a fresh folder: evaluate_model refuses predictions of other images, and never reuses stale ones
+        scored = evaluate_model(model, items, Path(tmp) / "pred", conventions=(convention,), device=dev,
+                                workers=workers, progress=progress)[convention]
+        if pred_dir is not None:
+            Path(pred_dir).mkdir(parents=True, exist_ok=True)
+            for it in items:
+                shutil.copyfile(prediction_path(Path(tmp) / "pred", it.name), prediction_path(pred_dir, it.name))
+    cats = foreground_categories([it.fg_name for it in items]) or {}
+    cat_of = {prediction_path("", it.name).name: cats.get(it.fg_name, "") for it in items}
+    rows = [{"name": r["name"], "category": cat_of.get(r["name"], ""), **{k: r[k] for k in METRIC_KEYS},
+             "n_unknown": r["n_unknown"], "note": r["note"]} for r in scored["rows"]]
+    by_cat: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["category"]:
+            by_cat.setdefault(r["category"], []).append(r)
+    result = {"checkpoint": str(checkpoint), "data": str(data_dir), "convention": convention,
+              "count": scored["count"], "mean": scored["mean"],
+              "categories": {c: _group_means(rs, METRIC_KEYS) for c, rs in sorted(by_cat.items())}, "rows": rows}
+    if out_csv is not None:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(Path(out_csv), buf.getvalue())
+        atomic_write_text(Path(f"{out_csv}.summary.json"),
+                          json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2) + "\n")
+    return result
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """The means of :func:`evaluate_checkpoint`'s result as a small text table, overall then per category."""
+    head = f"{'':<10} {'images':>6} {'SAD':>8} {'MSE':>8} {'Grad':>8} {'Conn':>8}"
+    lines = [f"{result['checkpoint']} on {result['data']} ({result['convention']} metrics)", head]
+    groups = [("all", {"count": result["count"], **result["mean"]}), *result["categories"].items()]
+    for name, m in groups:
+        lines.append(f"{name:<10} {m['count']:>6} {m['sad']:>8.3f} {m['mse']:>8.4f} {m['grad']:>8.3f} "
+                     f"{m['conn']:>8.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m matting_lib.evaluation --checkpoint CKPT --data DIR [--out CSV]``; returns the exit code."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(
+        prog="python -m matting_lib.evaluation",
+        description="Predict and score the test set of a Composition-1k-layout folder with one checkpoint: "
+                    "SAD / MSE / Grad / Conn overall and per foreground category where the names give one.")
+    ap.add_argument("--checkpoint", required=True,
+                    help="matting_lib checkpoint (best.pt, teacher.pt), DIM-PyTorch BEST_checkpoint.tar, or a .onnx "
+                         "from matting_lib.export")
+    ap.add_argument("--data", required=True, help="dataset root holding Combined_Dataset/ (e.g. data/synthetic-smoke)")
+    ap.add_argument("--out", default=None, help="per-image CSV to write (the means go to <out>.summary.json)")
+    ap.add_argument("--convention", default="official", choices=("official", "spkd"),
+                    help="official = the DIM MATLAB code (default); spkd = the SPKD code's evaluator")
+    ap.add_argument("--pred-dir", default=None, help="keep the predicted PNGs in this folder (default: not kept)")
+    ap.add_argument("--force", action="store_true", help="replace an existing --out and predictions in --pred-dir")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ... (a .onnx always runs on the CPU)")
+    ap.add_argument("--workers", type=int, default=None, help="metric processes (default: one per core)")
+    ap.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    args = ap.parse_args(argv)
+    try:
+        res = evaluate_checkpoint(args.checkpoint, args.data, out_csv=args.out, convention=args.convention,
+                                  pred_dir=args.pred_dir, force=args.force, device=args.device,
+                                  workers=args.workers, progress=not args.no_progress)
+    except (OSError, ValueError, RuntimeError, ImportError) as err:  # Checkpoint/Layout/MetricsInputError included
+        print(f"matting_lib.evaluation: error: {err}", file=sys.stderr)
+        return 1
+    print(format_summary(res))
+    if args.out:
+        print(f"wrote {args.out} and {args.out}.summary.json")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

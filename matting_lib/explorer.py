@@ -5,12 +5,13 @@ For ``spatial`` a position (sliders over the feature grid) selects one row of th
 as a heat map over the image; for ``channel`` the channels can be sorted by hierarchical clustering so that
 block structure becomes visible. ``batch`` compares the B × B matrix of all loaded images.
 
-The computation (:meth:`SimilarityExplorer.matrices`) is separate from the widgets, so tests call the
+The computation (:meth:`SimilarityExplorer.matrix`) is separate from the widgets, so tests call the
 callbacks directly and the notebook also executes headlessly under papermill.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -103,6 +104,14 @@ class SimilarityExplorer:
             raise ValueError(f"position ({y}, {x}) is outside the {h}×{w} grid of {layer}")
         return self.matrix(model, layer, "spatial", image)[y * w + x].reshape(h, w)
 
+    def overview(self, layer: str) -> dict[str, dict[str, np.ndarray]]:
+        """Per model, the three kinds on image 0 as notebook 04 draws them: batch (B, B), the spatial similarity of
+        the centre position as an (h, w) map, and channel (C, C) without adapters (a half-width student: C / 2)."""
+        h, w = self.feature_grid(layer)
+        return {name: {"batch": self.matrix(name, layer, "batch"),
+                       "spatial": self.spatial_row(name, layer, 0, h // 2, w // 2),
+                       "channel": self.matrix(name, layer, "channel", adapted=False)} for name in self.models}
+
     # ------------------------------------------------------------------ drawing
     def figure(self, *, image: int, layer: str, kind: str, left: str, right: str, y: int = 0, x: int = 0,
                sort_channels: bool = False) -> plt.Figure:
@@ -125,9 +134,12 @@ class SimilarityExplorer:
             axes[0].plot([(x + 0.5) * sx], [(y + 0.5) * sy], "r+", ms=14, mew=2)
             axes[0].set_title(f"image {image}, position ({y}, {x})", fontsize=9)
             col = 1
+        # one colour scale for both models' panels, so equal colours mean equal similarities: cosines span
+        # [-1, 1]; batch similarity (row-normalised Gram matrix) is scaled to the range of the two matrices
+        vmin, vmax = (-1.0, 1.0) if kind != "batch" else (min(float(m.min()) for m in mats), 1.0)
         for name, mat in zip((left, right), mats):
             ax = axes[col]
-            im = ax.imshow(mat, cmap="viridis", vmin=-1 if kind != "batch" else None, vmax=1)
+            im = ax.imshow(mat, cmap="viridis", vmin=vmin, vmax=vmax)
             ax.set_title(f"{name}\n{layer} {kind} {tuple(mat.shape)}", fontsize=9)
             fig.colorbar(im, ax=ax, fraction=0.046)
             col += 1
@@ -165,6 +177,27 @@ class SimilarityExplorer:
         return W.VBox([W.HBox([c["image"], c["layer"]]), c["kind"], W.HBox([c["left"], c["right"]]),
                        W.HBox([c["y"], c["x"], c["sort_channels"]]), out])
 
+    def snapshot_png(self) -> bytes:
+        """The view drawn last (by :meth:`widget` or a control), as PNG bytes."""
+        import io
+
+        if self.last_figure is None:
+            raise RuntimeError("call widget() first")
+        buf = io.BytesIO()
+        self.last_figure.savefig(buf, format="png", dpi=80)
+        return buf.getvalue()
+
+    def show(self) -> None:
+        """Display the widget, then a static picture of its initial view: a saved notebook keeps no widget state
+        (papermill's executed copy would show only ``VBox(children=...)``), but it keeps that picture."""
+        from IPython.display import Image, Markdown, display
+
+        ui = self.widget()
+        display(ui)
+        display(Markdown("*The initial view as a static picture, kept in the saved notebook. The controls above "
+                         "need a running kernel: open the notebook in JupyterLab and run all cells.*"))
+        display(Image(self.snapshot_png()))
+
     def update(self) -> plt.Figure:
         """Redraw from the widgets' current values (called by every control; also callable in tests)."""
         if self._widgets is None:
@@ -179,6 +212,7 @@ class SimilarityExplorer:
             h, w = self.feature_grid(c["layer"].value)
             c["y"].max, c["x"].max = h - 1, w - 1  # the grid depends on the layer
             c["y"].disabled = c["x"].disabled = c["kind"].value != "spatial"
+            c["image"].disabled = c["kind"].value == "batch"  # batch similarity compares all loaded images
             c["sort_channels"].disabled = c["kind"].value != "channel"
             fig = self.figure(**{k: ctl.value for k, ctl in c.items()})
         finally:
@@ -189,6 +223,32 @@ class SimilarityExplorer:
         plt.close(fig)
         self.last_figure = fig
         return fig
+
+
+def mean_differences(mats: Mapping[str, Mapping[str, np.ndarray]], reference: str) -> dict[str, dict[str, float]]:
+    """Mean |matrix − reference's| per model (the reference excluded) and kind, where the shapes match."""
+    ref = mats[reference]
+    return {name: {k: float(np.abs(m - ref[k]).mean()) for k, m in kinds.items() if m.shape == ref[k].shape}
+            for name, kinds in mats.items() if name != reference}
+
+
+def trained_students(runs_dir: str | Path, configs: Sequence[str], seed: int) -> dict[str, Path]:
+    """``{config: best.pt}`` of the configurations whose run ``runs_dir/students/kd-<config>-seed<seed>`` has
+    finished (others are left out: the explorer shows what exists)."""
+    from .distill import run_name
+
+    found = {c: Path(runs_dir) / "students" / run_name(c, seed) / "best.pt" for c in configs}
+    return {c: p for c, p in found.items() if p.is_file()}
+
+
+def load_models(checkpoints: Mapping[str, str | Path]) -> tuple[dict[str, nn.Module], dict[str, nn.ModuleDict]]:
+    """``name -> checkpoint path`` to the networks and the channel adapters of those that were distilled with
+    them (see :func:`load_adapters`), ready for :class:`SimilarityExplorer`."""
+    from .checkpoints import load_model
+
+    nets = {name: load_model(path) for name, path in checkpoints.items()}
+    adapters = {name: load_adapters(path) for name, path in checkpoints.items()}
+    return nets, {name: a for name, a in adapters.items() if a is not None}
 
 
 def load_test_batch(layout, n: int = 4, size: int = 128) -> tuple[torch.Tensor, np.ndarray]:

@@ -111,15 +111,18 @@ def similarity_panels(matrices: Mapping[str, Mapping[str, np.ndarray]], *, kinds
     """Rows = models (e.g. teacher, no-KD student, KD student), columns = similarity kinds.
 
     ``matrices[model][kind]`` is a 2-D array (batch: b×b; spatial: one position's row reshaped to h×w;
-    channel: c×c). With ``diff_against`` an extra row shows |model − reference| for the last model.
+    channel: c×c). The models' panels of one kind share one colour scale (equal colours, equal values). With
+    ``diff_against`` an extra row shows |model − reference| for the last model.
     """
     models = list(matrices)
     kinds = list(kinds or next(iter(matrices.values())))
     rows = len(models) + (1 if diff_against else 0)
     fig, axes = plt.subplots(rows, len(kinds), figsize=(3 * len(kinds), 2.8 * rows), squeeze=False)
+    scale = {k: (min(float(np.min(matrices[m][k])) for m in models), max(float(np.max(matrices[m][k])) for m in models))
+             for k in kinds}
     for i, mdl in enumerate(models):
         for j, k in enumerate(kinds):
-            im = axes[i, j].imshow(matrices[mdl][k], cmap="viridis")
+            im = axes[i, j].imshow(matrices[mdl][k], cmap="viridis", vmin=scale[k][0], vmax=scale[k][1])
             axes[i, j].set_title(f"{mdl}: {k}", fontsize=9)
             fig.colorbar(im, ax=axes[i, j], fraction=0.046)
     if diff_against:

@@ -201,7 +201,9 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
                      "configs": ",".join(configs), "seeds": n_seeds},
                     needs=["teacher", *student_keys], limits=limits, outputs=[("tables", str(figures))]))
     explorer, limits = table("explorer")
-    jobs.append(Job("explorer", "explorer", {**common, **explorer, "data_dir": data_dir, "runs_dir": str(runs)},
+    # the explorer writes no figures: it gets no figures_dir
+    jobs.append(Job("explorer", "explorer", {"profile": profile_name, **explorer, "data_dir": data_dir,
+                                             "runs_dir": str(runs)},
                     needs=["teacher", *student_keys], limits=limits))
     return jobs
 
@@ -271,7 +273,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         return 0
     figures = figures_dir_for(args.profile, runs_root, args.figures_dir)
     with RunLock(runs_root / args.profile):
-        t0 = time.time()
+        t0, ran = time.time(), []
         print(f"[{args.profile}] {len(jobs_to_run)} notebook run(s); runs in {runs_root / args.profile}")
         for stage in STAGES:
             batch = [j for j in jobs_to_run if j.stage == stage]
@@ -287,10 +289,16 @@ def run_pipeline(args: argparse.Namespace) -> int:
                     errors = [f.exception() for f in futures if f.exception() is not None]
                 if errors:
                     raise errors[0]
+                ran += todo
             else:
                 for j in todo:
                     run_job(j, runs_root, args.profile)
-        print(f"[{args.profile}] pipeline finished in {time.time() - t0:.0f} s; tables and figures in {figures}")
+                    ran.append(j)
+        # wall time since run_all.sh started (its environment checks included), not since the lock was taken
+        start = min(t0, float(os.environ.get("MATTING_START_TIME") or t0))
+        print(f"[{args.profile}] pipeline finished in {time.time() - start:.0f} s wall time ({len(ran)} notebook "
+              f"run(s); {t0 - start:.0f} s of environment and profile checks before them); tables and figures in "
+              f"{figures}")
     return 0
 
 
@@ -306,9 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
                "2 bad arguments or profile (nothing was executed). Examples: ./run_all.sh ; "
                "./run_all.sh --profile smoke ; ./run_all.sh --only distill -j 2 ; "
                "./run_all.sh --profile paper --adobe-root /data/adobe",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--profile", default="default", help="smoke | default | paper (a file in profiles/)")
+    )  # each help text states its default once (ArgumentDefaultsHelpFormatter would repeat it, "None" included)
+    p.add_argument("--profile", default="default", help="smoke | default | paper (a file in profiles/; "
+                   "default: default)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per student configuration (default: the profile's)")
     p.add_argument("--only", choices=STAGES, default=None, help="run only this stage")
     p.add_argument("--force", action="store_true", help="re-run stages even when their outputs are up to date")
@@ -324,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "e.g. --set distill.steps=200 or --set 'distill.configs=[\"student\",\"spatial\"]' (repeatable; "
                    "time limits: STAGE.cell_timeout_s, STAGE.job_timeout_s)")
     p.add_argument("--runs-dir", default=str(DEFAULT_RUNS), help="where executed notebooks, trainings, tables and "
-                   "figures go (<runs-dir>/<profile>/); the dataset stays shared")
+                   "figures go (<runs-dir>/<profile>/); the dataset stays shared (default: runs/ in the repository)")
     p.add_argument("--figures-dir", default=None, help="where this run's tables and figures go (default: "
                    "figures/<profile> for the default --runs-dir, else <runs-dir>/<profile>/figures)")
     p.add_argument("--list", action="store_true", help="list the notebook runs and whether each is up to date")

@@ -125,6 +125,15 @@ def _ipc_kernel_manager() -> type:
         def _client_factory_default(self) -> type:
             return rearming_client_class()
 
+        async def _async_interrupt_kernel(self) -> None:
+            # jupyter_client's shutdown_kernel first sends SIGINT to the kernel's process group; a kernel that is
+            # handling a message at that instant logs "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel."
+            # into a run that passed. The shutdown request that follows goes over the control channel (served even
+            # while the kernel is busy), and finish_shutdown escalates to SIGTERM / SIGKILL: no SIGINT is needed.
+            # nbclient's interrupt on a cell timeout calls interrupt_kernel, which this does not change.
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
         def cleanup_connection_file(self) -> None:  # called once the kernel is gone for good (not on restart)
             super().cleanup_connection_file()
             if getattr(self, "_ipc_dir", None):

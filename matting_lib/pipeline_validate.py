@@ -33,7 +33,7 @@ DERIVED = {
     "distill": {"profile", "figures_dir", "data_dir", "config", "seed", "teacher_checkpoint", "runs_dir"},
     "calibrate": {"profile", "figures_dir", "data_dir", "runs_dir"},
     "results": {"profile", "figures_dir", "data_dir", "runs_dir", "configs", "seeds"},
-    "explorer": {"profile", "figures_dir", "data_dir", "runs_dir"},
+    "explorer": {"profile", "data_dir", "runs_dir"},
 }
 #: The way to set a derived parameter instead, for the message.
 INSTEAD = {"seed": "--seeds N", "config": "distill.configs", "configs": "distill.configs", "seeds": "--seeds N",

@@ -42,3 +42,33 @@ def read_only_dir(tmp_path, monkeypatch):
         monkeypatch.setattr(os, "access", lambda p, m: False if str(p) == str(ro) else real(p, m))
     yield ro
     ro.chmod(0o755)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """``./run_all.sh --profile smoke`` once per test run, into a temporary runs folder (the repository's ``runs/``
+    and ``figures/`` untouched; the dataset is the shared ``data/synthetic-smoke``). Under pytest-xdist the
+    workers share it: the first to need it builds it under a file lock, the others wait and reuse it (``--dist
+    loadgroup`` cannot group them: pytest-xdist 3.8 sets a node id attribute that pytest 9 no longer reads).
+    Returns ``(runs root, output of the run, {path: mtime_ns} of figures/smoke before it)``."""
+    import json
+    import subprocess
+    import sys
+
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # one folder for all workers
+    runs, record = shared / "smoke-runs", shared / "smoke-runs.json"
+    with FileLock(str(shared / "smoke-runs.lock")):
+        if not record.is_file():
+            repo_figs = REPO / "figures" / "smoke"
+            before = {str(p): p.stat().st_mtime_ns for p in repo_figs.rglob("*")} if repo_figs.is_dir() else {}
+            cmd = [sys.executable, "-m", "matting_lib.pipeline", "--profile", "smoke", "-j", "2", "--runs-dir",
+                   str(runs)]
+            first = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
+            record.write_text(json.dumps({"returncode": first.returncode, "output": first.stdout + first.stderr,
+                                          "before": before}))
+    done = json.loads(record.read_text())
+    assert done["returncode"] == 0, done["output"][-6000:]
+    return runs, done["output"], done["before"]

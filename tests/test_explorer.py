@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from matting_lib.explorer import SimilarityExplorer, cluster_order
+from matting_lib.explorer import SimilarityExplorer, cluster_order, mean_differences
 from matting_lib.models import build_channel_adapters, build_student, build_teacher
 
 
@@ -67,3 +67,75 @@ def test_widget_callbacks_redraw(explorer):
     c["kind"].value = "spatial"
     assert not c["y"].disabled
     assert ui.children  # a VBox with the controls
+
+
+def _clims(fig, n):
+    return [fig.axes[i].images[0].get_clim() for i in range(n)]
+
+
+def test_batch_view_shares_one_colour_scale_and_disables_the_image_slider(explorer):
+    explorer.widget()
+    c, _ = explorer._widgets
+    c["kind"].value = "batch"
+    assert c["image"].disabled  # batch similarity compares all images: the slider would do nothing
+    fig = explorer.last_figure
+    left, right = (explorer.matrix(m, c["layer"].value, "batch") for m in ("teacher", "student"))
+    assert left.min() != right.min()  # the two models' matrices span different ranges here ...
+    (lo_l, hi_l), (lo_r, hi_r) = _clims(fig, 2)
+    assert (lo_l, hi_l) == (lo_r, hi_r) == (pytest.approx(min(left.min(), right.min())), 1.0)  # ... one scale
+    c["kind"].value = "channel"
+    assert not c["image"].disabled
+    assert len({clim for clim in _clims(explorer.last_figure, 2)}) == 1
+
+
+def test_show_displays_the_widget_and_a_static_picture_of_the_initial_view(explorer, monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    explorer.show()
+    shown = [o for o in shown if type(o).__name__ != "Figure"]  # the figure drawn into the widget's Output
+    kinds = [type(o).__name__ for o in shown]
+    assert kinds == ["VBox", "Markdown", "Image"]
+    png = shown[-1].data
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert "run all cells" in shown[kinds.index("Markdown")].data
+
+
+def test_similarity_panels_share_the_scale_of_each_kind():
+    from matting_lib import figures
+
+    fig = figures.similarity_panels({"t": {"batch": np.eye(3), "spatial": np.full((2, 2), 0.5)},
+                                     "s": {"batch": np.full((3, 3), 0.2), "spatial": np.full((2, 2), -0.5)}})
+    clim = {ax.get_title(): ax.images[0].get_clim() for ax in fig.axes if ax.images}
+    assert clim["t: batch"] == clim["s: batch"] == (0.0, 1.0)
+    assert clim["t: spatial"] == clim["s: spatial"] == (-0.5, 0.5)
+
+
+def test_overview_and_mean_differences(explorer):
+    mats = explorer.overview("conv3")
+    h, w = explorer.feature_grid("conv3")
+    assert set(mats) == {"teacher", "student"} and mats["teacher"]["spatial"].shape == (h, w)
+    assert mats["student"]["channel"].shape[0] == mats["teacher"]["channel"].shape[0] // 2  # no adapter
+    diff = mean_differences(mats, "teacher")
+    assert set(diff) == {"student"} and set(diff["student"]) == {"batch", "spatial"}  # channel shapes differ
+    assert diff["student"]["batch"] == pytest.approx(np.abs(mats["student"]["batch"] - mats["teacher"]["batch"]).mean())
+    assert diff["student"]["spatial"] > 0
+
+
+def test_trained_students_and_load_models(tmp_path):
+    from matting_lib import explorer as E
+    from matting_lib.checkpoints import save_checkpoint
+
+    torch.manual_seed(0)
+    t, s = build_teacher(0.125), build_student(0.125)
+    ad = build_channel_adapters(s, t)
+    run = tmp_path / "students" / "kd-channel-seed0"
+    save_checkpoint(run / "best.pt", model=s, objective=torch.nn.ModuleDict({"adapters": ad}), config={}, epoch=0,
+                    step=0, metrics={})
+    save_checkpoint(tmp_path / "teacher.pt", model=t, config={}, epoch=0, step=0, metrics={})
+    found = E.trained_students(tmp_path, ["student", "channel"], 0)
+    assert found == {"channel": run / "best.pt"}  # the untrained configuration is left out
+    nets, adapters = E.load_models({"teacher": tmp_path / "teacher.pt", **found})
+    assert set(nets) == {"teacher", "channel"} and set(adapters) == {"channel"}
+    assert set(adapters["channel"]) == set(ad)

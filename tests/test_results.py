@@ -148,3 +148,10 @@ def test_histogram_and_loss_terms_figures():
     log = {"step": np.arange(1, 4.0), "loss": np.ones(3), "alpha": np.ones(3), "kd_spatial": np.full(3, 0.1)}
     labels = [line.get_label() for line in figures.loss_terms(log).axes[0].lines]
     assert labels == ["alpha", "kd_spatial"]
+
+
+def test_teacher_gap_sentence():
+    S = results.Stat
+    assert results.teacher_gap_sentence({"teacher": {"sad": S(50, 0, 1)}, "student": {"sad": S(100, 1, 3)}}) == \
+        "The teacher's SAD is 50% of the no-KD student's (paper: 54%). "
+    assert results.teacher_gap_sentence({"student": {"sad": S(100, 1, 3)}}) == ""

@@ -207,7 +207,7 @@ def verify_dataset(out_dir: str | os.PathLike) -> list[str]:
 
 
 def generate_dataset(out_dir: str | os.PathLike, *, seed: int = 0, preset: str = "smoke", overwrite: bool = False,
-                     progress: bool = True, workers: int = 1) -> Path:
+                     progress: bool = True, workers: int = 1, splits: tuple[str, ...] = ("train", "test")) -> Path:
     """Generate the synthetic benchmark into ``out_dir`` (Adobe layout) and return ``out_dir``.
 
     Same (seed, preset) -> byte-identical files (on the same library versions). ``manifest.json`` records
@@ -216,6 +216,8 @@ def generate_dataset(out_dir: str | os.PathLike, *, seed: int = 0, preset: str =
     atomically, identical ones skipped). A folder generated with other parameters is refused unless
     ``overwrite=True``; a non-empty folder without a synthetic manifest (e.g. real data) is always refused.
     workers: processes (each foreground is generated from its own seed, so the output does not depend on it).
+    splits: ``("test",)`` writes the test split alone (e.g. to evaluate a checkpoint); its files are the same bytes
+    as in the full dataset (each split has its own random streams), and the manifest records the splits.
     """
     from tqdm.auto import tqdm
 
@@ -223,6 +225,10 @@ def generate_dataset(out_dir: str | os.PathLike, *, seed: int = 0, preset: str =
         raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
     out = Path(out_dir)
     spec = _spec(int(seed), preset)
+    if sorted(splits) != ["test", "train"]:  # the full dataset's manifest stays as it was
+        if not splits or set(splits) - {"train", "test"}:
+            raise ValueError(f"splits={splits!r}; give 'train' and/or 'test'")
+        spec["splits"] = sorted(set(splits))
     man_path = out / "manifest.json"
     if out.is_dir() and any(out.iterdir()):
         try:
@@ -232,13 +238,13 @@ def generate_dataset(out_dir: str | os.PathLike, *, seed: int = 0, preset: str =
         if old is None or old.get("generator") != GENERATOR:
             raise LayoutError(f"{out} is not empty and holds no synthetic-dataset manifest.json (real data?); "
                               "refusing to write into it. Choose another folder or empty it.")
-        same = {k: old.get(k) for k in spec} == spec
+        same = {k: old.get(k) for k in spec} == spec and old.get("splits") == spec.get("splits")
         if same and old.get("complete") and not verify_dataset(out):
             return out
         if not same:
             if not overwrite:
-                diff = ", ".join(f"{k}: {old.get(k)!r} -> {spec[k]!r}" for k in ("seed", "preset", "format")
-                                 if old.get(k) != spec[k]) or "generator parameters changed"
+                diff = ", ".join(f"{k}: {old.get(k)!r} -> {spec.get(k)!r}" for k in ("seed", "preset", "format",
+                                 "splits") if old.get(k) != spec.get(k)) or "generator parameters changed"
                 raise LayoutError(f"{out} holds a synthetic dataset generated with other parameters ({diff}); "
                                   "pass overwrite=True to replace it, or choose another folder.")
             for path in _owned(out):
@@ -246,8 +252,8 @@ def generate_dataset(out_dir: str | os.PathLike, *, seed: int = 0, preset: str =
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(man_path, json.dumps({**spec, "complete": False, "files": {}}, indent=1))
     p = PRESETS[preset]
-    jobs = [(int(seed), preset, "train", i) for i in range(p.n_train_fg)]
-    jobs += [(int(seed), preset, "test", i) for i in range(p.n_test_fg)]
+    jobs = [(int(seed), preset, split, i) for split in ("train", "test") if split in splits
+            for i in range(p.n_train_fg if split == "train" else p.n_test_fg)]
     digests: dict[str, str] = {}
     names = {"train": ([], []), "test": ([], [])}
 
@@ -274,7 +280,7 @@ def generate_dataset(out_dir: str | os.PathLike, *, seed: int = 0, preset: str =
             pool.close()
             pool.join()
     layout = DatasetLayout(Path("."))
-    for split, (fgs, bgs) in names.items():
+    for split, (fgs, bgs) in ((sp, names[sp]) for sp in names if sp in splits):
         write(str(layout.names_file(split, "fg")), ("\n".join(fgs) + "\n").encode())
         write(str(layout.names_file(split, "bg")), ("\n".join(bgs) + "\n").encode())
     versions = {"opencv": cv2.__version__, "numpy": np.__version__}

@@ -1,0 +1,67 @@
+"""What the pipeline tells its user (issue 13, item 5): ``--help`` states each default once, a passing run shows no
+kernel ``KeyboardInterrupt``, and the wall time reported counts from ``run_all.sh``'s start (test_pipeline.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import REPO
+from matting_lib import pipeline
+
+
+def test_help_states_each_default_once_and_never_none():
+    text = pipeline.build_parser().format_help()
+    assert "(default: None)" not in text and "(default: False)" not in text
+    options = re.split(r"\n  (?=-)", text.split("options:", 1)[1])
+    assert options and all(opt.count("default:") <= 1 for opt in options), [o for o in options
+                                                                            if o.count("default:") > 1]
+    assert "the profile's)" in " ".join(text.split())  # the defaults that are said in words are still there
+    shell = subprocess.run([str(REPO / "run_all.sh"), "--help"], capture_output=True, text=True, timeout=60)
+    assert shell.returncode == 0 and "(default: None)" not in shell.stdout and "--profile" in shell.stdout
+
+
+# A process in the kernel's process group that records a SIGINT: jupyter_client's shutdown_kernel interrupts the
+# whole group before asking the kernel to stop, and a kernel busy with a message then logs
+# "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel." into a passing run.
+_CHILD = """
+import os, pathlib, signal, sys, time
+flag, ready = sys.argv[1:3]
+signal.signal(signal.SIGINT, lambda *a: pathlib.Path(flag).write_text("SIGINT"))
+pathlib.Path(ready).write_text(str(os.getpid()))
+time.sleep(60)
+"""
+
+
+def test_pipeline_kernels_are_shut_down_without_sigint(tmp_path):
+    from matting_lib.pipeline_exec import kernel_manager_for
+
+    flag, ready = tmp_path / "sigint", tmp_path / "ready"
+
+    async def run() -> None:
+        km = kernel_manager_for(None)(kernel_name="python3")
+        await km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=60)
+        await kc.execute_interactive(f"import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', "
+                                     f"{_CHILD!r}, {str(flag)!r}, {str(ready)!r}])", timeout=60)
+        for _ in range(600):
+            if ready.exists() and ready.read_text():
+                break
+            await asyncio.sleep(0.05)
+        kc.stop_channels()
+        await km.shutdown_kernel()
+
+    asyncio.run(run())
+    pid = int(ready.read_text())
+    try:
+        time.sleep(0.5)
+        assert not flag.exists(), "the kernel's process group got a SIGINT at shutdown"
+    finally:
+        os.kill(pid, signal.SIGKILL)  # the child this test started
