@@ -249,6 +249,21 @@ def evaluate_snapshots(run_dir: str | os.PathLike, composites: Sequence[Composit
     return rows
 
 
+def study_curves(runs_dir: str | os.PathLike, plan: dict[str, RunSettings], composites: Sequence[Composite], *,
+                 progress: bool = True) -> dict[str, tuple[RunSettings, list[dict]]]:
+    """``{run name: (recorded settings, evaluate_snapshots rows)}`` for every run of ``plan`` that has started in
+    ``runs_dir`` (its ``run.json`` exists); runs never started are left out, so a study can be scored while some of
+    its runs are still to come (notebook 00 with ``train=False``). Refuses a study with no started run."""
+    runs_dir = Path(runs_dir)
+    started = [name for name in plan if (runs_dir / name / "run.json").is_file()]
+    if not started:
+        raise FileNotFoundError(f"no run of this calibration study has started in {runs_dir} (looked for "
+                                f"{', '.join(plan)}); train them first: notebook 00 with train=True, "
+                                "./run_all.sh --profile calibrate, or python -m matting_lib.calibration train")
+    return {name: (read_settings(runs_dir / name), evaluate_snapshots(runs_dir / name, composites, progress=progress))
+            for name in started}
+
+
 def gap_table(teacher_rows: Sequence[dict], student_rows: Sequence[dict], *, group: str = "all") -> list[dict]:
     """Relative gap ``1 − SAD_teacher(step_t) / SAD_student(step_s)`` for every pair of snapshot steps of one
     group: positive = the teacher is better. Rows ``{teacher_step, student_step, teacher_sad, student_sad, gap}``."""

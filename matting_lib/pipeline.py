@@ -198,7 +198,7 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
     results, limits = table("results")
     jobs.append(Job("results", "results",
                     {**common, **results, "data_dir": data_dir, "runs_dir": str(runs),
-                     "configs": ",".join(configs), "seeds": n_seeds},
+                     "configs": list(configs), "seeds": n_seeds},
                     needs=["teacher", *student_keys], limits=limits, outputs=[("tables", str(figures))]))
     explorer, limits = table("explorer")
     # the explorer writes no figures: it gets no figures_dir

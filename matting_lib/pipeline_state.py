@@ -10,7 +10,7 @@ for every job):
     checkpoint  a matting_lib checkpoint that loads (``weights_only``) with its ``format``, ``arch`` and weights
     metrics     a run's ``metrics.json``: valid JSON with ``config`` and ``metrics``
     tables      the results folder: Table 1 (both conventions; Markdown, CSV, LaTeX), ``summary.md``, ``costs.md``,
-                and the CSV has a row for the teacher and for every configuration of the job
+                ``runs.csv``, and the CSV has a row for the teacher and for every configuration of the job
     notebook    an executed notebook (valid JSON; papermill recorded no exception)
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 TABLE_FILES = tuple(f"table1_{conv}.{ext}" for conv in ("official", "spkd") for ext in ("md", "csv", "tex")) + (
-    "summary.md", "costs.md")
+    "summary.md", "costs.md", "runs.csv")
 
 
 def _json(path: Path) -> Any:
@@ -71,7 +71,7 @@ def _check_tables(path: Path, job: Any) -> str | None:
     missing = [name for name in TABLE_FILES if not (path / name).is_file() or (path / name).stat().st_size == 0]
     if missing:
         return f"{path} lacks {', '.join(missing)}"
-    wanted = {"teacher", *[c for c in str(job.params.get("configs", "")).split(",") if c]}
+    wanted = {"teacher", *job.params.get("configs", [])}
     with open(path / "table1_official.csv", newline="", encoding="utf-8") as fh:
         rows = {r.get("config") for r in csv.DictReader(fh)}
     absent = sorted(wanted - rows)

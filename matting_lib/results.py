@@ -248,6 +248,36 @@ def collect(runs_dir: str | Path, *, configs: Sequence[str], seeds: int, command
     return records
 
 
+RUNS_CSV_FIELDS = ("config", "seed", "convention", *METRIC_KEYS)
+
+
+def runs_csv(records: Sequence[dict]) -> str:
+    """Every run's test metrics, one row per run and convention (``config, seed, convention, sad, mse, grad,
+    conn``; values at full precision): what a table was made of, for comparing two machines run by run. The
+    teacher's seed is empty. :func:`records_from_runs_csv` reads it back."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(RUNS_CSV_FIELDS)
+    for rec in records:
+        for conv, values in sorted(rec["metrics"].items()):
+            writer.writerow([rec["config"], "" if rec.get("seed") is None or rec["config"] == "teacher"
+                             else int(rec["seed"]), conv, *(repr(float(values[m])) for m in METRIC_KEYS)])
+    return buf.getvalue()
+
+
+def records_from_runs_csv(text: str, *, source: str = "runs.csv") -> list[dict]:
+    """The records of :func:`runs_csv` (``config``, ``seed``, ``metrics`` per convention), for :func:`summarise`."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows or tuple(rows[0]) != RUNS_CSV_FIELDS:
+        raise ValueError(f"{source}: not a runs table (needs the columns {', '.join(RUNS_CSV_FIELDS)})")
+    by: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        rec = by.setdefault((r["config"], r["seed"]), {"config": r["config"], "metrics": {}, "_path": source,
+                                                      "seed": int(r["seed"]) if r["seed"] else None})
+        rec["metrics"][r["convention"]] = {m: float(r[m]) for m in METRIC_KEYS}
+    return list(by.values())
+
+
 def write_tables(rows: list[dict], out_dir: str | Path, stem: str, *, title: str = "") -> list[Path]:
     """Write ``<stem>.md``, ``<stem>.csv`` and ``<stem>.tex`` (atomically) into ``out_dir``."""
     from .utils import atomic_write_text

@@ -161,6 +161,22 @@ def test_study_plan_names_and_stints(smoke, tmp_path):
     assert "| t | 4 | 1.0 | 5.00 | s | 2 | 2 | 10.00 ± 0.50 | +50.0% |" in md
 
 
+def test_study_curves_scores_the_started_runs_and_refuses_an_empty_study(smoke, tmp_path):
+    plan = calibration.study_plan(teacher_widths=[0.125], teacher_crop=48, teacher_steps=2, snapshot_every=1,
+                                  student_widths=[0.125], student_crops=[48], student_steps=2,
+                                  student_snapshot_every=1, student_seeds=1)
+    plan = {name: dataclasses_replace(s, batch_size=2, val_samples=2) for name, s in plan.items()}
+    comps = calibration.validation_composites(smoke, bg_per_fg=1)[:2]
+    with pytest.raises(FileNotFoundError, match="no run of this calibration study has started.*train=True"):
+        calibration.study_curves(tmp_path, plan, comps, progress=False)
+    calibration.train_stint(smoke, tmp_path / "student-w0.125-c48-seed0", plan["student-w0.125-c48-seed0"],
+                            progress=False)
+    curves = calibration.study_curves(tmp_path, plan, comps, progress=False)
+    assert list(curves) == ["student-w0.125-c48-seed0"]  # the teacher never started: left out, not an error
+    settings, rows = curves["student-w0.125-c48-seed0"]
+    assert settings.kind == "student" and sorted({r["step"] for r in rows}) == [1, 2]
+
+
 def dataclasses_replace(obj, **kw):
     import dataclasses
     return dataclasses.replace(obj, **kw)
@@ -176,13 +192,15 @@ def test_calibration_notebook_runs_on_tiny_settings(smoke, tmp_path):
                                         figures_dir=str(tmp_path / "figs"), teacher_widths=[0.125], teacher_crop=48,
                                         teacher_steps=2, snapshot_every=1, student_widths=[0.125],
                                         student_crops=[48], student_steps=2, student_snapshot_every=1,
-                                        student_seeds=1, bg_per_fg=1, batch_size=2, threads=1),
+                                        student_seeds=1, bg_per_fg=1, batch_size=2, threads=1,
+                                        table_student_steps=[1]),
                         kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
     table = (tmp_path / "figs" / "calibration.md").read_text()
     assert "teacher w0.125 c48" in table and "student w0.125 c48" in table
     assert (tmp_path / "figs" / "00_calibration.png").is_file()
     rows = (tmp_path / "figs" / "calibration_curves.csv").read_text().splitlines()
     assert rows[0].startswith("setting,kind,width") and len(rows) == 1 + 4  # 2 snapshots each of 2 runs
+    assert "| student w0.125 c48 | 1 |" in table and "| student w0.125 c48 | 2 |" not in table  # at the asked step
 
 
 def test_table_markdown_at_chosen_student_steps():

@@ -244,7 +244,7 @@ def test_up_to_date_needs_outputs_that_verify(tmp_path):
 
 
 def test_tables_must_hold_every_configuration(tmp_path):
-    job = pipeline.Job("results", "results", {"configs": "student,spatial"})
+    job = pipeline.Job("results", "results", {"configs": ["student", "spatial"]})
     for name in pipeline_state.TABLE_FILES:
         (tmp_path / name).write_text("x\n")
     (tmp_path / "table1_official.csv").write_text("config,name\nteacher,DIM-teacher\nstudent,DIM-student\n")

@@ -42,6 +42,30 @@ def test_summarise_mean_std_and_relative(tmp_path):
     assert r"\pm" in tex and r"\toprule" in tex
 
 
+def test_runs_csv_round_trip_gives_the_same_table(tmp_path):
+    for seed, sad in enumerate([100.0, 110.0 + 1e-9, 120.0]):
+        _write(tmp_path, "student", seed, sad, mse=0.1 / 3)
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "metrics.json").write_text(json.dumps({"config": "teacher", "metrics": {
+        "official": {"sad": 60.0, "mse": 0.02, "grad": 5.0, "conn": 9.0}}}))
+    recs = results.load_records(results.find_metrics_files(tmp_path))
+    text = results.runs_csv(recs)
+    lines = text.splitlines()
+    assert lines[0] == "config,seed,convention,sad,mse,grad,conn" and len(lines) == 1 + 3 * 2 + 1
+    assert "student,1,official,110.000000001,0.03333333333333333,10.0,20.0" in lines  # full precision
+    assert "teacher,,official,60.0,0.02,5.0,9.0" in lines
+    back = results.records_from_runs_csv(text)
+    for conv in ("official", "spkd"):
+        want = results.to_markdown(results.table_rows(results.summarise([r for r in recs if conv in r["metrics"]],
+                                                                        conv)))
+        got = results.to_markdown(results.table_rows(results.summarise([r for r in back if conv in r["metrics"]],
+                                                                       conv)))
+        assert got == want
+    with pytest.raises(ValueError, match="not-runs.csv: not a runs table"):
+        results.records_from_runs_csv("config,name\nteacher,DIM-teacher\n", source="not-runs.csv")
+
+
 def test_orderings_verdicts():
     S = results.Stat
     summ = {"student": {"sad": S(100, 1, 3)}, "spatial": {"sad": S(90, 1, 3)},

@@ -21,7 +21,7 @@ def test_paths_derive_from_the_profile_and_explicit_ones_win(tmp_path):
     res = next(j for j in jobs if j.stage == "results").params
     assert (REPO / res["data_dir"], res["runs_dir"], res["figures_dir"]) == (smoke.data, str(smoke.runs),
                                                                             str(smoke.figures))
-    assert res["configs"].split(",") == list(smoke.configs) and res["seeds"] == smoke.seeds
+    assert res["configs"] == list(smoke.configs) and res["seeds"] == smoke.seeds
     mine = run_paths.for_profile("smoke", data_dir=str(tmp_path / "d"), runs_dir=str(tmp_path / "r" / "smoke"))
     assert (mine.data, mine.runs) == (tmp_path / "d", tmp_path / "r" / "smoke")
     assert mine.figures == tmp_path / "r" / "smoke" / "figures"  # figures go with another runs folder
