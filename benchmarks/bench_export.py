@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_export.py --out docs/latency.md          # the README's latency table
     .venv/bin/python benchmarks/bench_export.py --parity matting_lib/assets/teacher-default.pt \\
-        runs/default/<student run>/best.pt --data data/synthetic-default         # SAD through both paths
+        runs/default/students/<run>/best.pt --data data/synthetic-comp1k        # SAD through both paths
     .venv/bin/python benchmarks/bench_export.py --quick --out /tmp/latency.md   # seconds: checks the wiring only
 
 * Latency: teacher and student at each ``--widths`` × ``--sizes`` (square, batch 1, random weights: the cost does
@@ -106,7 +106,7 @@ def parity(checkpoints: list[Path], data: Path, limit: int, threads: int, workdi
     from matting_lib.layout import DatasetLayout
     from matting_lib.evaluation import evaluate_model
     from matting_lib.layout import read_gray
-    from matting_lib.predict import load_any_model
+    from matting_lib.checkpoints import load_any_model
 
     torch.set_num_threads(threads)
     items = list_test_items(DatasetLayout.for_root(data))[: limit or None]

@@ -150,15 +150,6 @@ class Composite:
     alpha: np.ndarray
 
 
-def fg_kind(name: str) -> str:
-    """The synthetic benchmark's foreground kind from its file name (``train-0012-hair.png`` → ``hair``);
-    ``"other"`` for names that do not carry one (real data)."""
-    from .synthetic.foregrounds import FOREGROUND_KINDS
-
-    stem = Path(name).stem.rsplit("-", 1)[-1]
-    return stem if stem in FOREGROUND_KINDS else "other"
-
-
 def validation_composites(data_dir: str | os.PathLike, *, val_fraction: float = 0.1, split_seed: int = 0,
                           bg_per_fg: int = 4, trimap_width: tuple[float, float] = (6.0, 14.0),
                           seed: int = 0) -> list[Composite]:
@@ -169,6 +160,7 @@ def validation_composites(data_dir: str | os.PathLike, *, val_fraction: float = 
     from .compositing import composite
     from .datasets import split_train_val
     from .layout import DatasetLayout, read_alpha, read_rgb
+    from .synthetic import fg_kind
     from .trimap import trimap_from_distance
 
     layout = DatasetLayout.for_root(data_dir)

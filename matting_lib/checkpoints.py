@@ -479,5 +479,21 @@ def import_dim_pytorch_teacher(path: str | os.PathLike) -> DIMNet:
     return teacher.eval()
 
 
+def load_any_model(path: str | os.PathLike) -> DIMNet:
+    """A DIMNet from a matting_lib checkpoint, or the teacher from a DIM-PyTorch checkpoint."""
+    # Empty, truncated, foreign or TorchScript: one message, and torch never sees the file.
+    check_checkpoint_file(path, "a matting_lib or DIM-PyTorch checkpoint")
+    try:
+        ckpt = load_checkpoint(path)
+    except UnsafeCheckpointError:
+        raise
+    except CheckpointError as own_err:  # not ours: perhaps DIM-PyTorch's
+        try:
+            return import_dim_pytorch_teacher(path)
+        except CheckpointError as dim_err:
+            raise CheckpointError(f"{own_err}\nand as a DIM-PyTorch checkpoint: {dim_err}") from None
+    return model_from_checkpoint(ckpt, path)  # ours: its errors (no arch, NaN weights) are the ones to show
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

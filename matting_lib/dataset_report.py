@@ -120,9 +120,9 @@ class DataParams:
     profile: str = "default"
     source: str = "synthetic"
     adobe_root: str = ""
-    preset: str = "default"
+    preset: str = "comp1k"
     seed: int = 0
-    data_dir: str = "data/synthetic-default"
+    data_dir: str = "data/synthetic-comp1k"
     figures_dir: str = ""
     method: str = "revised"
     overwrite: bool = False

@@ -270,7 +270,7 @@ class DistillRunParams:
     n_qualitative: int = 3
     teacher_checkpoint: str = "runs/default/teacher/teacher.pt"
     teacher_cache_dir: str = ""  # matting_lib.teacher_cache folder shared by the runs of a seed ("" = off)
-    data_dir: str = "data/synthetic-default"
+    data_dir: str = "data/synthetic-comp1k"
     runs_dir: str = "runs/default/students"
     figures_dir: str = "figures/default"
 

@@ -152,22 +152,11 @@ def qualitative_samples(items: Sequence[Any], pred_dir: str | os.PathLike, names
 
 
 # ------------------------------------------------------------------------------------ one call: checkpoint + folder
-def load_network(checkpoint: str | os.PathLike) -> nn.Module:
-    """Any network the project reads: a matting_lib checkpoint, DIM-PyTorch's ``BEST_checkpoint.tar`` or a
-    ``.onnx`` export (an onnxruntime-backed module on the CPU). Errors name the file."""
-    if Path(checkpoint).suffix.lower() == ".onnx":
-        from .export import OnnxMatting
-        return OnnxMatting(checkpoint)
-    from .predict import load_any_model
-    return load_any_model(checkpoint)
-
-
 def foreground_categories(fg_names: Sequence[str]) -> dict[str, str] | None:
     """``{fg name: category}`` when the names give one: the synthetic benchmark's ``test-0003-hair.png``, or an
     official Composition-1k test name (``assets/comp1k_test_kinds.csv``). Names with neither are ``"other"``;
     None when no name gives a category (no breakdown is worth printing)."""
-    from .calibration import fg_kind
-    from .synthetic import comp1k_test_kinds
+    from .synthetic import comp1k_test_kinds, fg_kind
 
     official = comp1k_test_kinds()
     cats = {n: fg_kind(n) if fg_kind(n) != "other" else official.get(n, "other") for n in fg_names}
@@ -182,7 +171,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
                         out_csv: str | os.PathLike | None = None, convention: str = "official",
                         pred_dir: str | os.PathLike | None = None, force: bool = False, device: str = "auto",
                         workers: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Load ``checkpoint`` (see :func:`load_network`), predict every test composite of the Composition-1k-layout
+    """Load ``checkpoint`` (see :func:`matting_lib.export.load_network`), predict every test composite of the Composition-1k-layout
     folder ``data_dir`` and score it (``convention`` "official" or "spkd"), in one call.
 
     The test composites are built first when ``Composition-1k/merged/`` lacks them
@@ -217,6 +206,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
         if clash and not force:
             raise FileExistsError(f"{pred_dir} already holds {len(clash)} prediction(s) of this test set (e.g. "
                                   f"{clash[0].name}); pass force=True (--force) to replace them, or choose another folder")
+    from .export import load_network
+
     model = load_network(checkpoint)
     dev = resolve_device("cpu" if Path(checkpoint).suffix.lower() == ".onnx" else device)
     model = model.to(dev)

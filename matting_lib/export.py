@@ -198,12 +198,20 @@ def export_onnx(model: DIMNet, out: str | os.PathLike, *, force: bool = False, o
         model.train(was_training)
 
 
+def load_network(checkpoint: str | os.PathLike) -> nn.Module:
+    """Any network the project reads: a matting_lib checkpoint, DIM-PyTorch's ``BEST_checkpoint.tar`` or a
+    ``.onnx`` export (an onnxruntime-backed module on the CPU). Errors name the file."""
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        return OnnxMatting(checkpoint)
+    from .checkpoints import load_any_model
+    return load_any_model(checkpoint)
+
+
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, force: bool = False,
                       opset: int = DEFAULT_OPSET) -> Path:
-    """Export any checkpoint :func:`matting_lib.predict.load_any_model` loads (ours, or DIM-PyTorch's
+    """Export any checkpoint :func:`matting_lib.checkpoints.load_any_model` loads (ours, or DIM-PyTorch's
     ``BEST_checkpoint.tar``); the metadata records the checkpoint's file name and SHA-256."""
-    from .checkpoints import CheckpointError
-    from .predict import load_any_model
+    from .checkpoints import CheckpointError, load_any_model
 
     checkpoint, out = Path(checkpoint), Path(out)
     if out.exists() and not force:  # before the (slow) load and export

@@ -24,25 +24,6 @@ import time
 from pathlib import Path
 
 
-def load_any_model(path: str | Path):
-    """A DIMNet from a matting_lib checkpoint, or the teacher from a DIM-PyTorch checkpoint."""
-    from .checkpoints import (CheckpointError, UnsafeCheckpointError, check_checkpoint_file,
-                              import_dim_pytorch_teacher, load_checkpoint, model_from_checkpoint)
-
-    # Empty, truncated, foreign or TorchScript: one message, and torch never sees the file.
-    check_checkpoint_file(path, "a matting_lib or DIM-PyTorch checkpoint")
-    try:
-        ckpt = load_checkpoint(path)
-    except UnsafeCheckpointError:
-        raise
-    except CheckpointError as own_err:  # not ours: perhaps DIM-PyTorch's
-        try:
-            return import_dim_pytorch_teacher(path)
-        except CheckpointError as dim_err:
-            raise CheckpointError(f"{own_err}\nand as a DIM-PyTorch checkpoint: {dim_err}") from None
-    return model_from_checkpoint(ckpt, path)  # ours: its errors (no arch, NaN weights) are the ones to show
-
-
 def check_output(out: str | Path, inputs: list[str | Path | None], *, force: bool = False) -> Path:
     """Refuse ``out`` before anything is computed: a lossy or unknown suffix, a folder, a read-only folder, an
     existing file without ``force``, and — even with ``force`` — any of ``inputs`` (None entries are skipped)."""
@@ -105,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             from .export import OnnxMatting
             model, device = OnnxMatting(args.checkpoint), resolve_device("cpu")
         else:
+            from .checkpoints import load_any_model
             model = load_any_model(args.checkpoint).to(device)
         t0 = time.time()
         try:

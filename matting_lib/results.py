@@ -196,6 +196,10 @@ def teacher_gap_sentence(summary: dict[str, dict[str, Stat]]) -> str:
     return f"The teacher's SAD is {gap:.0%} of the no-KD student's (paper: 54%). " if gap else ""
 
 
+def _verb(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many
+
+
 def summary_paragraph(summary: dict[str, dict[str, Stat]], metric: str = "sad") -> str:
     """A short paragraph generated from the numbers: which of the paper's orderings hold here."""
     rep = orderings_report(summary, metric)
@@ -207,7 +211,8 @@ def summary_paragraph(summary: dict[str, dict[str, Stat]], metric: str = "sad") 
     n = max(s[metric].n for s in summary.values())
     parts = [f"Of the paper's {len(rep)} orderings checkable here (by {metric.upper()}, "
              f"{'mean over up to ' + str(n) + ' seeds, noise = 2 standard errors' if n > 1 else 'one seed each, so no noise estimate'}), "
-             f"{len(held)} hold, {len(rev)} are reversed and {len(noise)} are within seed noise."]
+             f"{len(held)} {_verb(len(held), 'holds', 'hold')}, {len(rev)} {_verb(len(rev), 'is', 'are')} reversed "
+             f"and {len(noise)} {_verb(len(noise), 'is', 'are')} within seed noise."]
     for label, group in (("Hold", held), ("Reversed", rev), ("Within noise", noise)):
         if group:
             parts.append(f"{label}: " + "; ".join(

@@ -35,7 +35,7 @@ class TeacherParams:
     Paths are relative to the repository."""
 
     profile: str = "default"
-    data_dir: str = "data/synthetic-default"
+    data_dir: str = "data/synthetic-comp1k"
     mode: str = "train"
     width: float = 0.5
     crop_size: int = 160

@@ -127,7 +127,9 @@ def test_gap_table_pairs_every_teacher_and_student_step():
 
 
 def test_fg_kind_from_names():
-    assert calibration.fg_kind("train-0012-hair.png") == "hair" and calibration.fg_kind("dog-1.png") == "other"
+    from matting_lib.synthetic import fg_kind
+
+    assert fg_kind("train-0012-hair.png") == "hair" and fg_kind("dog-1.png") == "other"
 
 
 def test_compare_training_data_says_when_the_data_differs(tmp_path):

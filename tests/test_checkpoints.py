@@ -351,11 +351,9 @@ def torchscript_archive(tmp_path):
 
 
 def _loaders():
-    from matting_lib import predict
-
     return {"load_checkpoint": ck.load_checkpoint, "load_model": ck.load_model, "load_dim_pytorch": ck.load_dim_pytorch,
             "import_dim_pytorch_teacher": ck.import_dim_pytorch_teacher, "check_checkpoint_file": ck.check_checkpoint_file,
-            "predict.load_any_model": predict.load_any_model}
+            "load_any_model": ck.load_any_model}
 
 
 def test_torchscript_archive_is_refused_by_every_loader_before_torch_sees_it(torchscript_archive, tmp_path,

@@ -35,7 +35,7 @@ def test_command_binds_localhost_and_adds_allow_root_only_as_root(tmp_path):
     for uid in (0, 1000):  # `id -u` answering as root and as an ordinary user
         (fake / "id").write_text(f"#!/bin/sh\necho {uid}\n")
         (fake / "id").chmod(0o755)
-        out = _dry_run("runs/..//notebooks/", "--port", "8899", path_prefix=str(fake))
+        out = _dry_run("matting_lib/..//notebooks/", "--port", "8899", path_prefix=str(fake))
         assert out.returncode == 0, out.stderr
         cmd = out.stdout.split()
         assert "-m" in cmd and "jupyterlab" in cmd and "--ServerApp.ip=127.0.0.1" in cmd

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from matting_lib import checkpoints
 from matting_lib import evaluation as ev
 from matting_lib import predict
 from matting_lib.checkpoints import save_checkpoint
@@ -210,7 +211,7 @@ def test_cli_checks_the_output_path_before_computing(cli, tmp_path, capsys, monk
     def never(*a, **k):
         raise AssertionError("the model was loaded before the output path was checked")
 
-    monkeypatch.setattr(predict, "load_any_model", never)
+    monkeypatch.setattr(checkpoints, "load_any_model", never)
     (tmp_path / "outdir").mkdir()
     assert run(out=tmp_path / "outdir") == 1
     assert "outdir is a folder" in capsys.readouterr().err

@@ -32,7 +32,7 @@ def test_source_notebooks_have_one_parameters_cell(path):
     assert len(tagged) == 1, f"{path.name}: expected exactly one cell tagged 'parameters', found {len(tagged)}"
 
 
-# Notebooks whose cells were made short (issue 12); 04 and 05 are being reworked elsewhere.
+# Notebooks whose cells were made short (issue 12); 04 and 05: tests/test_notebooks_04_05.py.
 SHORT_CELL_NOTEBOOKS = ("00_calibration.ipynb", "01_compositing.ipynb", "02_teacher.ipynb", "03_distill.ipynb")
 
 

@@ -75,7 +75,7 @@ def test_orderings_verdicts():
     assert rep["channel similarity improves on the no-KD student"] == "within noise"
     assert rep["the no-KD student beats batch similarity"] == "reversed"
     text = results.summary_paragraph(summ)
-    assert "1 hold, 1 are reversed and 1 are within seed noise" in text
+    assert "1 holds, 1 is reversed and 1 is within seed noise" in text
 
 
 def _run(runs, config, seed, sad=1.0):
@@ -179,3 +179,21 @@ def test_teacher_gap_sentence():
     assert results.teacher_gap_sentence({"teacher": {"sad": S(50, 0, 1)}, "student": {"sad": S(100, 1, 3)}}) == \
         "The teacher's SAD is 50% of the no-KD student's (paper: 54%). "
     assert results.teacher_gap_sentence({"student": {"sad": S(100, 1, 3)}}) == ""
+
+
+def test_readme_table1_is_generated_from_the_committed_per_run_metrics():
+    """The README's default-profile Table 1 is exactly what notebook 04 makes of docs/default_runs.csv (the
+    per-run metrics of the run it reports, committed so another machine can compare run by run), and that file
+    holds every configuration and seed of profiles/default.toml."""
+    import tomllib
+
+    from conftest import REPO
+
+    recs = results.records_from_runs_csv((REPO / "docs" / "default_runs.csv").read_text(),
+                                         source="docs/default_runs.csv")
+    distill = tomllib.loads((REPO / "profiles" / "default.toml").read_text())["distill"]
+    have = sorted((r["config"], r["seed"]) for r in recs if r["config"] != "teacher")
+    assert have == sorted((c, s) for c in distill["configs"] for s in range(distill["seeds"]))
+    assert [r["config"] for r in recs].count("teacher") == 1
+    table = results.to_markdown(results.table_rows(results.summarise(recs, "official")))
+    assert table in (REPO / "README.md").read_text(), "regenerate the README's Table 1 from docs/default_runs.csv"

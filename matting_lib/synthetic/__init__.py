@@ -44,7 +44,7 @@ from .foregrounds import FOREGROUND_KINDS, make_foreground
 from .textures import make_background
 
 __all__ = ["GENERATOR", "FORMAT", "Preset", "PRESETS", "TRAIN_PHOTOS", "TEST_PHOTOS", "generate_dataset",
-           "verify_dataset"]
+           "verify_dataset", "fg_kind", "comp1k_test_kinds", "comp1k_kind_counts"]
 
 GENERATOR = "matting_lib.synthetic"
 FORMAT = 1
@@ -103,6 +103,13 @@ def comp1k_test_kinds() -> dict[str, str]:
     if bad:
         raise ValueError(f"{_COMP1K_KINDS}: unknown kind(s) {bad}; valid: {', '.join(FOREGROUND_KINDS)}")
     return {r["name"]: r["kind"] for r in rows}
+
+
+def fg_kind(name: str) -> str:
+    """The synthetic benchmark's foreground kind from its file name (``train-0012-hair.png`` → ``hair``);
+    ``"other"`` for names that do not carry one (real data)."""
+    stem = Path(name).stem.rsplit("-", 1)[-1]
+    return stem if stem in FOREGROUND_KINDS else "other"
 
 
 def comp1k_kind_counts() -> dict[str, int]:
