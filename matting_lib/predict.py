@@ -82,12 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         if min(image.shape[:2]) < 32:
             raise ValueError(f"{args.image} is {image.shape[1]}×{image.shape[0]}; both sides must be ≥ 32 px")
         device = resolve_device(args.device)
-        if Path(args.checkpoint).suffix.lower() == ".onnx":  # an exported network: onnxruntime, on the CPU
-            from .export import OnnxMatting
-            model, device = OnnxMatting(args.checkpoint), resolve_device("cpu")
-        else:
-            from .checkpoints import load_any_model
-            model = load_any_model(args.checkpoint).to(device)
+        from .export import OnnxMatting, load_network
+        model = load_network(args.checkpoint)  # a checkpoint, or a .onnx export run by onnxruntime on the CPU
+        if isinstance(model, OnnxMatting):
+            device = resolve_device("cpu")
+        model = model.to(device)
         t0 = time.time()
         try:
             alpha = predict_alpha(model, image, trimap, device=device, force_known=args.force_known)
