@@ -11,6 +11,7 @@ seconds per step of ``--repeats`` runs. It also checks that the cold and warm ru
 
     .venv/bin/python benchmarks/bench_kd_cost.py                 # width 0.25, 96 px, 2 threads, spatial+channel
     .venv/bin/python benchmarks/bench_kd_cost.py --threads 1 --config hinton
+    .venv/bin/python benchmarks/bench_kd_cost.py --threads 1 --data data/synthetic-comp1k   # + the real loop
 Run it on a quiet machine: nothing else may use the cores while it times.
 """
 
@@ -69,6 +70,84 @@ print(json.dumps({"s_per_step": sum(times) / len(times), "digest": digest, "cpu"
 """
 
 
+LOOP_CHILD = r"""
+import json, sys, time, torch
+from matting_lib.batch_cache import BatchCache
+from matting_lib.datasets import train_val_sets
+from matting_lib.distill import DistillObjective, PAPER_CONFIGS
+from matting_lib.layout import DatasetLayout
+from matting_lib.models import build_student, build_teacher
+from matting_lib.teacher_cache import TeacherOutputCache
+from matting_lib.training import TrainConfig, train
+a = json.loads(sys.argv[1])
+torch.set_num_threads(a["threads"])
+torch.manual_seed(0)
+teacher, student = build_teacher(a["width"]), build_student(a["width"])
+layout = DatasetLayout.for_root(a["data"])
+train_set, val_set = train_val_sets(layout, crop_size=a["crop"], seed=0, split_seed=0, val_fraction=0.1,
+                                    val_samples=64)
+cfg = PAPER_CONFIGS[a["config"]]
+tcache = TeacherOutputCache(a["cache"] + "/teacher", "bench") if a["teacher_cache"] else None
+obj = DistillObjective(teacher if cfg.uses_teacher else None, student, cfg, teacher_cache=tcache)
+bcache = BatchCache(a["cache"] + "/batches") if a["batch_cache"] else None
+tc = TrainConfig(steps=a["steps"], lr=0.01, batch_size=16, val_every=a["steps"], seed=0, device="cpu",
+                 progress=False)
+t0 = time.perf_counter()
+r = train(student, obj, train_set, None, tc, a["run"], batch_cache=bcache)
+wall = time.perf_counter() - t0
+digest = float(sum(p.double().sum() for p in student.parameters()))
+print(json.dumps({"s_per_step": wall / a["steps"], "digest": digest}))
+"""
+
+LOOP_ROWS = (  # (label, config, batch cache, teacher cache, what must be in the cache first)
+    ("no-KD, batches composed (no cache)", "student", False, False, None),
+    ("no-KD, batches read", "student", True, False, "batches"),
+    ("KD, no caches (teacher in every run)", "{kd}", False, False, None),
+    ("KD, batches read, teacher cold", "{kd}", True, True, "batches"),
+    ("KD, batches read, teacher warm", "{kd}", True, True, "both"),
+)
+
+
+def loop_table(args) -> None:
+    """The real training loop on the real data, the shared caches on or off: what a pipeline run pays per step."""
+    def child(config, batch, teacher, cache, run):
+        spec = {"data": args.data, "width": args.width, "crop": args.crop, "threads": args.threads,
+                "steps": args.loop_steps, "config": config, "batch_cache": batch, "teacher_cache": teacher,
+                "cache": cache, "run": run}
+        env = dict(os.environ)
+        cpu_env.pin(env)
+        out = subprocess.run([sys.executable, "-c", LOOP_CHILD, json.dumps(spec)], capture_output=True, text=True,
+                             env=env)
+        if out.returncode:
+            raise SystemExit(f"benchmark child failed ({config}):\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    times, digests = {}, {}
+    for label, config, batch, teacher, needs in LOOP_ROWS:
+        config = config.format(kd=args.config)
+        res = []
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                if needs:  # fill what the row reads, untimed
+                    child(config, True, needs == "both", tmp, f"{tmp}/fill")
+                res.append(child(config, batch, teacher, tmp, f"{tmp}/run"))
+        times[label] = statistics.median(r["s_per_step"] for r in res)
+        digests.setdefault(config, set()).update(r["digest"] for r in res)
+    k = args.kd_runs_per_seed
+    labels = [r[0] for r in LOOP_ROWS]
+    composed, read, _, cold, warm = (times[x] for x in labels)
+    amortised = (cold + (k - 1) * warm) / k
+    print(f"\n# Training loop on {args.data} (real batches), width {args.width}, {args.crop} px, batch 16, "
+          f"{args.threads} thread(s), KD = {args.config}, median of {args.repeats} x {args.loop_steps} steps")
+    print(f"{'run':44s} {'s/step':>8s} {'x no-KD composed':>17s} {'x no-KD read':>13s}")
+    rows = [(x, times[x]) for x in labels] + [(f"KD amortised over {k} runs of a seed (cold + {k - 1} warm)",
+                                                amortised)]
+    for name, t in rows:
+        print(f"{name:44s} {t:8.3f} {t / composed:17.2f} {t / read:13.2f}")
+    print("students identical with and without the caches: "
+          + ", ".join(f"{c}: {len(d) == 1}" for c, d in digests.items()))
+
+
 def run(args, mode: str, cache: str, *, layout: str = "contiguous", compile_: bool = False) -> dict:
     spec = {"mode": mode, "cache": cache, "width": args.width, "crop": args.crop, "threads": args.threads,
             "steps": args.steps, "warmup": args.warmup, "config": args.config, "layout": layout,
@@ -92,7 +171,13 @@ def main() -> None:
     p.add_argument("--config", default="spatial+channel")
     p.add_argument("--kd-runs-per-seed", type=int, default=9, help="KD configurations sharing one seed's teacher")
     p.add_argument("--layouts", action="store_true", help="also time channels_last and torch.compile")
+    p.add_argument("--data", default="", help="also time the real training loop on this dataset folder (e.g. "
+                   "data/synthetic-comp1k) with the batch and teacher caches on and off")
+    p.add_argument("--loop-steps", type=int, default=40, help="steps per real-loop run (with --data)")
+    p.add_argument("--loop-only", action="store_true", help="with --data: only the real-loop table")
     args = p.parse_args()
+    if args.data and args.loop_only:
+        return loop_table(args)
 
     def median(mode, **kw):
         res = []
@@ -125,6 +210,8 @@ def main() -> None:
             name = f"no-KD student, {layout}{' + torch.compile' if comp else ''}"
             print(f"{name:40s} {t:8.3f} {t / student:8.2f}   same result as eager contiguous: "
                   f"{r['digest'] == info['digest']}")
+    if args.data:
+        loop_table(args)
 
 
 if __name__ == "__main__":

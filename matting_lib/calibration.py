@@ -241,19 +241,81 @@ def evaluate_snapshots(run_dir: str | os.PathLike, composites: Sequence[Composit
     return rows
 
 
+_IDENTITY_EXCLUDED = ("steps", "threads", "num_workers")  # what a run may change between stints (train_run)
+
+
+def recorded_curve(manifest_path: str | os.PathLike) -> tuple[RunSettings, list[dict], dict]:
+    """The validation curve a shipped teacher's manifest records (:func:`ship_teacher` stores every scored
+    snapshot's validation SAD, group ``all``): ``(settings, rows like evaluate_snapshots', validation info)``.
+    Rows carry SAD only (the other metrics are NaN). For a study whose teacher run folder is gone: the curve the
+    shipped teacher was chosen from, as it was measured."""
+    path = Path(manifest_path)
+    try:
+        man = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read the teacher manifest ({err})") from None
+    val = man.get("validation") or {}
+    curve = val.get("curve_sad")
+    if man.get("mode") != "calibration" or not curve or not isinstance(man.get("parameters"), dict):
+        raise ValueError(f"{path}: records no calibration curve (mode 'calibration' with validation.curve_sad and "
+                         f"parameters); only teachers shipped by python -m matting_lib.calibration ship have one")
+    fields = set(RunSettings.__dataclass_fields__)
+    settings = RunSettings(**{k: v for k, v in man["parameters"].items() if k in fields})
+    nan = float("nan")
+    rows = [{"step": int(step), "group": "all", "count": int(val.get("composites", 0)), "sad": float(sad),
+             **{k: nan for k in METRIC_KEYS if k != "sad"}} for step, sad in sorted(curve.items(), key=lambda x: int(x[0]))]
+    return settings, rows, {"composites": val.get("composites"), "bg_per_fg": val.get("bg_per_fg"),
+                            "dataset": man.get("dataset"), "source": str(path)}
+
+
+def _same_run(a: RunSettings, b: RunSettings) -> bool:
+    da, db = asdict(a), asdict(b)
+    return all(da[k] == db[k] for k in da if k not in _IDENTITY_EXCLUDED)
+
+
 def study_curves(runs_dir: str | os.PathLike, plan: dict[str, RunSettings], composites: Sequence[Composite], *,
-                 progress: bool = True) -> dict[str, tuple[RunSettings, list[dict]]]:
+                 progress: bool = True, recorded: Sequence[str | os.PathLike] = (), bg_per_fg: int | None = None,
+                 data_dir: str | os.PathLike | None = None) -> dict[str, tuple[RunSettings, list[dict]]]:
     """``{run name: (recorded settings, evaluate_snapshots rows)}`` for every run of ``plan`` that has started in
     ``runs_dir`` (its ``run.json`` exists); runs never started are left out, so a study can be scored while some of
-    its runs are still to come (notebook 00 with ``train=False``). Refuses a study with no started run."""
+    its runs are still to come (notebook 00 with ``train=False``). Refuses a study with no started run.
+
+    ``recorded``: shipped teachers' manifests (:func:`recorded_curve`). A teacher run of the plan that is not in
+    ``runs_dir`` takes the curve of a manifest with the same settings, provided that manifest was scored on the
+    same validation composites (count and ``bg_per_fg``) of the same data (``data_dir``'s identity); otherwise it
+    is refused with the reason. Its rows are what was measured when the teacher was shipped."""
+    from .layout import DatasetLayout, dataset_identity
+
     runs_dir = Path(runs_dir)
-    started = [name for name in plan if (runs_dir / name / "run.json").is_file()]
-    if not started:
+    out = {name: (read_settings(runs_dir / name), evaluate_snapshots(runs_dir / name, composites, progress=progress))
+           for name in plan if (runs_dir / name / "run.json").is_file()}
+    records = [recorded_curve(p) for p in recorded]
+    for name, settings in plan.items():
+        if name in out:
+            continue
+        for rec_settings, rows, info in records:
+            if not _same_run(rec_settings, settings):
+                continue
+            problems = []
+            if info["composites"] != len(composites) or (bg_per_fg is not None and info["bg_per_fg"] != bg_per_fg):
+                problems.append(f"it was scored on {info['composites']} composites (bg_per_fg {info['bg_per_fg']}), "
+                                f"this study on {len(composites)} (bg_per_fg {bg_per_fg})")
+            if data_dir is not None and info["dataset"] != dataset_identity(DatasetLayout.for_root(data_dir)):
+                problems.append(f"it was trained and scored on other data than {data_dir}")
+            if problems:
+                raise ValueError(f"the recorded curve in {info['source']} cannot stand in for run {name}: "
+                                 + "; ".join(problems) + f". Train the run (notebook 00 with train=True) or leave "
+                                 f"that manifest out of recorded_teachers")
+            out[name] = (rec_settings, rows)
+            if progress:
+                print(f"{name}: not in {runs_dir}; its curve ({len(rows)} points, validation SAD) as recorded in "
+                      f"{info['source']}")
+            break
+    if not out:
         raise FileNotFoundError(f"no run of this calibration study has started in {runs_dir} (looked for "
                                 f"{', '.join(plan)}); train them first: notebook 00 with train=True, "
                                 "./run_all.sh --profile calibrate, or python -m matting_lib.calibration train")
-    return {name: (read_settings(runs_dir / name), evaluate_snapshots(runs_dir / name, composites, progress=progress))
-            for name in started}
+    return {name: out[name] for name in plan if name in out}
 
 
 def gap_table(teacher_rows: Sequence[dict], student_rows: Sequence[dict], *, group: str = "all") -> list[dict]:

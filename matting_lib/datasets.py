@@ -147,6 +147,30 @@ class MattingTrainDataset(Dataset):
     def __len__(self) -> int:
         return self.epoch_length or len(self.pairs)
 
+    def cache_identity(self) -> str:
+        """SHA-256 of everything a sample is a function of besides (epoch, index): the data's content identity,
+        this set's parameters and (foreground, background) pairs, the source of the modules that make samples,
+        the NumPy/OpenCV versions and the CPU-kernel pin. Keys :class:`matting_lib.batch_cache.BatchCache`."""
+        if getattr(self, "_identity", None) is None:
+            import hashlib
+            import json
+            import os
+            import sys
+
+            from . import compositing, cpu_env, layout, trimap
+            from .batch_cache import source_digest
+            from .layout import dataset_identity
+
+            record = {"format": 1, "class": type(self).__name__, "data": dataset_identity(self.layout),
+                      "pairs": self.pairs, "crop_size": self.crop_size, "crop_scales": self.crop_scales,
+                      "seed": self.seed, "epoch_length": self.epoch_length, "legacy_resize": self.legacy_resize,
+                      "legacy_trimap": self.legacy_trimap, "jitter": self.jitter,
+                      "code": source_digest(sys.modules[__name__], trimap, layout, compositing),
+                      "versions": [np.__version__, cv2.__version__],
+                      "cpu": {k: os.environ.get(k) for k in cpu_env.PINNED_ENV}}
+            self._identity = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+        return self._identity
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's random streams (and, with ``epoch_length``, its slice of the pairs)."""
         self.epoch = int(epoch)

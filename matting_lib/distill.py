@@ -270,6 +270,7 @@ class DistillRunParams:
     n_qualitative: int = 3
     teacher_checkpoint: str = "runs/default/teacher/teacher.pt"
     teacher_cache_dir: str = ""  # matting_lib.teacher_cache folder shared by the runs of a seed ("" = off)
+    batch_cache_dir: str = ""  # matting_lib.batch_cache folder shared by the runs of a seed ("" = off)
     data_dir: str = "data/synthetic-comp1k"
     runs_dir: str = "runs/default/students"
     figures_dir: str = "figures/default"
@@ -414,12 +415,17 @@ class DistillObjective(nn.Module):
             teacher = self._teacher
             if teacher.training:  # someone flipped it: a frozen teacher always runs with running BN stats
                 teacher.eval()
-            def run_teacher():
+            def run_teacher(wanted):
                 with torch.no_grad():
-                    return teacher.forward_features(x, layers) if layers else (teacher(x), {})
+                    return teacher.forward_features(x, wanted) if wanted else (teacher(x), {})
 
             cache = self.teacher_cache
-            t_alpha, t_feats = cache.get(x, layers, run_teacher) if cache is not None else run_teacher()
+            if cache is None:
+                t_alpha, t_feats = run_teacher(layers)
+            else:  # one entry per batch for every configuration of the seed: the cache's layers and ours
+                wanted = tuple(l for l in LAYER_NAMES if l in layers or l in cache.layers)
+                t_alpha, t_all = cache.get(x, wanted, lambda: run_teacher(wanted))
+                t_feats = {l: t_all[l] for l in layers}
             if cfg.teacher_alpha_weight > 0:
                 terms["alpha_teacher"] = alpha_loss(s_alpha, t_alpha, mask)
                 total = total + cfg.teacher_alpha_weight * terms["alpha_teacher"]

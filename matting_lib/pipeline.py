@@ -57,7 +57,7 @@ NOTEBOOKS = {
 }
 TIMEOUT_KEYS = ("cell_timeout_s", "job_timeout_s")
 #: Profile keys the pipeline consumes itself, per stage table (never passed to a notebook).
-PIPELINE_KEYS = {stage: set(TIMEOUT_KEYS) | ({"configs", "seeds", "jobs", "threads"} if stage == "distill" else set())
+PIPELINE_KEYS = {stage: set(TIMEOUT_KEYS) | ({"configs", "seeds", "jobs", "threads", "shared_caches"} if stage == "distill" else set())
                  for stage in STAGES}
 #: Limits for a profile that sets none (each shipped profile sets its own): 6 h per cell, 24 h per job.
 DEFAULT_LIMITS = {"cell_timeout_s": 6 * 3600, "job_timeout_s": 24 * 3600}
@@ -182,6 +182,12 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
     configs = list(student.get("configs", []))
     n_seeds = int(seeds if seeds is not None else student.get("seeds", 1))
     base = {k: v for k, v in student.items() if k not in PIPELINE_KEYS["distill"]}
+    # shared_caches: the runs of one seed compose each batch once (batch_cache) and run the teacher once per batch
+    # (teacher_cache); off unless the profile turns it on (at the paper's size they would need terabytes)
+    shared = bool(student.get("shared_caches", False))
+    caches = {"teacher_cache_dir": str(runs / "teacher-cache") if shared else "",
+              "batch_cache_dir": str(runs / "batch-cache") if shared else ""}
+    caches.update({k: base[k] for k in caches if k in base})  # an explicit folder in the profile wins
     student_keys = []
     for cfg in configs:
         for seed in range(n_seeds):
@@ -191,7 +197,7 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
             jobs.append(Job("distill", key,
                             {**common, **base, "config": cfg, "seed": seed, "data_dir": data_dir,
                              "teacher_checkpoint": teacher_ckpt, "runs_dir": str(runs / "students"),
-                             "teacher_cache_dir": base.get("teacher_cache_dir", str(runs / "teacher-cache")),
+                             **caches,
                              "threads": threads},
                             needs=["data", "teacher"], limits=limits,
                             outputs=[("checkpoint", str(run / "best.pt")), ("metrics", str(run / "metrics.json"))]))

@@ -64,6 +64,9 @@ def _pipeline_key_problems(stage: str, table: dict[str, Any]) -> list[str]:
     for key in ("seeds", "jobs"):
         if key in table and not (_is_int(table[key]) and table[key] >= 1):
             out.append(f"distill.{key} = {table[key]!r}: expected an integer >= 1, e.g. --set distill.{key}=2")
+    if "shared_caches" in table and not isinstance(table["shared_caches"], bool):
+        out.append(f"distill.shared_caches = {table['shared_caches']!r}: expected true or false, e.g. "
+                   f"--set distill.shared_caches=false")
     if "configs" in table:
         cfgs = table["configs"]
         if not isinstance(cfgs, list) or not cfgs or not all(isinstance(c, str) for c in cfgs):

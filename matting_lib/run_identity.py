@@ -36,7 +36,7 @@ CHECKPOINTS = ("last.pt", "best.pt")  # must load for a folder to be resumed
 #: checkpoint path and the data folder are replaced by their fingerprints.
 STUDENT_IGNORED = ("profile", "num_workers", "threads", "max_test_images", "n_qualitative", "teacher_checkpoint",
                    "teacher_cache_dir",
-                   "data_dir", "runs_dir", "figures_dir")
+                   "batch_cache_dir", "data_dir", "runs_dir", "figures_dir")
 #: Likewise for notebook 02's teacher training.
 TEACHER_IGNORED = ("profile", "data_dir", "mode", "public_checkpoint", "shipped_checkpoint", "num_workers",
                    "threads", "max_test_images", "run_dir", "figures_dir")

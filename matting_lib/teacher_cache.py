@@ -29,15 +29,20 @@ from torch import Tensor
 
 from .utils import atomic_write
 
+#: Feature layers every entry holds: the paper's conv2-5, so that the Hinton runs (alpha only) and the feature
+#: runs of a seed read one entry per batch instead of computing the teacher twice.
+DEFAULT_CACHE_LAYERS = ("conv2", "conv3", "conv4", "conv5")
+
 
 class TeacherOutputCache:
     """Teacher outputs by input content. ``teacher_id`` names the teacher (e.g. its checkpoint's SHA-256), so a
     changed teacher never reads another's outputs."""
 
-    def __init__(self, root: str | os.PathLike, teacher_id: str):
+    def __init__(self, root: str | os.PathLike, teacher_id: str, layers: Sequence[str] = DEFAULT_CACHE_LAYERS):
         if not teacher_id or any(c in teacher_id for c in "/\\") or teacher_id in (".", ".."):
             raise ValueError(f"teacher_id={teacher_id!r} must be a plain name, e.g. the teacher checkpoint's SHA-256")
         self.dir = Path(root) / teacher_id
+        self.layers = tuple(layers)  # stored for every batch, whatever a run asks for (see DistillObjective)
         self.hits = self.misses = 0
 
     @staticmethod

@@ -247,16 +247,32 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def _batch_loader(dataset: Dataset, batches: list[list[int]], epoch: int, batch_cache, *, num_workers: int,
+                  generator: torch.Generator, pin_memory: bool = False) -> DataLoader:
+    """The DataLoader of ``batches`` (lists of sample indices), each read from ``batch_cache`` or composed there:
+    the same batches a ``DataLoader(dataset, batch_size, sampler)`` makes, one cache entry per batch."""
+    return DataLoader(batch_cache.view(dataset, batches, epoch), batch_size=None, shuffle=False,
+                      num_workers=num_workers, worker_init_fn=worker_init_fn, generator=generator,
+                      pin_memory=pin_memory)
+
+
 @torch.no_grad()
 def validate(model: nn.Module, val_set: Dataset, *, batch_size: int = 1, device: torch.device | str | None = None,
-             num_workers: int = 0) -> float:
-    """Mean over batches of the alpha loss against the ground truth, model in eval mode (restored after)."""
+             num_workers: int = 0, batch_cache=None) -> float:
+    """Mean over batches of the alpha loss against the ground truth, model in eval mode (restored after).
+    ``batch_cache`` (:class:`matting_lib.batch_cache.BatchCache`): read the validation batches from it."""
     model = unwrap(model)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    loader = DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(0))
+    if batch_cache is None:
+        loader = DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                            worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(0))
+    else:
+        n = len(val_set)
+        loader = _batch_loader(val_set, [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)],
+                               getattr(val_set, "epoch", 0), batch_cache, num_workers=num_workers,
+                               generator=torch.Generator().manual_seed(0))
     losses = []
     for batch in loader:
         batch = _to_device(batch, device)
@@ -301,11 +317,13 @@ class _CsvLog:
 # ------------------------------------------------------------------------------------------ the loop
 def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Dataset | None, config: TrainConfig,
           run_dir: str | os.PathLike, *,
-          callbacks: Sequence[Callable[[int, nn.Module, dict], None]] = ()) -> TrainResult:
+          callbacks: Sequence[Callable[[int, nn.Module, dict], None]] = (), batch_cache=None) -> TrainResult:
     """Train ``model`` with ``objective`` (see module docstring); resumes from ``run_dir/last.pt`` if present.
 
     ``callbacks`` are called as ``cb(step, model, logs)`` after every optimiser step (``model`` unwrapped).
-    Without a validation set, ``best.pt`` holds the final weights.
+    Without a validation set, ``best.pt`` holds the final weights. ``batch_cache``
+    (:class:`matting_lib.batch_cache.BatchCache`): read the training and validation batches from it where another
+    run of the same seed stored them (identical batches; the datasets need ``cache_identity()``).
     """
     t0 = time.time()
     run_dir = Path(run_dir)
@@ -371,11 +389,17 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
             sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=config.seed,
                                          drop_last=True)
             sampler.set_epoch(epoch)
-            loader = DataLoader(train_set, batch_size=config.batch_size, drop_last=True,
-                                sampler=_SkipSampler(sampler, skip * config.batch_size),
-                                num_workers=config.num_workers, worker_init_fn=worker_init_fn,
-                                generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch),
-                                pin_memory=device.type == "cuda")
+            generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+            if batch_cache is None:
+                loader = DataLoader(train_set, batch_size=config.batch_size, drop_last=True,
+                                    sampler=_SkipSampler(sampler, skip * config.batch_size),
+                                    num_workers=config.num_workers, worker_init_fn=worker_init_fn,
+                                    generator=generator, pin_memory=device.type == "cuda")
+            else:  # the same batches (drop_last), each read from the cache or composed and stored there
+                order, bs = list(_SkipSampler(sampler, skip * config.batch_size)), config.batch_size
+                loader = _batch_loader(train_set, [order[i:i + bs] for i in range(0, len(order) - bs + 1, bs)],
+                                       epoch, batch_cache, num_workers=config.num_workers, generator=generator,
+                                       pin_memory=device.type == "cuda")
             for batch in loader:
                 loss, logs = objective(net, _to_device(batch, device))
                 optimizer.zero_grad(set_to_none=True)
@@ -401,7 +425,7 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
                 val_loss = None
                 if val_due and main:
                     val_loss = last_val = validate(model, val_set, batch_size=config.batch_size, device=device,
-                                                   num_workers=config.num_workers)
+                                                   num_workers=config.num_workers, batch_cache=batch_cache)
                     if val_loss < best:
                         best, best_step = val_loss, step
                         save(run_dir / "best.pt", full=False)

@@ -282,3 +282,42 @@ def test_a_fresh_calibration_run_does_not_depend_on_what_the_process_drew_before
     calibration.train_run(smoke, tmp_path / "b", settings, progress=False)
     a, b = (load_checkpoint(tmp_path / r / "last.pt")["model"] for r in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_recorded_teacher_curve_stands_in_for_an_absent_teacher_run(smoke, tmp_path):
+    """A study whose teacher run folder is gone takes the curve the shipped manifest records — only when that
+    manifest has the plan's settings and was scored on the same composites of the same data."""
+    settings = calibration.RunSettings(kind="teacher", width=0.125, crop_size=48, batch_size=2, steps=2,
+                                       snapshot_every=1, val_every=2, val_samples=2, num_workers=0,
+                                       val_fraction=0.34)
+    from matting_lib.compositing import build_test_set
+
+    build_test_set(DatasetLayout.for_root(smoke))
+    run, out = tmp_path / "runs" / "teacher-w0.125-c48", tmp_path / "assets" / "teacher-x.pt"
+    calibration.train_run(smoke, run, settings, progress=False)
+    comps = calibration.validation_composites(smoke, val_fraction=0.34, bg_per_fg=1)
+    scored = calibration.evaluate_snapshots(run, comps, progress=False)
+    calibration.ship_teacher(smoke, run, 2, out, bg_per_fg=1, progress=False)
+    manifest = out.with_suffix(".json")
+    rec_settings, rows, info = calibration.recorded_curve(manifest)
+    assert rec_settings == calibration.read_settings(run)  # what the run recorded (num_workers is not identity)
+    assert info["composites"] == len(comps) and info["bg_per_fg"] == 1
+    assert [(r["step"], r["sad"]) for r in rows] == [(r["step"], r["sad"]) for r in scored if r["group"] == "all"]
+
+    shutil.rmtree(run)  # the run folder is lost; the plan still names it (threads and steps may differ)
+    plan = {"teacher-w0.125-c48": calibration.RunSettings(**{**settings.__dict__, "steps": 30, "threads": 2})}
+    curves = calibration.study_curves(tmp_path / "runs", plan, comps, progress=False, recorded=[manifest],
+                                      bg_per_fg=1, data_dir=smoke)
+    assert [(r["step"], r["sad"]) for r in curves["teacher-w0.125-c48"][1]] == [(r["step"], r["sad"]) for r in rows]
+    frame = calibration.curve_frame(curves)
+    assert [r["sad"] for r in frame] == [r["sad"] for r in rows]
+    with pytest.raises(ValueError, match="scored on .* composites"):
+        calibration.study_curves(tmp_path / "runs", plan, comps[:1], progress=False, recorded=[manifest],
+                                 bg_per_fg=1, data_dir=smoke)
+    other = {"teacher-w0.125-c48": calibration.RunSettings(**{**settings.__dict__, "lr": 0.001})}
+    with pytest.raises(FileNotFoundError, match="no run of this calibration study"):  # other settings: not used
+        calibration.study_curves(tmp_path / "runs", other, comps, progress=False, recorded=[manifest])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"mode": "load"}))
+    with pytest.raises(ValueError, match="records no calibration curve"):
+        calibration.recorded_curve(bad)
