@@ -1,17 +1,27 @@
-"""Amortised cost of a KD run with the shared teacher forward (matting_lib.teacher_cache), and the training-step
-layouts (channels_last, torch.compile), measured side by side on the real training loop.
+"""Amortised cost of a KD run with the shared caches (matting_lib.batch_cache, matting_lib.teacher_cache), and the
+training-step layouts (channels_last, torch.compile), measured side by side.
 
-For one seed, the default profile trains 1 no-KD student and 9 KD students on the same crops. With the teacher
-cache the first KD run of the seed computes and stores the teacher's outputs ("cold"), the other 8 read them
-("warm"). Amortised KD step = (cold + 8 · warm) / 9. The issue's target: at most 1.25 × the no-KD step.
+Two tables:
 
-Each row trains ``--steps`` steps of a width-``--width`` student on ``--crop`` px synthetic crops (batch 16) in
-a fresh subprocess with ``--threads`` torch threads, after ``--warmup`` untimed steps, and reports the median
-seconds per step of ``--repeats`` runs. It also checks that the cold and warm runs train bit-identical students.
+* **the real training loop** (``--data DIR``): one seed of a profile (default: the default profile's ten
+  configurations) trained in the pipeline's order on the real batches: the no-KD student composes and stores the
+  batches, the first KD configuration (Hinton) computes and stores the teacher's outputs, the other KD runs read
+  both. Amortised KD run = the mean per-step cost of the profile's KD configurations in that sequence, compared with
+  the no-KD run as the pipeline runs it (composing) and with a no-KD run that reads the batches too (strict). The
+  issue's target: at most 1.25 x a no-KD run. ``--config`` (default spatial+channel) is also timed as every run
+  trained before the caches, and the students are checked to be bit-identical with and without them.
+* **the compute-only step** on synthetic tensors (no data loading), ``--config`` only: no-KD, KD with the teacher
+  computed, cache cold (computes + stores), cache warm (reads); amortised = (cold + 8 warm) / 9 with that one
+  configuration in every KD run. spatial+channel is among the dearest terms (~18 ms of the 0.13 s step at width
+  0.25, 96 px; Hinton and AT ~0-2 ms), so this is an upper bound on the KD term's share.
+
+Each row trains a width-``--width`` student on ``--crop`` px crops (batch 16) in a fresh subprocess with
+``--threads`` torch threads (the pipeline's runs use 1, two at a time) and reports the median seconds per step of
+``--repeats`` runs.
 
     .venv/bin/python benchmarks/bench_kd_cost.py                 # width 0.25, 96 px, 2 threads, spatial+channel
     .venv/bin/python benchmarks/bench_kd_cost.py --threads 1 --config hinton
-    .venv/bin/python benchmarks/bench_kd_cost.py --threads 1 --data data/synthetic-comp1k   # + the real loop
+    .venv/bin/python benchmarks/bench_kd_cost.py --threads 1 --steps 10 --data data/synthetic-comp1k --loop-steps 60
 Run it on a quiet machine: nothing else may use the cores while it times.
 """
 
@@ -99,17 +109,21 @@ digest = float(sum(p.double().sum() for p in student.parameters()))
 print(json.dumps({"s_per_step": wall / a["steps"], "digest": digest}))
 """
 
-LOOP_ROWS = (  # (label, config, batch cache, teacher cache, what must be in the cache first)
-    ("no-KD, batches composed (no cache)", "student", False, False, None),
-    ("no-KD, batches read", "student", True, False, "batches"),
-    ("KD, no caches (teacher in every run)", "{kd}", False, False, None),
-    ("KD, batches read, teacher cold", "{kd}", True, True, "batches"),
-    ("KD, batches read, teacher warm", "{kd}", True, True, "both"),
-)
+def _profile_configs(profile: str) -> list[str]:
+    from matting_lib.pipeline import load_profile
+
+    return list(load_profile(profile)["distill"]["configs"])
 
 
 def loop_table(args) -> None:
-    """The real training loop on the real data, the shared caches on or off: what a pipeline run pays per step."""
+    """The real training loop on the real data, in the order the pipeline trains one seed: what each run pays.
+
+    Per repeat, in one fresh cache folder: the no-KD student composes and stores the batches (the seed's first
+    run); a no-KD student that reads them (the strict comparison); the first KD configuration of the profile (the
+    Hinton run) reads the batches and computes and stores the teacher's outputs; every other KD configuration reads
+    both. Then, outside the caches, ``--config`` as it ran before the caches (composing, teacher in the run).
+    Amortised KD run = the mean over the profile's KD configurations of their per-step cost in that sequence.
+    """
     def child(config, batch, teacher, cache, run):
         spec = {"data": args.data, "width": args.width, "crop": args.crop, "threads": args.threads,
                 "steps": args.loop_steps, "config": config, "batch_cache": batch, "teacher_cache": teacher,
@@ -122,30 +136,44 @@ def loop_table(args) -> None:
             raise SystemExit(f"benchmark child failed ({config}):\n{out.stderr[-3000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    times, digests = {}, {}
-    for label, config, batch, teacher, needs in LOOP_ROWS:
-        config = config.format(kd=args.config)
-        res = []
-        for _ in range(args.repeats):
-            with tempfile.TemporaryDirectory() as tmp:
-                if needs:  # fill what the row reads, untimed
-                    child(config, True, needs == "both", tmp, f"{tmp}/fill")
-                res.append(child(config, batch, teacher, tmp, f"{tmp}/run"))
-        times[label] = statistics.median(r["s_per_step"] for r in res)
-        digests.setdefault(config, set()).update(r["digest"] for r in res)
-    k = args.kd_runs_per_seed
-    labels = [r[0] for r in LOOP_ROWS]
-    composed, read, _, cold, warm = (times[x] for x in labels)
-    amortised = (cold + (k - 1) * warm) / k
+    configs = _profile_configs(args.profile)
+    kd = [c for c in configs if c != "student"]
+    if not kd or "student" not in configs:
+        raise SystemExit(f"profile {args.profile!r}: distill.configs {configs} needs 'student' and KD configurations")
+    first = kd[0]
+    composed, read, before = "no-KD, batches composed and stored", "no-KD, batches read", f"{args.config}, no caches"
+    rows: dict[str, list[float]] = {}
+    digests: dict[str, set[float]] = {}
+
+    def timed(label, config, batch, teacher, tmp, name):
+        r = child(config, batch, teacher, tmp, f"{tmp}/{name}")
+        rows.setdefault(label, []).append(r["s_per_step"])
+        digests.setdefault(config, set()).add(r["digest"])
+
+    for rep in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            timed(composed, "student", True, False, tmp, "student-store")
+            timed(read, "student", True, False, tmp, "student-read")
+            for i, config in enumerate(kd):
+                timed(f"{config}, {'teacher computed and stored' if i == 0 else 'teacher read'}", config, True, True,
+                      tmp, config)
+            timed(before, args.config, False, False, tmp, "before")
+            if rep == 0:  # identity of the cold run too: the first KD configuration without any cache
+                r = child(first, False, False, tmp, f"{tmp}/first-plain")
+                digests[first].add(r["digest"])
+    times = {label: statistics.median(v) for label, v in rows.items()}
+    kd_labels = [label for label in rows if label not in (composed, read, before)]
+    amortised = sum(times[label] for label in kd_labels) / len(kd_labels)
+    t_comp, t_read = times[composed], times[read]
     print(f"\n# Training loop on {args.data} (real batches), width {args.width}, {args.crop} px, batch 16, "
-          f"{args.threads} thread(s), KD = {args.config}, median of {args.repeats} x {args.loop_steps} steps")
-    print(f"{'run':44s} {'s/step':>8s} {'x no-KD composed':>17s} {'x no-KD read':>13s}")
-    rows = [(x, times[x]) for x in labels] + [(f"KD amortised over {k} runs of a seed (cold + {k - 1} warm)",
-                                                amortised)]
-    for name, t in rows:
-        print(f"{name:44s} {t:8.3f} {t / composed:17.2f} {t / read:13.2f}")
-    print("students identical with and without the caches: "
-          + ", ".join(f"{c}: {len(d) == 1}" for c, d in digests.items()))
+          f"{args.threads} thread(s), median of {args.repeats} x {args.loop_steps} steps; one seed of profile "
+          f"{args.profile!r} in pipeline order ({len(kd)} KD configurations)")
+    print(f"{'run':52s} {'s/step':>8s} {'x no-KD composed':>17s} {'x no-KD read':>13s}")
+    for name, t in [(x, times[x]) for x in (composed, read, *kd_labels)] + [
+            (f"KD amortised: mean of the {len(kd)} KD runs above", amortised), (before, times[before])]:
+        print(f"{name:52s} {t:8.3f} {t / t_comp:17.2f} {t / t_read:13.2f}")
+    same = {c: len(d) == 1 for c, d in digests.items() if c in (first, args.config)}
+    print("students identical with and without the caches: " + ", ".join(f"{c}: {v}" for c, v in same.items()))
 
 
 def run(args, mode: str, cache: str, *, layout: str = "contiguous", compile_: bool = False) -> dict:
@@ -175,6 +203,8 @@ def main() -> None:
                    "data/synthetic-comp1k) with the batch and teacher caches on and off")
     p.add_argument("--loop-steps", type=int, default=40, help="steps per real-loop run (with --data)")
     p.add_argument("--loop-only", action="store_true", help="with --data: only the real-loop table")
+    p.add_argument("--profile", default="default", help="with --data: the profile whose distill.configs make the "
+                   "seed's sequence of runs (default: default)")
     args = p.parse_args()
     if args.data and args.loop_only:
         return loop_table(args)
