@@ -44,7 +44,11 @@ Unlike the SPKD code, the teacher is frozen: ``eval()`` (BatchNorm uses its runn
 ``requires_grad_(False)``, forward under ``torch.no_grad``, and it is not a registered submodule (absent
 from ``parameters()`` and ``state_dict()``; ``objective.train()`` does not touch it). The original leaves
 it in train mode: its weights never change (they are not in the optimizer), but its BatchNorms normalise
-with each batch's statistics, which at batch 16 of 320×320 crops are close to the running ones.
+with each batch's statistics, which at batch 16 of 320×320 crops are close to the running ones. Being frozen,
+it runs as a copy with each convolution's BatchNorm folded in and ``channels_last`` weights
+(:func:`models.frozen_inference_copy`, made on its first forward: 94 instead of 132 ms per batch at width 0.25, 96 px,
+1 thread), equal to the eval-mode teacher up to float rounding (≈6e-8 on alpha). Evaluation and notebook 02's
+verification of the teacher use the teacher itself.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ from torch import Tensor, nn
 from .kd_losses import KD_LOSSES, SPATIAL_MODES, KDLoss, TermContext, ofd_margin
 from .losses import alpha_loss, unknown_mask
 from .run_identity import student_run_name
-from .models import LAYERS, build_channel_adapters, build_connector
+from .models import LAYERS, build_channel_adapters, build_connector, frozen_inference_copy
 from .teacher_cache import TeacherOutputCache
 from .utils import UnknownNameError, check_counts, lookup, parse_decay_steps
 
@@ -360,6 +364,7 @@ class DistillObjective(nn.Module):
             raise ValueError(f"DistillObjective: configuration {config_label(config)!r} needs a teacher; load one "
                              f"(matting_lib.checkpoints) or use the 'student' configuration")
         object.__setattr__(self, "_teacher", teacher)  # deliberately not a registered submodule
+        object.__setattr__(self, "_teacher_fast", None)  # its BN-folded channels_last copy, made on first use
         if teacher is not None:
             teacher.eval().requires_grad_(False)
         layers = config.layers if config.types else ()
@@ -392,7 +397,19 @@ class DistillObjective(nn.Module):
     def _apply(self, fn, recurse=True):  # .to()/.cuda()/.double() move the (unregistered) teacher too
         if self._teacher is not None:
             self._teacher._apply(fn)
+        object.__setattr__(self, "_teacher_fast", None)  # remade from the moved teacher on next use
         return super()._apply(fn, recurse)
+
+    def _teacher_outputs(self, x: Tensor, layers: Sequence[str]) -> tuple[Tensor, dict[str, Tensor]]:
+        """The frozen teacher's alpha and features for ``x``, computed by its BN-folded ``channels_last`` copy
+        (:func:`models.frozen_inference_copy`: ~30 % cheaper on the CPU, equal up to float rounding); returned
+        contiguous, so every loss sees the same tensors whether they were computed here or read from the cache."""
+        if self._teacher_fast is None:
+            object.__setattr__(self, "_teacher_fast", frozen_inference_copy(self._teacher))
+        with torch.no_grad():
+            xc = x.contiguous(memory_format=torch.channels_last)
+            alpha, feats = self._teacher_fast.forward_features(xc, layers) if layers else (self._teacher_fast(xc), {})
+        return alpha.contiguous(), {k: v.contiguous() for k, v in feats.items()}
 
     def _student_view(self, kind: str, layer: str, feature: Tensor) -> Tensor:
         if kind == "adapter":
@@ -415,10 +432,7 @@ class DistillObjective(nn.Module):
             teacher = self._teacher
             if teacher.training:  # someone flipped it: a frozen teacher always runs with running BN stats
                 teacher.eval()
-            def run_teacher(wanted):
-                with torch.no_grad():
-                    return teacher.forward_features(x, wanted) if wanted else (teacher(x), {})
-
+            run_teacher = lambda wanted: self._teacher_outputs(x, wanted)
             cache = self.teacher_cache
             if cache is None:
                 t_alpha, t_feats = run_teacher(layers)

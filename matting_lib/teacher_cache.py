@@ -32,6 +32,9 @@ from .utils import atomic_write
 #: Feature layers every entry holds: the paper's conv2-5, so that the Hinton runs (alpha only) and the feature
 #: runs of a seed read one entry per batch instead of computing the teacher twice.
 DEFAULT_CACHE_LAYERS = ("conv2", "conv3", "conv4", "conv5")
+#: How the stored outputs were computed (part of every key): "fused-cl" = the BN-folded channels_last copy of the
+#: teacher (:func:`matting_lib.models.frozen_inference_copy`); entries of the earlier plain eval forward are never read.
+FORMAT = "fused-cl"
 
 
 class TeacherOutputCache:
@@ -52,7 +55,7 @@ class TeacherOutputCache:
         # 3 ms, on every KD step; read in place, without copying the 2.4 MB batch to bytes first
         h = hashlib.sha256()
         # torch's thread count is part of the key: outputs computed with other threads may differ in the last bit
-        h.update(f"{tuple(x.shape)}|{x.dtype}|{','.join(layers)}|{torch.get_num_threads()}|".encode())
+        h.update(f"{FORMAT}|{tuple(x.shape)}|{x.dtype}|{','.join(layers)}|{torch.get_num_threads()}|".encode())
         h.update(memoryview(x.detach().contiguous().cpu().numpy()).cast("B"))
         return h.hexdigest()[:40]
 

@@ -500,6 +500,48 @@ def test_teacher_cache_recomputes_damaged_entries_and_keys_by_teacher(tmp_path):
         TeacherOutputCache(tmp_path, "../x")
 
 
+def test_frozen_inference_copy_folds_every_batchnorm_and_leaves_the_teacher_alone():
+    """The KD teacher's forward: the BN-folded channels_last copy computes the eval-mode teacher's function (float
+    rounding apart), shares nothing with it, and DistillObjective takes its teacher outputs from it."""
+    from matting_lib.models import frozen_inference_copy
+
+    torch.manual_seed(0)
+    teacher = build_teacher(0.0625)
+    for m in teacher.modules():  # BatchNorms that are not the identity, so the folding is tested
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2), m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5), m.bias.data.uniform_(-0.1, 0.1)
+    teacher.train()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    fast = frozen_inference_copy(teacher)
+    assert teacher.training and not fast.training  # the original's mode is kept
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in teacher.modules()) == 18
+    assert not any(p.requires_grad for p in fast.parameters())
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    x = _tiny_batch(seed=2)["input"]
+    layers = ("conv2", "conv5", "dconv3")
+    with torch.no_grad():
+        want = teacher.eval().forward_features(x, layers)
+        got = fast.forward_features(x.contiguous(memory_format=torch.channels_last), layers)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-4, atol=1e-5)
+    for layer in layers:
+        torch.testing.assert_close(got[1][layer], want[1][layer], rtol=1e-4, atol=1e-4)
+    fast.down1.conv1.cbr_unit[0].weight.data.zero_()  # no shared storage
+    assert torch.equal(teacher.state_dict()["down1.conv1.cbr_unit.0.weight"], before["down1.conv1.cbr_unit.0.weight"])
+
+    student = build_student(0.0625)
+    obj = DistillObjective(teacher, student, PAPER_CONFIGS["spatial"])
+    alpha, feats = obj._teacher_outputs(x, ("conv2",))
+    with torch.no_grad():
+        ref = frozen_inference_copy(teacher).forward_features(x.contiguous(memory_format=torch.channels_last),
+                                                              ("conv2",))
+    assert torch.equal(alpha, ref[0]) and torch.equal(feats["conv2"], ref[1]["conv2"])
+    assert alpha.is_contiguous() and feats["conv2"].is_contiguous()
+    obj.double()  # moving the objective remakes the copy from the moved teacher
+    assert obj._teacher_outputs(x.double(), ("conv2",))[0].dtype == torch.float64
+
+
 # ------------------------------------------------------------------------------------------- notebook 03's params
 def test_distill_run_params_validate_and_name_the_run():
     p = distill.DistillRunParams()
