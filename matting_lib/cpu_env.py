@@ -8,6 +8,14 @@ different students. Machines here are AVX2 or AVX-512, so the pipeline pins ever
 level they share: :data:`PINNED_ENV`, set by :func:`pin` before any kernel starts (the notebooks' kernels inherit
 it) and reported by :func:`describe`.
 
+Not reached by the pin: OpenCV's Intel IPP (resize, Gaussian blur, distance transforms...) chooses its own level
+from the CPU, and ``OPENCV_CPU_DISABLE`` does not limit it (only ``OPENCV_IPP`` would). Measured on an AVX2-only AMD
+EPYC: the synthetic generator makes another default benchmark (content identity ``6575ab7…``) than the AVX-512
+machines under this pin (``31bb438…``, the shipped teacher's data), and forcing IPP to SSE4.2 there changes 511 of
+its 2,454 files, so IPP's AVX-512 code is the likely cause. :func:`describe` reports IPP's level. Pinning it
+(``OPENCV_IPP=avx2``) would change the data on AVX-512 machines, i.e. the shipped teacher's training data: README
+"Same numbers on another machine".
+
 The variables must be set before the libraries load, so this module imports nothing but the standard library.
 Thread counts matter too (parallel reductions split work by thread); the pipeline fixes them per run.
 """
@@ -79,6 +87,14 @@ def describe() -> str:
         top = [k for k in ("X86_V4", "X86_V3", "X86_V2") if feats.get(k)]
         parts.append(f"numpy {top[0] if top else 'baseline'} ({np.__version__})")
     except ImportError:
+        pass
+    try:  # OpenCV's Intel IPP picks its own level (OPENCV_CPU_DISABLE does not reach it): AVX2 (l9), AVX-512 (k0)...
+        import cv2
+
+        ipp = cv2.ipp.getIppVersion() if cv2.ipp.useIPP() else "off"
+        level = ipp[ipp.find(" ") + 1:ipp.find(")") + 1] if "(" in ipp else ipp
+        parts.append(f"opencv IPP {level}")
+    except (ImportError, AttributeError):
         pass
     state = "pinned to AVX2 for reproducibility" if is_pinned() else "native (not pinned: results may differ by CPU)"
     return f"CPU kernels {state}: " + "; ".join(parts)

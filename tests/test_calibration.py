@@ -67,6 +67,7 @@ def test_pinned_process_runs_avx2_kernels():
     code = "import torch, numpy; from matting_lib import cpu_env; print(cpu_env.describe())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert "pinned to AVX2" in out and "torch AVX2" in out and "numpy X86_V4" not in out
+    assert "opencv IPP " in out  # reported, since the pin does not reach it (see cpu_env)
 
 
 def _fake_dataset(root: Path, files: dict[str, str], versions: dict) -> DatasetLayout:
@@ -140,7 +141,7 @@ def test_compare_training_data_says_when_the_data_differs(tmp_path):
     assert same is True
     other = _fake_dataset(tmp_path / "e", {"x.png": "12"}, {"numpy": "1"})
     same, msg = compare_training_data({"dataset": dataset_identity(layout)}, other)
-    assert same is False and "DIFFERS" in msg and str(other.root) in msg
+    assert same is False and "DIFFERS" in msg and str(other.root) in msg and "IPP" in msg
     import hashlib
     legacy = {"dataset_manifest_sha256": hashlib.sha256((tmp_path / "d" / "manifest.json").read_bytes()).hexdigest()}
     assert compare_training_data(legacy, layout)[0] is True and compare_training_data(legacy, other)[0] is False
