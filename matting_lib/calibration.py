@@ -273,6 +273,45 @@ def _same_run(a: RunSettings, b: RunSettings) -> bool:
     return all(da[k] == db[k] for k in da if k not in _IDENTITY_EXCLUDED)
 
 
+def recorded_stand_ins(runs_dir: str | os.PathLike, plan: dict[str, RunSettings], recorded: Sequence[str | os.PathLike],
+                       *, data_dir: str | os.PathLike | None = None, composites: int | None = None,
+                       bg_per_fg: int | None = None) -> dict[str, tuple[RunSettings, list[dict], str]]:
+    """``{run name: (recorded settings, rows, manifest path)}`` for every run of ``plan`` not started in ``runs_dir``
+    whose settings a shipped teacher's manifest in ``recorded`` has (:func:`recorded_curve`).
+
+    Raises ``ValueError`` naming the manifest when it cannot stand in: trained on other data than ``data_dir`` (its
+    dataset identity), or scored on another number of validation composites than ``composites`` or another
+    ``bg_per_fg`` (each checked when given). Cheap (no scoring), so notebook 00 calls it before the students train."""
+    from .layout import DatasetLayout, dataset_identity
+
+    records = [recorded_curve(p) for p in recorded]
+    here = dataset_identity(DatasetLayout.for_root(data_dir)) if data_dir is not None and records else None
+    out = {}
+    for name, settings in plan.items():
+        if (Path(runs_dir) / name / "run.json").is_file():
+            continue
+        for rec_settings, rows, info in records:
+            if not _same_run(rec_settings, settings):
+                continue
+            problems = []
+            if (composites is not None and info["composites"] != composites) or (
+                    bg_per_fg is not None and info["bg_per_fg"] != bg_per_fg):
+                problems.append(f"it was scored on {info['composites']} composites (bg_per_fg {info['bg_per_fg']}), "
+                                f"this study on {composites} (bg_per_fg {bg_per_fg})")
+            if here is not None and info["dataset"] != here:
+                problems.append(f"it was trained and scored on other data than {data_dir} (identity "
+                                f"{str((info['dataset'] or {}).get('sha256'))[:12]}… there, {here['sha256'][:12]}… "
+                                f"here; generated data differ between CPUs with and without AVX-512, README 'Same "
+                                f"numbers on another machine')")
+            if problems:
+                raise ValueError(f"the recorded curve in {info['source']} cannot stand in for run {name}: "
+                                 + "; ".join(problems) + ". Train the run (notebook 00 with train=True and "
+                                 "train_teachers=True) or leave that manifest out of recorded_teachers")
+            out[name] = (rec_settings, rows, info["source"])
+            break
+    return out
+
+
 def study_curves(runs_dir: str | os.PathLike, plan: dict[str, RunSettings], composites: Sequence[Composite], *,
                  progress: bool = True, recorded: Sequence[str | os.PathLike] = (), bg_per_fg: int | None = None,
                  data_dir: str | os.PathLike | None = None) -> dict[str, tuple[RunSettings, list[dict]]]:
@@ -283,34 +322,17 @@ def study_curves(runs_dir: str | os.PathLike, plan: dict[str, RunSettings], comp
     ``recorded``: shipped teachers' manifests (:func:`recorded_curve`). A teacher run of the plan that is not in
     ``runs_dir`` takes the curve of a manifest with the same settings, provided that manifest was scored on the
     same validation composites (count and ``bg_per_fg``) of the same data (``data_dir``'s identity); otherwise it
-    is refused with the reason. Its rows are what was measured when the teacher was shipped."""
-    from .layout import DatasetLayout, dataset_identity
-
+    is refused with the reason (:func:`recorded_stand_ins`). Its rows are what was measured when the teacher was
+    shipped."""
     runs_dir = Path(runs_dir)
     out = {name: (read_settings(runs_dir / name), evaluate_snapshots(runs_dir / name, composites, progress=progress))
            for name in plan if (runs_dir / name / "run.json").is_file()}
-    records = [recorded_curve(p) for p in recorded]
-    for name, settings in plan.items():
-        if name in out:
-            continue
-        for rec_settings, rows, info in records:
-            if not _same_run(rec_settings, settings):
-                continue
-            problems = []
-            if info["composites"] != len(composites) or (bg_per_fg is not None and info["bg_per_fg"] != bg_per_fg):
-                problems.append(f"it was scored on {info['composites']} composites (bg_per_fg {info['bg_per_fg']}), "
-                                f"this study on {len(composites)} (bg_per_fg {bg_per_fg})")
-            if data_dir is not None and info["dataset"] != dataset_identity(DatasetLayout.for_root(data_dir)):
-                problems.append(f"it was trained and scored on other data than {data_dir}")
-            if problems:
-                raise ValueError(f"the recorded curve in {info['source']} cannot stand in for run {name}: "
-                                 + "; ".join(problems) + f". Train the run (notebook 00 with train=True) or leave "
-                                 f"that manifest out of recorded_teachers")
-            out[name] = (rec_settings, rows)
-            if progress:
-                print(f"{name}: not in {runs_dir}; its curve ({len(rows)} points, validation SAD) as recorded in "
-                      f"{info['source']}")
-            break
+    stand_ins = recorded_stand_ins(runs_dir, plan, recorded, data_dir=data_dir, composites=len(composites),
+                                   bg_per_fg=bg_per_fg)
+    for name, (rec_settings, rows, source) in stand_ins.items():
+        out[name] = (rec_settings, rows)
+        if progress:
+            print(f"{name}: not in {runs_dir}; its curve ({len(rows)} points, validation SAD) as recorded in {source}")
     if not out:
         raise FileNotFoundError(f"no run of this calibration study has started in {runs_dir} (looked for "
                                 f"{', '.join(plan)}); train them first: notebook 00 with train=True, "

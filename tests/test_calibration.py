@@ -312,6 +312,11 @@ def test_recorded_teacher_curve_stands_in_for_an_absent_teacher_run(smoke, tmp_p
     assert [(r["step"], r["sad"]) for r in curves["teacher-w0.125-c48"][1]] == [(r["step"], r["sad"]) for r in rows]
     frame = calibration.curve_frame(curves)
     assert [r["sad"] for r in frame] == [r["sad"] for r in rows]
+    # the check notebook 00 makes before the students train (no scoring): same data stands in, other data is refused
+    assert list(calibration.recorded_stand_ins(tmp_path / "runs", plan, [manifest], data_dir=smoke)) == list(plan)
+    other_data = _fake_dataset(tmp_path / "other-data", {"x.png": "11"}, {})
+    with pytest.raises(ValueError, match=r"other data than .*AVX-512.*train_teachers=True"):
+        calibration.recorded_stand_ins(tmp_path / "runs", plan, [manifest], data_dir=other_data.root)
     with pytest.raises(ValueError, match="scored on .* composites"):
         calibration.study_curves(tmp_path / "runs", plan, comps[:1], progress=False, recorded=[manifest],
                                  bg_per_fg=1, data_dir=smoke)
