@@ -71,6 +71,19 @@ def is_pinned(env: Mapping[str, str] | None = None) -> bool:
     return all(env.get(k) == v for k, v in PINNED_ENV.items())
 
 
+def opencv_ipp_level() -> str | None:
+    """The code level OpenCV's Intel IPP runs in this process, e.g. ``"AVX2 (l9)"`` (``"off"`` when IPP is disabled,
+    None without OpenCV). IPP picks it from the CPU by itself (the pin does not reach it, see the module docstring),
+    so generated data records it (:func:`matting_lib.synthetic.generate_dataset`'s manifest)."""
+    try:
+        import cv2
+
+        ipp = cv2.ipp.getIppVersion() if cv2.ipp.useIPP() else "off"
+    except (ImportError, AttributeError):
+        return None
+    return ipp[ipp.find(" ") + 1:ipp.find(")") + 1] if "(" in ipp else ipp
+
+
 def describe() -> str:
     """One line on the instruction sets in effect (call after torch/numpy are imported, e.g. in a notebook)."""
     parts = []
@@ -88,14 +101,9 @@ def describe() -> str:
         parts.append(f"numpy {top[0] if top else 'baseline'} ({np.__version__})")
     except ImportError:
         pass
-    try:  # OpenCV's Intel IPP picks its own level (OPENCV_CPU_DISABLE does not reach it): AVX2 (l9), AVX-512 (k0)...
-        import cv2
-
-        ipp = cv2.ipp.getIppVersion() if cv2.ipp.useIPP() else "off"
-        level = ipp[ipp.find(" ") + 1:ipp.find(")") + 1] if "(" in ipp else ipp
-        parts.append(f"opencv IPP {level}")
-    except (ImportError, AttributeError):
-        pass
+    ipp = opencv_ipp_level()
+    if ipp is not None:
+        parts.append(f"opencv IPP {ipp}")
     state = "pinned to AVX2 for reproducibility" if is_pinned() else "native (not pinned: results may differ by CPU)"
     return f"CPU kernels {state}: " + "; ".join(parts)
 

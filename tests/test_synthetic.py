@@ -45,6 +45,9 @@ def test_manifest_has_parameters_and_sha256_of_every_file(smoke):
     assert sorted(man["files"]) == _files(smoke)
     assert all(sha256_file(smoke / f) == d for f, d in man["files"].items())
     assert S.verify_dataset(smoke) == []
+    from matting_lib import cpu_env  # the IPP level that made the files (it changes some bytes across CPUs)
+
+    assert man["versions"]["opencv_ipp"] == cpu_env.opencv_ipp_level() and man["versions"]["opencv_ipp"]
 
 
 def test_layout_is_adobe_and_test_is_disjoint_from_train(smoke):
