@@ -150,7 +150,7 @@ class MattingTrainDataset(Dataset):
     def cache_identity(self) -> str:
         """SHA-256 of everything a sample is a function of besides (epoch, index): the data's content identity,
         this set's parameters and (foreground, background) pairs, the source of the modules that make samples,
-        the NumPy/OpenCV versions and the CPU-kernel pin. Keys :class:`matting_lib.batch_cache.BatchCache`."""
+        the NumPy/OpenCV versions, the CPU-kernel pin and OpenCV IPP's level. Keys :class:`matting_lib.batch_cache.BatchCache`."""
         if getattr(self, "_identity", None) is None:
             import hashlib
             import json
@@ -167,7 +167,8 @@ class MattingTrainDataset(Dataset):
                       "legacy_trimap": self.legacy_trimap, "jitter": self.jitter,
                       "code": source_digest(sys.modules[__name__], trimap, layout, compositing),
                       "versions": [np.__version__, cv2.__version__],
-                      "cpu": {k: os.environ.get(k) for k in cpu_env.PINNED_ENV}}
+                      "cpu": {k: os.environ.get(k) for k in cpu_env.PINNED_ENV},
+                      "opencv_ipp": cpu_env.opencv_ipp_level()}  # cv2.resize's bytes depend on it (cpu_env)
             self._identity = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
         return self._identity
 
