@@ -13,9 +13,9 @@ collated float32 tensors themselves (``default_collate`` of the dataset's sample
 
 Key: BLAKE2b of the dataset's :meth:`cache_identity` (its data's content identity, every parameter that shapes a
 sample, the source code of the modules that make samples, the NumPy/OpenCV versions, the CPU-kernel pin and IPP's
-level), the epoch, the batch's sample indices and the stored keys. Layout: ``<root>/<dataset id>/<2 hex>/<key>.pt``, written
-atomically (two runs composing the same batch at once write the same bytes), loaded with ``weights_only=True``; a
-damaged entry is recomposed and rewritten. Disk use: ~3.5 MB per batch of 16 at 96 px (``input``, ``alpha``,
+level), the epoch, the batch's sample indices and the stored keys. Layout: ``<root>/<dataset id>/<2 hex>/<key>.pt``,
+written atomically (two runs composing the same batch at once write the same bytes), loaded with
+``weights_only=True``; a damaged entry is recomposed and rewritten. Disk use: ~3.5 MB per batch of 16 at 96 px (``input``, ``alpha``,
 ``trimap``), i.e. ~1.8 GB per seed for 500 steps; delete the folder whenever you like (it is only a cache).
 """
 

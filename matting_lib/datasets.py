@@ -150,7 +150,8 @@ class MattingTrainDataset(Dataset):
     def cache_identity(self) -> str:
         """SHA-256 of everything a sample is a function of besides (epoch, index): the data's content identity,
         this set's parameters and (foreground, background) pairs, the source of the modules that make samples,
-        the NumPy/OpenCV versions, the CPU-kernel pin and OpenCV IPP's level. Keys :class:`matting_lib.batch_cache.BatchCache`."""
+        the NumPy/OpenCV versions, the CPU-kernel pin and OpenCV IPP's level. Keys
+        :class:`matting_lib.batch_cache.BatchCache`."""
         if getattr(self, "_identity", None) is None:
             import hashlib
             import json
