@@ -274,13 +274,13 @@ def _same_run(a: RunSettings, b: RunSettings) -> bool:
 
 
 def recorded_stand_ins(runs_dir: str | os.PathLike, plan: dict[str, RunSettings], recorded: Sequence[str | os.PathLike],
-                       *, data_dir: str | os.PathLike | None = None, composites: int | None = None,
+                       *, data_dir: str | os.PathLike | None = None, n_composites: int | None = None,
                        bg_per_fg: int | None = None) -> dict[str, tuple[RunSettings, list[dict], str]]:
     """``{run name: (recorded settings, rows, manifest path)}`` for every run of ``plan`` not started in ``runs_dir``
     whose settings a shipped teacher's manifest in ``recorded`` has (:func:`recorded_curve`).
 
     Raises ``ValueError`` naming the manifest when it cannot stand in: trained on other data than ``data_dir`` (its
-    dataset identity), or scored on another number of validation composites than ``composites`` or another
+    dataset identity), or scored on another number of validation composites than ``n_composites`` or another
     ``bg_per_fg`` (each checked when given). Cheap (no scoring), so notebook 00 calls it before the students train."""
     from .layout import DatasetLayout, dataset_identity
 
@@ -294,10 +294,10 @@ def recorded_stand_ins(runs_dir: str | os.PathLike, plan: dict[str, RunSettings]
             if not _same_run(rec_settings, settings):
                 continue
             problems = []
-            if (composites is not None and info["composites"] != composites) or (
+            if (n_composites is not None and info["composites"] != n_composites) or (
                     bg_per_fg is not None and info["bg_per_fg"] != bg_per_fg):
                 problems.append(f"it was scored on {info['composites']} composites (bg_per_fg {info['bg_per_fg']}), "
-                                f"this study on {composites} (bg_per_fg {bg_per_fg})")
+                                f"this study on {n_composites} (bg_per_fg {bg_per_fg})")
             if here is not None and info["dataset"] != here:
                 problems.append(f"it was trained and scored on other data than {data_dir} (identity "
                                 f"{str((info['dataset'] or {}).get('sha256'))[:12]}… there, {here['sha256'][:12]}… "
@@ -327,7 +327,7 @@ def study_curves(runs_dir: str | os.PathLike, plan: dict[str, RunSettings], comp
     runs_dir = Path(runs_dir)
     out = {name: (read_settings(runs_dir / name), evaluate_snapshots(runs_dir / name, composites, progress=progress))
            for name in plan if (runs_dir / name / "run.json").is_file()}
-    stand_ins = recorded_stand_ins(runs_dir, plan, recorded, data_dir=data_dir, composites=len(composites),
+    stand_ins = recorded_stand_ins(runs_dir, plan, recorded, data_dir=data_dir, n_composites=len(composites),
                                    bg_per_fg=bg_per_fg)
     for name, (rec_settings, rows, source) in stand_ins.items():
         out[name] = (rec_settings, rows)

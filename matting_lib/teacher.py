@@ -135,6 +135,7 @@ def save_teacher(p: TeacherParams, teacher: nn.Module, scores: Mapping[str, Mapp
     the metrics record."""
     from . import checkpoints
     from .models import count_parameters
+    from .layout import dataset_identity
     from .utils import atomic_write_text, sha256_file
 
     run = repo_path(p.run_dir)
@@ -148,7 +149,10 @@ def save_teacher(p: TeacherParams, teacher: nn.Module, scores: Mapping[str, Mapp
     if p.mode == "train":
         data_manifest = layout.root / "manifest.json"
         record["dataset_manifest_sha256"] = sha256_file(data_manifest) if data_manifest.is_file() else None
+        # the data's content identity, as calibration.ship_teacher records it: layout.compare_training_data reads it
+        # first (the manifest.json hash above also changes with the environment fields that file lists)
         checkpoints.write_manifest(ckpt, **{k: v for k, v in record.items() if k != "checkpoint"}, parameters=params,
-                                   steps=result.step, best_step=result.best_step, best_val_loss=result.best_val_loss)
+                                   dataset=dataset_identity(layout), steps=result.step, best_step=result.best_step,
+                                   best_val_loss=result.best_val_loss)
     atomic_write_text(run / "metrics.json", json.dumps(record, indent=2) + "\n")
     return record

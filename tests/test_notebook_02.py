@@ -54,4 +54,6 @@ def test_notebook_02_train_then_load(tmp_path):
     text = "".join("".join(o.get("text", "")) for c in out["cells"] if c["cell_type"] == "code"
                    for o in c.get("outputs", []))
     assert "SHA-256 matches" in text and "metrics vs manifest" in text
-    assert "training data: same dataset manifest as the teacher was trained on" in text
+    assert "training data: same data as the teacher was trained on (files identity" in text
+    manifest = json.loads((tmp_path / "t" / "teacher.json").read_text())
+    assert manifest["dataset"]["kind"] == "files" and manifest["dataset_manifest_sha256"]
