@@ -110,7 +110,7 @@ print(json.dumps({"s_per_step": wall / a["steps"], "digest": digest}))
 """
 
 def _profile_configs(profile: str) -> list[str]:
-    from matting_lib.pipeline import load_profile
+    from matting_lib.pipeline.profiles import load_profile
 
     return list(load_profile(profile)["distill"]["configs"])
 

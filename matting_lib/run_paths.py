@@ -17,7 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .pipeline import DEFAULT_RUNS, REPO, figures_dir_for, load_profile
+from .pipeline.common import DEFAULT_RUNS, REPO
+from .pipeline.profiles import figures_dir_for, load_profile
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def _resolve(path: str | os.PathLike) -> Path:
 def for_profile(profile: str, *, data_dir: str = "", runs_dir: str = "", figures_dir: str = "") -> ProfilePaths:
     """The paths the pipeline would give a notebook of ``profile`` (``profiles/<profile>.toml``); a non-empty
     ``data_dir`` / ``runs_dir`` (the profile's folder, holding ``teacher/``) / ``figures_dir`` wins. An unknown
-    profile raises :class:`matting_lib.pipeline.ProfileError` listing the valid ones."""
+    profile raises :class:`matting_lib.pipeline.common.ProfileError` listing the valid ones."""
     prof = load_profile(profile)
     runs = _resolve(runs_dir) if runs_dir else (DEFAULT_RUNS / profile).resolve()
     data = _resolve(data_dir or prof.get("data", {}).get("data_dir", f"data/{profile}"))

@@ -22,6 +22,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from .pipeline.common import REPO, pid_alive
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy's legacy global generator and torch (CPU and CUDA).
@@ -72,16 +74,6 @@ def disk_full_error(path: str | os.PathLike, cause: BaseException) -> DiskFullEr
 _OLD_TMP_AGE_S = 3600.0  # an mkstemp-named temporary this old is no write in progress
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that interrupted :func:`atomic_write` calls of ``path`` left beside it.
 
@@ -97,7 +89,7 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
         rest = tmp.name[len(path.name) + 2:]  # after ".{name}."
         new = re.fullmatch(rf"(\d+)-[0-9a-f]{{8}}\.tmp{ext}", rest)
         if new:
-            if int(new[1]) == os.getpid() or _pid_alive(int(new[1])):
+            if int(new[1]) == os.getpid() or pid_alive(int(new[1])):
                 continue
         elif re.fullmatch(rf"[a-z0-9_]{{8}}\.tmp{ext}", rest):
             try:
@@ -269,7 +261,6 @@ def params_from_globals(cls: type, namespace: Mapping[str, Any]) -> Any:
     return params_from_dict(cls, {n: namespace[n] for n in names}, where=f"{cls.__name__} parameters")
 
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def repo_path(path: str | os.PathLike) -> Path:

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from matting_lib import pipeline, pipeline_state, pipeline_validate
+from matting_lib.pipeline import cli, common, plan, profiles, state, validate
 
 
 def test_plan_smoke_profile():
-    prof = pipeline.load_profile("smoke")
-    jobs = pipeline.plan_jobs("smoke", prof, runs_root=REPO / "runs", seeds=2)
+    prof = profiles.load_profile("smoke")
+    jobs = plan.plan_jobs("smoke", prof, runs_root=REPO / "runs", seeds=2)
     stages = [j.stage for j in jobs]
     assert stages[:2] == ["data", "teacher"] and stages[-2:] == ["results", "explorer"]
     distill = [j for j in jobs if j.stage == "distill"]
@@ -27,7 +27,7 @@ def test_plan_smoke_profile():
     assert {j.params["seed"] for j in distill} == {0, 1}
     assert all(j.params["teacher_checkpoint"].endswith("teacher/teacher.pt") for j in distill)
     assert jobs[1].params["mode"] == "train"
-    retrain = pipeline.plan_jobs("smoke", {**prof, "teacher": {**prof["teacher"], "mode": "load"}},
+    retrain = plan.plan_jobs("smoke", {**prof, "teacher": {**prof["teacher"], "mode": "load"}},
                                  runs_root=REPO / "runs", retrain_teacher=True)
     assert retrain[1].params["mode"] == "train"
     # every job declares what it must leave behind; the limits come from the profile and never reach a notebook
@@ -38,19 +38,19 @@ def test_plan_smoke_profile():
     assert jobs[1].outputs[0] == ("checkpoint", str(REPO / "runs/smoke/teacher/teacher.pt"))
     assert jobs[-2].outputs == [("tables", str(REPO / "figures/smoke"))]
     assert first.limits == {"cell_timeout_s": 600, "job_timeout_s": 1200}
-    assert not any(k in j.params for j in jobs for k in pipeline.TIMEOUT_KEYS)
+    assert not any(k in j.params for j in jobs for k in common.TIMEOUT_KEYS)
 
 
-@pytest.mark.parametrize("name", pipeline.available_profiles())
+@pytest.mark.parametrize("name", profiles.available_profiles())
 def test_every_profile_validates_against_its_notebooks(name):
     """Each profile only sets parameters its notebooks declare, with their types (papermill would merely warn)."""
-    prof = pipeline.load_profile(name)
+    prof = profiles.load_profile(name)
     if prof["data"].get("source") == "adobe":  # the paper profile runs with --adobe-root
         prof["data"]["adobe_root"] = "/data/adobe"
-    pipeline_validate.validate_profile(prof, full=True)
-    jobs = pipeline.plan_jobs(name, prof, runs_root=REPO / "runs", seeds=1)
-    pipeline_validate.check_jobs(jobs)
-    assert all(set(j.limits) == set(pipeline.TIMEOUT_KEYS) for j in jobs)
+    validate.validate_profile(prof, full=True)
+    jobs = plan.plan_jobs(name, prof, runs_root=REPO / "runs", seeds=1)
+    validate.check_jobs(jobs)
+    assert all(set(j.limits) == set(common.TIMEOUT_KEYS) for j in jobs)
 
 
 # Values only a notebook's parameter dataclass (or the teacher) can judge, refused when the jobs are planned, before
@@ -70,7 +70,7 @@ PLANNED_BAD = [
 
 @pytest.mark.parametrize("profile, args, message", PLANNED_BAD)
 def test_planned_jobs_are_checked_before_anything_runs(tmp_path, capsys, profile, args, message):
-    code = pipeline.main(["--profile", profile, "--runs-dir", str(tmp_path / "runs"), "--list", *args])
+    code = cli.main(["--profile", profile, "--runs-dir", str(tmp_path / "runs"), "--list", *args])
     err = capsys.readouterr().err
     assert code == 2 and message in err, err
     assert not (tmp_path / "runs").exists()  # nothing planned was executed or written
@@ -83,24 +83,24 @@ def test_one_run_name_for_the_student_folder_and_its_job(tmp_path):
     for cfg in distill.PAPER_CONFIGS:
         assert student_run_name(cfg, 3) == distill.run_name(distill.PAPER_CONFIGS[cfg], 3) \
             == distill.run_name(cfg, 3) == f"kd-{cfg}-seed3"
-    jobs = pipeline.plan_jobs("smoke", pipeline.load_profile("smoke"), runs_root=tmp_path)
+    jobs = plan.plan_jobs("smoke", profiles.load_profile("smoke"), runs_root=tmp_path)
     students = [j for j in jobs if j.stage == "distill"]
     assert students and all(j.key == Path(j.outputs[0][1]).parent.name for j in students)  # key = run folder
     assert students[0].key == "kd-student-seed0"
 
 
 def test_overrides_and_errors():
-    prof = pipeline.apply_overrides({"distill": {"steps": 5}}, ["distill.steps=7", "teacher.mode=load",
+    prof = profiles.apply_overrides({"distill": {"steps": 5}}, ["distill.steps=7", "teacher.mode=load",
                                                                "distill.lr=0.5"])
     assert prof["distill"]["steps"] == 7 and prof["teacher"]["mode"] == "load" and prof["distill"]["lr"] == 0.5
-    assert pipeline.apply_overrides({}, ["distill.configs=spatial"])["distill"]["configs"] == "spatial"  # not split
-    with pytest.raises(pipeline.ProfileError, match="STAGE.KEY=VALUE"):
-        pipeline.apply_overrides({}, ["steps=3"])
-    with pytest.raises(pipeline.ProfileError, match="valid profiles: .*smoke"):
-        pipeline.load_profile("smok")
-    job = pipeline.Job("teacher", "teacher", {"no_such_parameter": 1})
-    with pytest.raises(pipeline.ProfileError, match="does not declare parameter"):
-        pipeline_validate.check_jobs([job])
+    assert profiles.apply_overrides({}, ["distill.configs=spatial"])["distill"]["configs"] == "spatial"  # not split
+    with pytest.raises(common.ProfileError, match="STAGE.KEY=VALUE"):
+        profiles.apply_overrides({}, ["steps=3"])
+    with pytest.raises(common.ProfileError, match="valid profiles: .*smoke"):
+        profiles.load_profile("smok")
+    job = common.Job("teacher", "teacher", {"no_such_parameter": 1})
+    with pytest.raises(common.ProfileError, match="does not declare parameter"):
+        validate.check_jobs([job])
 
 
 # Each bad --set: (arguments, a fragment of the message). Every one exits 2 before anything runs.
@@ -129,7 +129,7 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[a[-1] for a, _ in BAD_INPUTS])
 def test_bad_set_fails_before_anything_runs(tmp_path, capsys, args, message):
-    rc = pipeline.main(["--profile", "smoke", "--runs-dir", str(tmp_path), *args])
+    rc = cli.main(["--profile", "smoke", "--runs-dir", str(tmp_path), *args])
     err = capsys.readouterr().err
     assert rc == 2, err
     assert message in err and "run_all.sh: error:" in err
@@ -139,8 +139,8 @@ def test_bad_set_fails_before_anything_runs(tmp_path, capsys, args, message):
 def test_check_args_is_standard_library_only(tmp_path):
     """run_all.sh's --check-args runs under the base interpreter before the environment exists: it must report a
     bad pipeline key there, importing nothing outside the standard library."""
-    code = ("import sys; from matting_lib import pipeline; "
-            "rc = pipeline.main(['--check-args', '--profile', 'smoke', '--set', 'distill.configs=spatial']); "
+    code = ("import sys; from matting_lib.pipeline import cli; "
+            "rc = cli.main(['--check-args', '--profile', 'smoke', '--set', 'distill.configs=spatial']); "
             "heavy = sorted(m for m in ('numpy', 'torch', 'papermill', 'nbformat', 'zmq') if m in sys.modules); "
             "print(rc, heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
@@ -150,10 +150,10 @@ def test_check_args_is_standard_library_only(tmp_path):
 
 def test_figures_go_with_the_runs_folder(tmp_path):
     """Two runs folders never share tables; the default runs folder keeps the repository's figures/<profile>."""
-    prof = pipeline.load_profile("smoke")
+    prof = profiles.load_profile("smoke")
 
     def figs(runs_root, figures_dir=None):
-        jobs = pipeline.plan_jobs("smoke", prof, runs_root=runs_root, figures_dir=figures_dir)
+        jobs = plan.plan_jobs("smoke", prof, runs_root=runs_root, figures_dir=figures_dir)
         assert len({j.params["figures_dir"] for j in jobs if j.stage != "explorer"}) == 1
         assert "figures_dir" not in jobs[-1].params  # the explorer writes no figures
         return jobs[-2].params["figures_dir"]
@@ -167,41 +167,41 @@ def test_figures_go_with_the_runs_folder(tmp_path):
 def test_relative_adobe_root_and_public_teacher_are_resolved_against_the_current_folder(tmp_path, monkeypatch):
     """The notebooks run in the repository; a relative path the user typed means the folder they typed it in."""
     seen = {}
-    real = pipeline.plan_jobs
-    monkeypatch.setattr(pipeline, "plan_jobs", lambda name, prof, **k: seen.update(prof) or real(name, prof, **k))
+    real = plan.plan_jobs
+    monkeypatch.setattr(cli, "plan_jobs", lambda name, prof, **k: seen.update(prof) or real(name, prof, **k))
     monkeypatch.chdir(tmp_path)
-    assert pipeline.main(["--profile", "paper", "--adobe-root", "data/adobe", "--public-teacher",
+    assert cli.main(["--profile", "paper", "--adobe-root", "data/adobe", "--public-teacher",
                           "~/BEST_checkpoint.tar", "--runs-dir", str(tmp_path / "runs"), "--list"]) == 0
     assert seen["data"]["adobe_root"] == str(tmp_path / "data" / "adobe")
     assert seen["teacher"]["public_checkpoint"] == str(Path.home().resolve() / "BEST_checkpoint.tar")
 
 
 def test_fingerprint_tracks_params_and_upstream(tmp_path):
-    a = pipeline.Job("results", "results", {"seeds": 1}, needs=["teacher"])
-    f1 = pipeline.job_fingerprint(a, tmp_path, "p")
-    assert f1 == pipeline.job_fingerprint(pipeline.Job("results", "results", {"seeds": 1}, needs=["teacher"]), tmp_path, "p")
-    assert f1 != pipeline.job_fingerprint(pipeline.Job("results", "results", {"seeds": 2}, needs=["teacher"]), tmp_path, "p")
-    marker = pipeline.marker_path(tmp_path, "p", "teacher")
+    a = common.Job("results", "results", {"seeds": 1}, needs=["teacher"])
+    f1 = state.job_fingerprint(a, tmp_path, "p")
+    assert f1 == state.job_fingerprint(common.Job("results", "results", {"seeds": 1}, needs=["teacher"]), tmp_path, "p")
+    assert f1 != state.job_fingerprint(common.Job("results", "results", {"seeds": 2}, needs=["teacher"]), tmp_path, "p")
+    marker = state.marker_path(tmp_path, "p", "teacher")
     marker.parent.mkdir(parents=True)
     marker.write_text(json.dumps({"fingerprint": "abc", "finished": "t1"}))
-    f2 = pipeline.job_fingerprint(a, tmp_path, "p")
+    f2 = state.job_fingerprint(a, tmp_path, "p")
     assert f2 != f1  # an upstream result changed -> rerun
     marker.write_text(json.dumps({"fingerprint": "abc", "finished": "t2"}))
-    assert pipeline.job_fingerprint(a, tmp_path, "p") != f2  # the upstream job ran again -> rerun
-    assert not pipeline.is_done(a, tmp_path, "p")
+    assert state.job_fingerprint(a, tmp_path, "p") != f2  # the upstream job ran again -> rerun
+    assert not state.is_done(a, tmp_path, "p")
 
 
 def test_load_mode_fingerprint_follows_the_shipped_checkpoint(tmp_path):
     shipped = tmp_path / "teacher-x.pt"
     prof = {"teacher": {"mode": "load", "shipped_checkpoint": str(shipped)}}
-    job = pipeline.plan_jobs("x", prof, runs_root=tmp_path)[1]
+    job = plan.plan_jobs("x", prof, runs_root=tmp_path)[1]
     assert job.stage == "teacher" and job.inputs == [str(shipped)]
-    missing = pipeline.job_fingerprint(job, tmp_path, "x")
+    missing = state.job_fingerprint(job, tmp_path, "x")
     shipped.write_bytes(b"weights v1")
-    v1 = pipeline.job_fingerprint(job, tmp_path, "x")
+    v1 = state.job_fingerprint(job, tmp_path, "x")
     shipped.write_bytes(b"weights v2")
-    assert len({missing, v1, pipeline.job_fingerprint(job, tmp_path, "x")}) == 3  # replaced file -> rerun
-    trained = pipeline.plan_jobs("x", prof, runs_root=tmp_path, retrain_teacher=True)[1]
+    assert len({missing, v1, state.job_fingerprint(job, tmp_path, "x")}) == 3  # replaced file -> rerun
+    trained = plan.plan_jobs("x", prof, runs_root=tmp_path, retrain_teacher=True)[1]
     assert trained.inputs == []  # training does not read the shipped file
 
 
@@ -218,40 +218,40 @@ def _student_outputs(run):
 
 def test_up_to_date_needs_outputs_that_verify(tmp_path):
     """A matching marker is not enough: a deleted metrics.json or a truncated best.pt makes the job run again."""
-    job = pipeline.plan_jobs("p", {"distill": {"configs": ["student"]}}, runs_root=tmp_path)[2]
+    job = plan.plan_jobs("p", {"distill": {"configs": ["student"]}}, runs_root=tmp_path)[2]
     run = tmp_path / "p" / "students" / "kd-student-seed0"
     run.mkdir(parents=True)
     _student_outputs(run)
-    nb = pipeline.executed_path(tmp_path, "p", job)
+    nb = state.executed_path(tmp_path, "p", job)
     nb.parent.mkdir(parents=True)
     nb.write_text(json.dumps({"cells": [], "metadata": {"papermill": {"exception": False}}}))
-    marker = pipeline.marker_path(tmp_path, "p", job.key)
+    marker = state.marker_path(tmp_path, "p", job.key)
     marker.parent.mkdir(parents=True)
-    marker.write_text(json.dumps({"fingerprint": pipeline.job_fingerprint(job, tmp_path, "p"), "finished": "x"}))
-    assert pipeline.job_state(job, tmp_path, "p") == (True, "")
+    marker.write_text(json.dumps({"fingerprint": state.job_fingerprint(job, tmp_path, "p"), "finished": "x"}))
+    assert state.job_state(job, tmp_path, "p") == (True, "")
 
     (run / "metrics.json").unlink()
-    done, why = pipeline.job_state(job, tmp_path, "p")
+    done, why = state.job_state(job, tmp_path, "p")
     assert not done and "metrics.json is missing" in why
     _student_outputs(run)
     data = (run / "best.pt").read_bytes()
     (run / "best.pt").write_bytes(data[: len(data) // 2])
-    done, why = pipeline.job_state(job, tmp_path, "p")
+    done, why = state.job_state(job, tmp_path, "p")
     assert not done and "best.pt does not load" in why
     _student_outputs(run)
     nb.unlink()
-    assert "executed notebook" in pipeline.job_state(job, tmp_path, "p")[1]
+    assert "executed notebook" in state.job_state(job, tmp_path, "p")[1]
 
 
 def test_tables_must_hold_every_configuration(tmp_path):
-    job = pipeline.Job("results", "results", {"configs": ["student", "spatial"]})
-    for name in pipeline_state.TABLE_FILES:
+    job = common.Job("results", "results", {"configs": ["student", "spatial"]})
+    for name in state.TABLE_FILES:
         (tmp_path / name).write_text("x\n")
     (tmp_path / "table1_official.csv").write_text("config,name\nteacher,DIM-teacher\nstudent,DIM-student\n")
-    assert pipeline_state.verify_outputs([("tables", str(tmp_path))], job) == [
+    assert state.verify_outputs([("tables", str(tmp_path))], job) == [
         f"{tmp_path / 'table1_official.csv'} has no row for spatial"]
     (tmp_path / "costs.md").unlink()
-    assert "lacks costs.md" in pipeline_state.verify_outputs([("tables", str(tmp_path))], job)[0]
+    assert "lacks costs.md" in state.verify_outputs([("tables", str(tmp_path))], job)[0]
 
 
 @pytest.mark.slow
@@ -265,7 +265,7 @@ def test_failing_notebook_names_notebook_cell_and_error(tmp_path):
     assert out.returncode == 1, out.stderr
     assert "02_teacher.ipynb failed" in out.stderr and "at cell" in out.stderr
     assert "FileNotFoundError" in out.stderr and "no shipped teacher at" in out.stderr
-    assert not pipeline.marker_path(tmp_path, "smoke", "teacher").exists()
+    assert not state.marker_path(tmp_path, "smoke", "teacher").exists()
 
 
 @pytest.mark.slow

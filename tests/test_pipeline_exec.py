@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from matting_lib import pipeline, pipeline_exec
+from matting_lib.pipeline import cli, common, execute, state
 
 
 def _notebook(path, *sources):
@@ -22,7 +22,7 @@ def _notebook(path, *sources):
 
 
 def _job(tmp_path, notebook, **limits):
-    return pipeline.Job("explorer", "stuck", {}, notebook=notebook,
+    return common.Job("explorer", "stuck", {}, notebook=notebook,
                         limits={"cell_timeout_s": 600, "job_timeout_s": 600, **limits})
 
 
@@ -30,16 +30,16 @@ def test_stuck_cell_fails_within_the_cell_timeout(tmp_path):
     nb = _notebook(tmp_path / "stuck.ipynb", "import time\nprint('started')", "time.sleep(600)  # a stuck kernel")
     job = _job(tmp_path, nb, cell_timeout_s=3)
     t0 = time.time()
-    with pytest.raises(pipeline.PipelineError) as err:
-        pipeline.run_job(job, tmp_path, "p", log=lambda *_: None)
+    with pytest.raises(common.PipelineError) as err:
+        cli.run_job(job, tmp_path, "p", log=lambda *_: None)
     assert time.time() - t0 < 60
     msg = str(err.value)
     assert "stuck.ipynb (job 'stuck') stopped at cell" in msg and "`time.sleep(600)  # a stuck kernel`" in msg
     assert "explorer.cell_timeout_s = 3 s" in msg and "--set explorer.cell_timeout_s=" in msg
-    out = pipeline.executed_path(tmp_path, "p", job)
+    out = state.executed_path(tmp_path, "p", job)
     assert f"executed copy: {out}" in msg and "resume" in msg
     assert "started" in out.read_text()  # the executed copy shows how far it got
-    assert not pipeline.marker_path(tmp_path, "p", "stuck").exists()  # so a rerun executes it again
+    assert not state.marker_path(tmp_path, "p", "stuck").exists()  # so a rerun executes it again
 
 
 @pytest.mark.slow
@@ -48,13 +48,13 @@ def test_job_over_its_wall_clock_limit_is_stopped(tmp_path):
                    "time.sleep(600)")
     job = _job(tmp_path, nb, job_timeout_s=8)
     t0 = time.time()
-    with pytest.raises(pipeline.PipelineError) as err:
-        pipeline.run_job(job, tmp_path, "p", log=lambda *_: None)
+    with pytest.raises(common.PipelineError) as err:
+        cli.run_job(job, tmp_path, "p", log=lambda *_: None)
     assert time.time() - t0 < 60
     msg = str(err.value)
     assert "ran longer than explorer.job_timeout_s = 8 s" in msg and "at cell 2 (`time.sleep(600)`)" in msg
     assert "--set explorer.job_timeout_s=" in msg
-    out = json.loads(pipeline.executed_path(tmp_path, "p", job).read_text())
+    out = json.loads(state.executed_path(tmp_path, "p", job).read_text())
     pid = int("".join(out["cells"][1]["outputs"][0]["text"]).split()[0])
     deadline = time.time() + 10
     while time.time() < deadline and _alive(pid):
@@ -85,18 +85,18 @@ def test_output_widget_traffic_does_not_lose_the_reply(tmp_path):
         "    with out:",
         "        display(Image(data=blob, format='png'))"]))
     job = _job(tmp_path, nb, cell_timeout_s=40)
-    pipeline.run_job(job, tmp_path, "p", log=lambda *_: None)
-    cells = json.loads(pipeline.executed_path(tmp_path, "p", job).read_text())["cells"]
+    cli.run_job(job, tmp_path, "p", log=lambda *_: None)
+    cells = json.loads(state.executed_path(tmp_path, "p", job).read_text())["cells"]
     assert cells[-1]["metadata"]["papermill"]["duration"] < 15  # not the 40 s timeout
 
 
 def test_the_kernel_client_rearms_its_sockets():
-    client = pipeline_exec.rearming_client_class()
-    manager = pipeline_exec.kernel_manager_for(None)()
+    client = execute.rearming_client_class()
+    manager = execute.kernel_manager_for(None)()
     assert manager.client_factory is client and manager.transport == "ipc"
     traits = client.class_traits()
     assert all(traits[f"{ch}_channel_class"].default_value.__name__ == "RearmingChannel"
                for ch in ("shell", "iopub", "stdin", "control"))
-    watch = pipeline_exec.JobWatch(1.0)
-    bound = pipeline_exec.kernel_manager_for(watch)()
+    watch = execute.JobWatch(1.0)
+    bound = execute.kernel_manager_for(watch)()
     assert watch.managers == [bound] and isinstance(bound, type(manager))

@@ -12,11 +12,11 @@ import sys
 import time
 
 from conftest import REPO
-from matting_lib import pipeline
+from matting_lib.pipeline import cli
 
 
 def test_help_states_each_default_once_and_never_none():
-    text = pipeline.build_parser().format_help()
+    text = cli.build_parser().format_help()
     assert "(default: None)" not in text and "(default: False)" not in text
     options = re.split(r"\n  (?=-)", text.split("options:", 1)[1])
     assert options and all(opt.count("default:") <= 1 for opt in options), [o for o in options
@@ -39,7 +39,7 @@ time.sleep(60)
 
 
 def test_pipeline_kernels_are_shut_down_without_sigint(tmp_path):
-    from matting_lib.pipeline_exec import kernel_manager_for
+    from matting_lib.pipeline.execute import kernel_manager_for
 
     flag, ready = tmp_path / "sigint", tmp_path / "ready"
 

@@ -6,18 +6,19 @@ from __future__ import annotations
 import pytest
 
 from conftest import REPO
-from matting_lib import pipeline, run_paths
+from matting_lib import run_paths
+from matting_lib.pipeline import common, plan, profiles
 
 
 def test_paths_derive_from_the_profile_and_explicit_ones_win(tmp_path):
     smoke = run_paths.for_profile("smoke")
-    prof = pipeline.load_profile("smoke")
+    prof = profiles.load_profile("smoke")
     assert smoke.data == REPO / "data" / "synthetic-smoke"
     assert smoke.runs == REPO / "runs" / "smoke" and smoke.figures == REPO / "figures" / "smoke"
     assert smoke.configs == tuple(prof["distill"]["configs"]) and smoke.seeds == prof["distill"]["seeds"] == 1
     assert smoke.command == "./run_all.sh --profile smoke"
     # the pipeline's own paths for the same profile are the same
-    jobs = pipeline.plan_jobs("smoke", prof, runs_root=REPO / "runs")
+    jobs = plan.plan_jobs("smoke", prof, runs_root=REPO / "runs")
     res = next(j for j in jobs if j.stage == "results").params
     assert (REPO / res["data_dir"], res["runs_dir"], res["figures_dir"]) == (smoke.data, str(smoke.runs),
                                                                             str(smoke.figures))
@@ -26,7 +27,7 @@ def test_paths_derive_from_the_profile_and_explicit_ones_win(tmp_path):
     assert (mine.data, mine.runs) == (tmp_path / "d", tmp_path / "r" / "smoke")
     assert mine.figures == tmp_path / "r" / "smoke" / "figures"  # figures go with another runs folder
     assert mine.command == f"./run_all.sh --profile smoke --runs-dir {tmp_path / 'r'}"
-    with pytest.raises(pipeline.ProfileError, match="valid profiles: .*smoke"):
+    with pytest.raises(common.ProfileError, match="valid profiles: .*smoke"):
         run_paths.for_profile("smok")
 
 

@@ -11,12 +11,12 @@ import textwrap
 import pytest
 
 from conftest import REPO
-from matting_lib import pipeline
-from matting_lib.runlock import RunLock, RunLockedError
+from matting_lib.pipeline import cli
+from matting_lib.pipeline.runlock import RunLock, RunLockedError
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from matting_lib.runlock import RunLock
+    from matting_lib.pipeline.runlock import RunLock
     with RunLock(sys.argv[1]):
         print("locked", flush=True)
         time.sleep(120)
@@ -56,7 +56,7 @@ def test_second_process_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_pat
 def test_pipeline_refuses_a_runs_folder_in_use(tmp_path, capsys):
     holder = _hold(tmp_path / "smoke")
     try:
-        rc = pipeline.main(["--profile", "smoke", "--runs-dir", str(tmp_path), "--only", "results"])
+        rc = cli.main(["--profile", "smoke", "--runs-dir", str(tmp_path), "--only", "results"])
     finally:
         holder.kill()
         holder.wait()

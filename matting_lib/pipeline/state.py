@@ -3,7 +3,7 @@
 A job is up to date only if its marker ``<runs-dir>/<profile>/pipeline/<job>.json`` records the job's current
 fingerprint (parameters, notebook source, upstream results) *and* every declared output verifies
 (:func:`verify_outputs`), so a deleted or truncated file makes the job run again. Kinds of output (declared in
-``Job.outputs`` as ``(kind, path)`` by :func:`matting_lib.pipeline.plan_jobs`; the executed notebook is checked
+``Job.outputs`` as ``(kind, path)`` by :func:`matting_lib.pipeline.plan.plan_jobs`; the executed notebook is checked
 for every job):
 
     dataset     the data folder: its test composites (``Composition-1k/merged/*.png``) exist
@@ -31,7 +31,7 @@ def _json(path: Path) -> Any:
 
 
 def _check_dataset(path: Path, job: Any) -> str | None:
-    from .layout import DatasetLayout
+    from ..layout import DatasetLayout
 
     merged = DatasetLayout.for_root(path).merged_dir
     if not path.is_dir():
@@ -42,7 +42,7 @@ def _check_dataset(path: Path, job: Any) -> str | None:
 
 
 def _check_checkpoint(path: Path, job: Any) -> str | None:
-    from .checkpoints import load_checkpoint
+    from ..checkpoints import load_checkpoint
 
     if not path.is_file():
         return f"{path} is missing"
@@ -136,7 +136,7 @@ def job_fingerprint(job: Any, runs_root: Path, profile: str) -> str:
         m = _read_marker(marker_path(runs_root, profile, dep)) or {}
         upstream.append([m.get("fingerprint"), m.get("finished")])
     if job.inputs:
-        from .utils import sha256_file  # lazily: the pipeline imports only the standard library up front
+        from ..utils import sha256_file  # lazily: the pipeline imports only the standard library up front
     files = [sha256_file(f) if Path(f).is_file() else "missing" for f in job.inputs]
     return _digest({"params": job.params, "notebook": _notebook_source_digest(job.notebook), "upstream": upstream,
                     **({"inputs": files} if files else {})})

@@ -20,7 +20,7 @@ waiting), and once a second it does the same for every channel, so any other los
 Besides that, every execution has limits (profile keys ``cell_timeout_s`` and ``job_timeout_s`` of its stage):
 papermill's ``execution_timeout`` per cell, and a watchdog that kills the kernel's process group when the whole
 job runs past its wall-clock limit. nbclient checks every second that the kernel process is alive. Each way a
-job can stop raises :class:`~matting_lib.pipeline.PipelineError` naming the notebook, the cell, the executed
+job can stop raises :class:`~matting_lib.pipeline.common.PipelineError` naming the notebook, the cell, the executed
 copy and what to do; no marker is written, so a rerun executes the job again (trainings resume from
 ``last.pt``).
 """
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .pipeline import PipelineError
+from .common import PipelineError
 
 REARM_INTERVAL_S = 1.0  # how often every channel socket is re-armed (the liveness check of the client side)
 

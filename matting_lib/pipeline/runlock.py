@@ -20,7 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-from .pipeline import PipelineError
+from .common import PipelineError, pid_alive
+
+
+class RunLockedError(PipelineError):
+    """Another live process holds the run folder's lock."""
 
 
 class RunLockedError(PipelineError):
@@ -65,7 +69,7 @@ class RunLock:
             pid = info.get("pid")
             who = (f"PID {pid}, started {info.get('started', '?')}: {info.get('command', '?')}" if pid
                    else "a process that has not written its PID yet")
-            note = "" if not pid or _alive(int(pid)) else (" (that PID is gone, but a process that inherited the lock "
+            note = "" if not pid or pid_alive(int(pid)) else (" (that PID is gone, but a process that inherited the lock "
                                                             "still holds it)")
             raise RunLockedError(f"{self.folder} is in use by another pipeline ({who}){note}. Wait for it to "
                                  f"finish, stop it, or use another --runs-dir.") from None

@@ -1,6 +1,6 @@
 """Validating a profile (after ``--set``) before anything runs: every key, its type and the configuration names.
 
-Two levels, both raising :class:`~matting_lib.pipeline.ProfileError` (exit code 2) that lists every problem with
+Two levels, both raising :class:`~matting_lib.pipeline.common.ProfileError` (exit code 2) that lists every problem with
 the key, the value and the valid choices:
 
 * ``full=False`` — standard library only (``run_all.sh --check-args``, before the environment is set up): the
@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from .pipeline import NOTEBOOKS, PIPELINE_KEYS, REPO, STAGES, TIMEOUT_KEYS, Job, ProfileError
+from .common import NOTEBOOKS, PIPELINE_KEYS, REPO, STAGES, TIMEOUT_KEYS, Job, ProfileError
 
 #: Parameters the pipeline sets itself, per stage (a profile or --set value would be overwritten silently).
 DERIVED = {
@@ -130,7 +130,7 @@ def _notebook_key_problems(stage: str, table: dict[str, Any]) -> list[str]:
 
 
 def _config_problems(configs: list[str]) -> list[str]:
-    from .distill import PAPER_CONFIGS
+    from ..distill import PAPER_CONFIGS
 
     return [f"distill.configs: unknown configuration {c!r}{_suggest(c, PAPER_CONFIGS)}; valid names: "
             f"{', '.join(PAPER_CONFIGS)}" for c in configs if c not in PAPER_CONFIGS]
@@ -160,13 +160,13 @@ def validate_profile(prof: dict[str, Any], *, full: bool) -> None:
 def _params_class(stage: str):
     """The dataclass that validates a stage's notebook parameters (None: the notebook has none yet)."""
     if stage == "data":
-        from .dataset_report import DataParams
+        from ..dataset_report import DataParams
         return DataParams
     if stage == "teacher":
-        from .teacher import TeacherParams
+        from ..teacher import TeacherParams
         return TeacherParams
     if stage == "distill":
-        from .distill import DistillRunParams
+        from ..distill import DistillRunParams
         return DistillRunParams
     return None
 
@@ -187,7 +187,7 @@ def _teacher_width(teacher) -> tuple[float, str] | None:
 def check_jobs(jobs: list[Job]) -> None:
     """Refuse, for every job at once: parameters a job's notebook does not declare (papermill would only warn),
     values its parameter dataclass rejects, and students whose width is not their teacher's."""
-    from .utils import params_from_dict
+    from ..utils import params_from_dict
 
     problems, built = [], {}
     for job in jobs:

@@ -1,0 +1,175 @@
+"""``run_all.sh``'s command line and run loop: plan the profile's jobs, skip those up to date, execute the rest in
+stage order (student runs in parallel with ``-j``), under one lock per runs folder. Standard library only at
+import time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .. import cpu_env  # standard library only, like this package
+from .common import DEFAULT_RUNS, REPO, STAGES, Job, PipelineError, ProfileError
+from .plan import plan_jobs
+from .profiles import apply_overrides, figures_dir_for, load_profile
+from .state import executed_path, job_fingerprint, job_state, marker_path, verify_outputs
+
+
+# ----------------------------------------------------------------------------------------------- execution
+def run_job(job: Job, runs_root: Path, profile: str, *, log=print) -> float:
+    """Execute one notebook under its limits; verify its outputs; write its marker. Returns wall seconds."""
+    from .execute import execute_notebook
+    from ..utils import atomic_write_text
+
+    if not job.notebook.is_file():
+        raise PipelineError(f"stage {job.stage!r}: notebook {job.notebook} does not exist")
+    out = executed_path(runs_root, profile, job)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    marker = marker_path(runs_root, profile, job.key)
+    marker.unlink(missing_ok=True)
+    t0 = time.time()
+    log(f"[{profile}] {job.key}: running {job.notebook.name} -> {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    execute_notebook(job.notebook, out, job.params, job=job.key, stage=job.stage, cwd=REPO, **job.limits)
+    problems = verify_outputs(job.outputs, job)
+    if problems:
+        raise PipelineError(f"{job.notebook.name} finished in job {job.key!r} but its outputs do not verify: "
+                            f"{'; '.join(problems)}.\n  executed copy: {out}")
+    wall = time.time() - t0
+    atomic_write_text(marker, json.dumps({
+        "key": job.key, "stage": job.stage, "fingerprint": job_fingerprint(job, runs_root, profile),
+        "params": job.params, "outputs": job.outputs, "executed_notebook": str(out), "wall_s": round(wall, 1),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }, indent=2, default=str))
+    log(f"[{profile}] {job.key}: done in {wall:.0f} s")
+    return wall
+
+
+def resolve_profile(args: argparse.Namespace) -> dict[str, Any]:
+    """The profile with ``--set``, ``--adobe-root`` and ``--public-teacher`` applied (not yet validated)."""
+    prof = apply_overrides(load_profile(args.profile), args.set or [])
+    # The notebooks run in the repository: resolve the user's relative paths against the current folder here.
+    if args.adobe_root:
+        prof.setdefault("data", {})["adobe_root"] = str(Path(args.adobe_root).expanduser().resolve())
+    if args.public_teacher:
+        prof.setdefault("teacher", {}).update(mode="import",
+                                              public_checkpoint=str(Path(args.public_teacher).expanduser().resolve()))
+    return prof
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    from .validate import check_jobs, validate_profile
+    from .runlock import RunLock
+
+    prof = resolve_profile(args)
+    validate_profile(prof, full=True)
+    runs_root = Path(args.runs_dir).resolve()
+    parallel = args.jobs if args.jobs is not None else int(prof.get("distill", {}).get("jobs", 1))
+    # Torch threads per student run: the profile's distill.threads when it sets one (results then do not depend on
+    # -j or on the machine's core count), else the cores split between the parallel runs.
+    threads = int(prof.get("distill", {}).get("threads", 0)) or (
+        max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else 0)
+    cpu_env.pin()  # every notebook's kernel inherits the AVX2-pinned CPU kernels (matting_lib.cpu_env)
+    jobs = plan_jobs(args.profile, prof, runs_root=runs_root, seeds=args.seeds, retrain_teacher=args.retrain_teacher,
+                     threads=threads, figures_dir=args.figures_dir)
+    check_jobs(jobs)  # every parameter is one its notebook declares: papermill would only warn
+    jobs_to_run = [j for j in jobs if j.stage == args.only] if args.only else jobs
+    if args.list:
+        for j in jobs_to_run:
+            done, why = job_state(j, runs_root, args.profile)
+            print(f"{'done' if done else 'todo':5s} {j.key:40s} {j.notebook.name}" + ("" if done else f"  ({why})"))
+        return 0
+    figures = figures_dir_for(args.profile, runs_root, args.figures_dir)
+    with RunLock(runs_root / args.profile):
+        t0, ran = time.time(), []
+        print(f"[{args.profile}] {len(jobs_to_run)} notebook run(s); runs in {runs_root / args.profile}")
+        for stage in STAGES:
+            batch = [j for j in jobs_to_run if j.stage == stage]
+            todo = []
+            for j in batch:
+                done, why = (False, "--force") if args.force else job_state(j, runs_root, args.profile)
+                print(f"[{args.profile}] {j.key}: " + ("up to date, skipped" if done else f"to run ({why})"))
+                if not done:
+                    todo.append(j)
+            if stage == "distill" and parallel > 1 and len(todo) > 1:
+                with ThreadPoolExecutor(max_workers=parallel) as pool:
+                    futures = [pool.submit(run_job, j, runs_root, args.profile) for j in todo]
+                    errors = [f.exception() for f in futures if f.exception() is not None]
+                if errors:
+                    raise errors[0]
+                ran += todo
+            else:
+                for j in todo:
+                    run_job(j, runs_root, args.profile)
+                    ran.append(j)
+        # wall time since run_all.sh started (its environment checks included), not since the lock was taken
+        start = min(t0, float(os.environ.get("MATTING_START_TIME") or t0))
+        print(f"[{args.profile}] pipeline finished in {time.time() - start:.0f} s wall time ({len(ran)} notebook "
+              f"run(s); {t0 - start:.0f} s of environment and profile checks before them); tables and figures in "
+              f"{figures}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_all.sh",
+        description="Regenerate the paper's Table 1 and figures by executing the notebooks with papermill. "
+                    "Sets up ./.venv from requirements.lock on first use.",
+        epilog="Profiles: smoke (whole chain in minutes, for CI), default (embedded synthetic benchmark on a "
+               "2-core CPU), paper (Adobe Composition-1k, full-size networks, 320 px, 30 epochs, for a GPU; "
+               "needs --adobe-root). Exit codes: 0 done, 1 a stage failed or the runs folder is in use, "
+               "2 bad arguments or profile (nothing was executed). Examples: ./run_all.sh ; "
+               "./run_all.sh --profile smoke ; ./run_all.sh --only distill -j 2 ; "
+               "./run_all.sh --profile paper --adobe-root /data/adobe",
+    )  # each help text states its default once (ArgumentDefaultsHelpFormatter would repeat it, "None" included)
+    p.add_argument("--profile", default="default", help="smoke | default | paper (a file in profiles/; "
+                   "default: default)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per student configuration (default: the profile's)")
+    p.add_argument("--only", choices=STAGES, default=None, help="run only this stage")
+    p.add_argument("--force", action="store_true", help="re-run stages even when their outputs are up to date")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="student runs in parallel, CPU threads split between "
+                   "them (default: the profile's distill.jobs, else 1)")
+    p.add_argument("--retrain-teacher", action="store_true", help="train the teacher from scratch instead of "
+                   "verifying the shipped one (hours on a CPU)")
+    p.add_argument("--adobe-root", default="", help="folder with the Adobe dataset and COCO/VOC backgrounds "
+                   "(paper profile); see README")
+    p.add_argument("--public-teacher", default="", help="path to DIM-PyTorch's BEST_checkpoint.tar to import as "
+                   "the teacher")
+    p.add_argument("--set", action="append", metavar="STAGE.KEY=VALUE", help="override one profile value, "
+                   "e.g. --set distill.steps=200 or --set 'distill.configs=[\"student\",\"spatial\"]' (repeatable; "
+                   "time limits: STAGE.cell_timeout_s, STAGE.job_timeout_s)")
+    p.add_argument("--runs-dir", default=str(DEFAULT_RUNS), help="where executed notebooks, trainings, tables and "
+                   "figures go (<runs-dir>/<profile>/); the dataset stays shared (default: runs/ in the repository)")
+    p.add_argument("--figures-dir", default=None, help="where this run's tables and figures go (default: "
+                   "figures/<profile> for the default --runs-dir, else <runs-dir>/<profile>/figures)")
+    p.add_argument("--list", action="store_true", help="list the notebook runs and whether each is up to date")
+    p.add_argument("--check-args", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.jobs is not None and args.jobs < 1:
+        print(f"run_all.sh: error: -j/--jobs must be at least 1, got {args.jobs}", file=sys.stderr)
+        return 2
+    if args.seeds is not None and args.seeds < 1:
+        print(f"run_all.sh: error: --seeds must be at least 1, got {args.seeds}", file=sys.stderr)
+        return 2
+    try:
+        if args.check_args:  # the base interpreter, before the environment exists: standard-library checks only
+            from .validate import validate_profile
+
+            validate_profile(resolve_profile(args), full=False)
+            return 0
+        return run_pipeline(args)
+    except ProfileError as err:
+        print(f"run_all.sh: error: {err}", file=sys.stderr)
+        return 2
+    except PipelineError as err:
+        print(f"run_all.sh: error: {err}", file=sys.stderr)
+        return 1

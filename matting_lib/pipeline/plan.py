@@ -1,0 +1,84 @@
+"""A validated profile turned into the ordered list of notebook jobs (:func:`plan_jobs`). Standard library only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..run_identity import student_run_name  # standard library only at import time
+from .common import DEFAULT_LIMITS, PIPELINE_KEYS, REPO, TIMEOUT_KEYS, Job
+from .profiles import figures_dir_for
+
+
+def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds: int | None = None,
+              retrain_teacher: bool = False, threads: int = 0, figures_dir: str | None = None) -> list[Job]:
+    """Turn a (validated) profile into the ordered list of notebook executions. ``threads`` (torch threads of each
+    student run; 0 = torch's default) is set when student runs execute in parallel; the teacher gets every core."""
+    runs = Path(runs_root) / profile_name
+    figures = figures_dir_for(profile_name, runs_root, figures_dir)
+    common = {"profile": profile_name, "figures_dir": str(figures)}
+
+    def table(stage: str) -> tuple[dict[str, Any], dict[str, float]]:
+        t = dict(prof.get(stage, {}))
+        limits = {k: float(t.pop(k, DEFAULT_LIMITS[k])) for k in TIMEOUT_KEYS}
+        return t, limits
+
+    data, limits = table("data")
+    data_dir = str(data.get("data_dir", f"data/{profile_name}"))
+    data_path = Path(data_dir) if Path(data_dir).is_absolute() else REPO / data_dir  # notebooks resolve it so
+    jobs = [Job("data", "data", {**common, **data, "data_dir": data_dir}, outputs=[("dataset", str(data_path))],
+                limits=limits)]
+    if "calibrate" in prof:  # the calibration study (notebook 00) is a profile of its own: data, then the study
+        calib, limits = table("calibrate")
+        jobs.append(Job("calibrate", "calibrate", {**common, **calib, "data_dir": data_dir,
+                                                   "runs_dir": str(runs)},
+                        needs=["data"], limits=limits, outputs=[("file", str(figures / "calibration.md"))]))
+        return jobs
+
+    teacher, limits = table("teacher")
+    if retrain_teacher:
+        teacher["mode"] = "train"
+    teacher_dir = runs / "teacher"
+    inputs = []
+    if teacher.get("mode", "train") == "load":  # a replaced shipped checkpoint re-runs everything downstream
+        shipped = Path(teacher.get("shipped_checkpoint") or f"matting_lib/assets/teacher-{profile_name}.pt")
+        inputs.append(str(shipped if shipped.is_absolute() else REPO / shipped))
+    teacher_ckpt = str(teacher_dir / "teacher.pt")
+    jobs.append(Job("teacher", "teacher", {**common, **teacher, "data_dir": data_dir, "run_dir": str(teacher_dir)},
+                    needs=["data"], inputs=inputs, limits=limits,
+                    outputs=[("checkpoint", teacher_ckpt), ("metrics", str(teacher_dir / "metrics.json"))]))
+
+    student, limits = table("distill")
+    configs = list(student.get("configs", []))
+    n_seeds = int(seeds if seeds is not None else student.get("seeds", 1))
+    base = {k: v for k, v in student.items() if k not in PIPELINE_KEYS["distill"]}
+    # shared_caches: the runs of one seed compose each batch once (batch_cache) and run the teacher once per batch
+    # (teacher_cache); off unless the profile turns it on (at the paper's size they would need terabytes)
+    shared = bool(student.get("shared_caches", False))
+    caches = {"teacher_cache_dir": str(runs / "teacher-cache") if shared else "",
+              "batch_cache_dir": str(runs / "batch-cache") if shared else ""}
+    caches.update({k: base[k] for k in caches if k in base})  # an explicit folder in the profile wins
+    student_keys = []
+    for cfg in configs:
+        for seed in range(n_seeds):
+            key = student_run_name(cfg, seed)  # the job is named as its run folder
+            run = runs / "students" / key
+            student_keys.append(key)
+            jobs.append(Job("distill", key,
+                            {**common, **base, "config": cfg, "seed": seed, "data_dir": data_dir,
+                             "teacher_checkpoint": teacher_ckpt, "runs_dir": str(runs / "students"),
+                             **caches,
+                             "threads": threads},
+                            needs=["data", "teacher"], limits=limits,
+                            outputs=[("checkpoint", str(run / "best.pt")), ("metrics", str(run / "metrics.json"))]))
+    results, limits = table("results")
+    jobs.append(Job("results", "results",
+                    {**common, **results, "data_dir": data_dir, "runs_dir": str(runs),
+                     "configs": list(configs), "seeds": n_seeds},
+                    needs=["teacher", *student_keys], limits=limits, outputs=[("tables", str(figures))]))
+    explorer, limits = table("explorer")
+    # the explorer writes no figures: it gets no figures_dir
+    jobs.append(Job("explorer", "explorer", {"profile": profile_name, **explorer, "data_dir": data_dir,
+                                             "runs_dir": str(runs)},
+                    needs=["teacher", *student_keys], limits=limits))
+    return jobs
