@@ -12,7 +12,7 @@ Results are **identical** to composing the batches in every run (tested bit for 
 collated float32 tensors themselves (``default_collate`` of the dataset's samples, as the DataLoader makes them).
 
 Key: BLAKE2b of the dataset's :meth:`cache_identity` (its data's content identity, every parameter that shapes a
-sample, the source code of the modules that make samples, the NumPy/OpenCV versions, the CPU-kernel pin and IPP's
+sample, the digest of the code that makes samples (:func:`matting_lib.run_identity.code_digest`), the NumPy/OpenCV versions, the CPU-kernel pin and IPP's
 level), the epoch, the batch's sample indices and the stored keys. Layout: ``<root>/<dataset id>/<2 hex>/<key>.pt``,
 written atomically (two runs composing the same batch at once write the same bytes), loaded with
 ``weights_only=True``; a damaged entry is recomposed and rewritten. Disk use: ~3.5 MB per batch of 16 at 96 px (``input``, ``alpha``,
@@ -34,14 +34,6 @@ from .utils import atomic_write
 
 #: What a training objective reads from a batch (``training.AlphaObjective``, ``distill.DistillObjective``).
 BATCH_KEYS = ("input", "alpha", "trimap")
-
-
-def source_digest(*modules) -> str:
-    """SHA-256 (16 hex) of the source files of ``modules``: a cache keyed by it is never read by changed code."""
-    h = hashlib.sha256()
-    for mod in modules:
-        h.update(Path(mod.__file__).read_bytes())
-    return h.hexdigest()[:16]
 
 
 class BatchCache:

@@ -28,7 +28,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -36,73 +36,55 @@ import numpy as np
 
 from . import cpu_env
 from .metrics import METRIC_KEYS
+from .settings import TrainSettings, identity_values, override, record, setting
 
 # ------------------------------------------------------------------------------------------ settings
 @dataclass(frozen=True)
-class RunSettings:
-    """One calibration run: what is trained and how (primitives only; stored in ``run.json``)."""
+class RunSettings(TrainSettings):
+    """One calibration run: the shared training settings (:class:`matting_lib.settings.TrainSettings`, with the
+    calibration's defaults) plus what is trained (``kind``) and how often a full snapshot is kept."""
 
-    kind: str = "teacher"  # "teacher" | "student" (no KD)
-    width: float = 0.25  # channel width (1.0 = the paper's networks)
-    crop_size: int = 160  # training crop side (px)
-    batch_size: int = 16
-    lr: float = 0.01  # Adam, constant (the paper's); snapshots of a constant-lr run are the curve's points
-    steps: int = 20000  # target optimiser steps (a stint may stop earlier and resume later)
-    snapshot_every: int = 1000
-    seed: int = 0  # initialisation and data order
-    split_seed: int = 0  # train/validation foreground split (shared by every run of a study)
-    val_fraction: float = 0.1
-    val_samples: int = 64  # validation crops for the crop-loss curve (and best.pt)
-    val_every: int = 500
-    num_workers: int = 1
-    threads: int = 0  # torch threads; 0 = torch's default (all cores)
+    crop_size: int = override(TrainSettings, "crop_size", 160)
+    steps: int = override(TrainSettings, "steps", 20000)  # a stint may stop earlier; a larger target continues
+    val_every: int = override(TrainSettings, "val_every", 500)
+    num_workers: int = override(TrainSettings, "num_workers", 1)
+    kind: str = setting("teacher")  # "teacher" | "student" (no KD)
+    snapshot_every: int = setting(1000, identity=False)  # snapshots are the curve's points
 
     def __post_init__(self):
+        super().__post_init__()
         if self.kind not in ("teacher", "student"):
             raise ValueError(f"kind={self.kind!r}; valid: teacher, student")
-        if self.steps < 1 or self.snapshot_every < 1 or self.crop_size < 32:
-            raise ValueError(f"steps ({self.steps}) and snapshot_every ({self.snapshot_every}) must be >= 1 and "
-                             f"crop_size ({self.crop_size}) >= 32")
+        if self.snapshot_every < 1 or self.crop_size < 32:
+            raise ValueError(f"snapshot_every ({self.snapshot_every}) must be >= 1 and crop_size ({self.crop_size}) "
+                             f">= 32")
 
 
 def train_run(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings: RunSettings, *,
               stop_after_steps: int | None = None, progress: bool = True):
     """Train (or continue) one calibration run; returns :class:`matting_lib.training.TrainResult`.
 
-    ``run_dir/run.json`` records the settings and the dataset's identity; a run folder holding another run's
-    settings or data is refused (never silently continued). ``stop_after_steps`` ends this stint early."""
+    ``run_dir/run.json`` records the run's identity (:func:`matting_lib.run_identity.training_identity`: settings,
+    data, code) and every setting; a run folder holding another training is moved aside first (never continued),
+    a larger ``steps`` continues it. ``stop_after_steps`` ends this stint early."""
     import torch
 
-    from .layout import DatasetLayout, dataset_identity
+    from .layout import DatasetLayout
     from .models import build_student, build_teacher
-    from .training import TrainConfig, train_alpha
-    from .utils import atomic_write_text, seed_everything
+    from .run_identity import prepare_run_dir, training_identity
+    from .training import train_alpha
+    from .utils import seed_everything
 
-    run_dir = Path(run_dir)
     layout = DatasetLayout.for_root(data_dir)
-    identity = {"settings": {k: v for k, v in asdict(settings).items() if k not in ("steps", "threads",
-                                                                                     "num_workers")},
-                "data": dataset_identity(layout)}
-    record = run_dir / "run.json"
-    if record.is_file():
-        old = json.loads(record.read_text())
-        if old.get("identity") != identity:
-            raise ValueError(f"{run_dir} holds a run with other settings or data ({record}); choose another "
-                             f"--run-dir, or move that folder away to start afresh")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(record, json.dumps({"identity": identity, "steps": settings.steps}, indent=1) + "\n")
+    prepare_run_dir(run_dir, training_identity(f"calibration-{settings.kind}", settings, data_dir=layout.root),
+                    settings=settings)
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    # Seeded initial weights (a resumed run loads its own): without this they came from torch's global generator,
-    # i.e. from whatever the process had drawn before; the shipped teacher's run started that way (README).
-    seed_everything(settings.seed)
+    seed_everything(settings.seed)  # seeded initial weights (a resumed run loads its own)
     model = (build_teacher if settings.kind == "teacher" else build_student)(settings.width)
-    cfg = TrainConfig(lr=settings.lr, batch_size=settings.batch_size, steps=settings.steps,
-                      val_every=settings.val_every, snapshot_every=settings.snapshot_every, seed=settings.seed,
-                      num_workers=settings.num_workers, stop_after_steps=stop_after_steps, progress=progress)
-    return train_alpha(model, layout, run_dir, cfg, crop_size=settings.crop_size, seed=settings.seed,
-                       split_seed=settings.split_seed, val_fraction=settings.val_fraction,
-                       val_samples=settings.val_samples)
+    cfg = settings.to_train_config(snapshot_every=settings.snapshot_every, stop_after_steps=stop_after_steps,
+                                   progress=progress)
+    return train_alpha(model, layout, run_dir, cfg, **settings.dataset_args())
 
 
 def study_plan(*, teacher_widths: Sequence[float], teacher_crop: int, teacher_steps: int, snapshot_every: int,
@@ -241,9 +223,6 @@ def evaluate_snapshots(run_dir: str | os.PathLike, composites: Sequence[Composit
     return rows
 
 
-_IDENTITY_EXCLUDED = ("steps", "threads", "num_workers")  # what a run may change between stints (train_run)
-
-
 def recorded_curve(manifest_path: str | os.PathLike) -> tuple[RunSettings, list[dict], dict]:
     """The validation curve a shipped teacher's manifest records (:func:`ship_teacher` stores every scored
     snapshot's validation SAD, group ``all``): ``(settings, rows like evaluate_snapshots', validation info)``.
@@ -269,8 +248,8 @@ def recorded_curve(manifest_path: str | os.PathLike) -> tuple[RunSettings, list[
 
 
 def _same_run(a: RunSettings, b: RunSettings) -> bool:
-    da, db = asdict(a), asdict(b)
-    return all(da[k] == db[k] for k in da if k not in _IDENTITY_EXCLUDED)
+    """The same training up to its length (the settings marked as identity, :mod:`matting_lib.settings`)."""
+    return identity_values(a)[0] == identity_values(b)[0]
 
 
 def recorded_stand_ins(runs_dir: str | os.PathLike, plan: dict[str, RunSettings], recorded: Sequence[str | os.PathLike],
@@ -371,8 +350,9 @@ def setting_label(settings: RunSettings) -> str:
 
 def read_settings(run_dir: str | os.PathLike) -> RunSettings:
     """The :class:`RunSettings` recorded in ``run_dir/run.json`` (with the target steps)."""
-    record = json.loads((Path(run_dir) / "run.json").read_text())
-    return RunSettings(**record["identity"]["settings"], steps=record["steps"])
+    from .run_identity import read_settings as stored
+
+    return RunSettings(**stored(run_dir))
 
 
 def curve_frame(runs: dict[str, tuple[RunSettings, Sequence[dict]]], *, group: str = "all") -> list[dict]:
@@ -455,12 +435,11 @@ def ship_teacher(data_dir: str | os.PathLike, run_dir: str | os.PathLike, step: 
     The snapshot must already be scored on the validation composites (``python -m matting_lib.calibration
     curve``); choose the step from that curve, never from test metrics. ``out`` (or its manifest) existing is
     refused without ``force``; nothing is written before every check has passed."""
-    import tempfile
 
     from .checkpoints import (check_ship_destination, load_checkpoint, manifest_path, model_from_checkpoint,
                               save_checkpoint, write_manifest)
     from .compositing import list_test_items
-    from .evaluation import evaluate_model
+    from .evaluation import score_test_set
     from .layout import DatasetLayout, compare_training_data, dataset_identity
     from .models import count_parameters
     from .training import list_snapshots
@@ -475,7 +454,8 @@ def ship_teacher(data_dir: str | os.PathLike, run_dir: str | os.PathLike, step: 
         raise ValueError(f"{run_dir} has no snapshot at step {step}; it has {sorted(snapshots) or 'none'}")
     check_ship_destination(out, force=force)
     layout = DatasetLayout.for_root(data_dir)
-    trained_on = json.loads((run_dir / "run.json").read_text())["identity"]["data"]
+    kind, _, sha = str(json.loads((run_dir / "run.json").read_text())["identity"]["dataset"]).partition(":")
+    trained_on = {"kind": kind, "sha256": sha}
     same, message = compare_training_data({"dataset": trained_on}, layout)
     if not same:
         raise ValueError(f"{run_dir}: {message}")
@@ -489,8 +469,7 @@ def ship_teacher(data_dir: str | os.PathLike, run_dir: str | os.PathLike, step: 
     ckpt = load_checkpoint(snapshots[step])
     model = model_from_checkpoint(ckpt, snapshots[step])
     items = list_test_items(layout)
-    with tempfile.TemporaryDirectory(prefix="ship-teacher-") as tmp:
-        scores = evaluate_model(model, items, Path(tmp) / "predictions", progress=progress)
+    scores = score_test_set(model, items, progress=progress, report=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, model=model, config=ckpt["config"], epoch=ckpt["epoch"], step=ckpt["step"],
                     metrics={"val_sad": val["all"]["sad"]})
@@ -502,7 +481,7 @@ def ship_teacher(data_dir: str | os.PathLike, run_dir: str | os.PathLike, step: 
     curve = {str(r["step"]): r["sad"] for r in rows if r["group"] == "all"}
     write_manifest(
         out, config="teacher", kind="teacher", mode="calibration", profile=profile, seed=settings.seed,
-        width=settings.width, params=count_parameters(model), steps=step, parameters=asdict(settings),
+        width=settings.width, params=count_parameters(model), steps=step, parameters=record(settings),
         dataset=dataset_identity(layout), dataset_manifest_sha256=sha256_file(man) if man.is_file() else None,
         test_images=len(items), metrics={conv: s["mean"] for conv, s in scores.items()},
         validation={"composites": len(comps), "bg_per_fg": bg_per_fg, "step": step, "scores": val,

@@ -149,24 +149,23 @@ class MattingTrainDataset(Dataset):
 
     def cache_identity(self) -> str:
         """SHA-256 of everything a sample is a function of besides (epoch, index): the data's content identity,
-        this set's parameters and (foreground, background) pairs, the source of the modules that make samples,
+        this set's parameters and (foreground, background) pairs, the code that makes samples (``run_identity.code_digest``),
         the NumPy/OpenCV versions, the CPU-kernel pin and OpenCV IPP's level. Keys
         :class:`matting_lib.batch_cache.BatchCache`."""
         if getattr(self, "_identity", None) is None:
             import hashlib
             import json
             import os
-            import sys
 
-            from . import compositing, cpu_env, layout, trimap
-            from .batch_cache import source_digest
+            from . import cpu_env
             from .layout import dataset_identity
+            from .run_identity import code_digest
 
             record = {"format": 1, "class": type(self).__name__, "data": dataset_identity(self.layout),
                       "pairs": self.pairs, "crop_size": self.crop_size, "crop_scales": self.crop_scales,
                       "seed": self.seed, "epoch_length": self.epoch_length, "legacy_resize": self.legacy_resize,
                       "legacy_trimap": self.legacy_trimap, "jitter": self.jitter,
-                      "code": source_digest(sys.modules[__name__], trimap, layout, compositing),
+                      "code": code_digest("data"),
                       "versions": [np.__version__, cv2.__version__],
                       "cpu": {k: os.environ.get(k) for k in cpu_env.PINNED_ENV},
                       "opencv_ipp": cpu_env.opencv_ipp_level()}  # cv2.resize's bytes depend on it (cpu_env)

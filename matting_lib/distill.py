@@ -63,10 +63,12 @@ from torch import Tensor, nn
 
 from .kd_losses import KD_LOSSES, SPATIAL_MODES, KDLoss, TermContext, ofd_margin
 from .losses import alpha_loss, unknown_mask
+from . import settings
 from .run_identity import student_run_name
+from .settings import TrainSettings, override
 from .models import LAYERS, build_channel_adapters, build_connector, frozen_inference_copy
 from .teacher_cache import TeacherOutputCache
-from .utils import UnknownNameError, check_counts, lookup, parse_decay_steps
+from .utils import UnknownNameError, check_counts, lookup
 
 LAYER_NAMES = LAYERS  # conv1..conv5 (encoder stages after pooling), dconv5..dconv2 (decoder stages after BN)
 DEFAULT_LAYERS = ("conv2", "conv3", "conv4", "conv5")
@@ -242,13 +244,17 @@ def run_name(config: DistillConfig | str, seed: int) -> str:
 
 
 @dataclass(frozen=True)
-class DistillRunParams:
-    """Notebook 03's parameters, validated (see the notebook's ``parameters`` cell for their meaning).
+class DistillRunParams(TrainSettings):
+    """Notebook 03's parameters, validated (see the notebook's ``parameters`` cell for their meaning): the shared
+    training settings (:class:`matting_lib.settings.TrainSettings`, the default profile's values) plus the
+    distillation configuration and the run's inputs and outputs.
 
     ``config`` names a :data:`PAPER_CONFIGS` entry; ``types``/``layers``/``weights``/``teacher_alpha_weight``
-    (< 0: keep) and ``spatial_mode`` override it (:func:`make_config`). Paths are relative to the repository.
+    (< 0: keep) and ``spatial_mode`` override it (:func:`make_config`); the resolved configuration is part of the
+    run's identity, not these strings. Paths are relative to the repository.
     """
 
+    threads: int = override(TrainSettings, "threads", 1)  # the default profile's: numbers independent of -j
     profile: str = "default"
     config: str = "spatial+channel"
     types: str = ""
@@ -256,20 +262,6 @@ class DistillRunParams:
     weights: str = ""
     teacher_alpha_weight: float = -1.0
     spatial_mode: str = "auto"
-    seed: int = 0
-    width: float = 0.5
-    crop_size: int = 160
-    batch_size: int = 16
-    lr: float = 0.01
-    lr_decay: str = ""
-    steps: int = 2000
-    epoch_length: int = 0
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    val_samples: int = 64
-    val_every: int = 200
-    num_workers: int = 0
-    threads: int = 0
     max_test_images: int = 0
     n_qualitative: int = 3
     teacher_checkpoint: str = "runs/default/teacher/teacher.pt"
@@ -280,17 +272,9 @@ class DistillRunParams:
     figures_dir: str = "figures/default"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.distill_config  # validates the configuration and its overrides (raises naming the bad value)
-        check_counts(self, at_least_1=("crop_size", "batch_size", "steps", "val_samples"),
-                     at_least_0=("epoch_length", "val_every", "num_workers", "threads", "max_test_images",
-                                 "n_qualitative"))
-        self.lr_decay_steps  # validates the schedule's form
-        if not (self.width > 0 and self.lr > 0):
-            raise ValueError(f"width and lr must be > 0, got width={self.width}, lr={self.lr}")
-
-    @property
-    def lr_decay_steps(self) -> tuple[int, ...]:
-        return parse_decay_steps(self.lr_decay)
+        check_counts(self, at_least_0=("max_test_images", "n_qualitative"))
 
     @property
     def distill_config(self) -> DistillConfig:
@@ -300,6 +284,22 @@ class DistillRunParams:
     @property
     def run_name(self) -> str:
         return run_name(self.distill_config, self.seed)
+
+
+def student_record(p: DistillRunParams, *, student: nn.Module, n_extra: int, scores: Mapping[str, Mapping],
+                   n_images: int, result: Any, teacher_checkpoint: Any) -> dict[str, Any]:
+    """A student run's ``metrics.json`` record (notebook 04's row): both metric conventions, the configuration and
+    every parameter; ``result`` a :class:`matting_lib.training.TrainResult`."""
+    from .models import count_parameters
+
+    cfg = p.distill_config
+    return {"config": config_label(cfg), "kind": "student", "seed": p.seed, "profile": p.profile, "run": p.run_name,
+            "width": p.width, "params": count_parameters(student), "adapter_params": n_extra,
+            "distill": cfg.to_dict(), "test_images": n_images,
+            "metrics": {conv: s["mean"] for conv, s in scores.items()}, "steps": result.step,
+            "best_step": result.best_step, "best_val_loss": result.best_val_loss, "checkpoint": result.best_path.name,
+            "teacher_checkpoint": str(teacher_checkpoint) if cfg.uses_teacher else None,
+            "parameters": settings.record(p)}
 
 
 # ------------------------------------------------------------------------------------------- objective
@@ -329,11 +329,12 @@ def _channels(model: nn.Module, which: str) -> dict[str, int]:
 
 
 def teacher_cache_for(root, teacher_checkpoint) -> TeacherOutputCache:
-    """The teacher-output cache of one teacher under ``root``, named by the teacher's weights fingerprint (two
-    files with the same weights share it; another teacher never reads its outputs)."""
-    from .run_identity import weights_fingerprint
+    """The teacher-output cache of one teacher under ``root``, named by the teacher's weights fingerprint and the
+    digest of the network code that computes its forward pass (two files with the same weights share it; another
+    teacher, or changed network code, never reads its outputs)."""
+    from .run_identity import code_digest, weights_fingerprint
 
-    return TeacherOutputCache(root, weights_fingerprint(teacher_checkpoint)[:24])
+    return TeacherOutputCache(root, f"{weights_fingerprint(teacher_checkpoint)[:24]}-{code_digest('networks')[:8]}")
 
 
 class DistillObjective(nn.Module):

@@ -135,6 +135,33 @@ def evaluate_model(model: nn.Module, items: Sequence[Any], pred_dir: str | os.Pa
             for conv in conventions}
 
 
+def score_test_set(model: nn.Module, items: Sequence[Any], pred_dir: str | os.PathLike | None = None, *,
+                   conventions: Iterable[str] = ("official", "spkd"), device: torch.device | str | None = None,
+                   workers: int | None = None, progress: bool = True, report: bool = True) -> dict[str, dict]:
+    """Score a network on a test set: the one scoring step of notebooks 02 and 03 (``metrics.json`` of the
+    teacher and every student), of shipping a teacher and of ``python -m matting_lib.evaluation``.
+
+    Predicts ``items`` into ``pred_dir`` — emptied first, so stale predictions are never scored; ``None``: a
+    temporary folder, removed afterwards — and scores them in each convention (official DIM and the SPKD code's)
+    with :func:`evaluate_model`; prints one line per convention when ``report``. Returns
+    ``{convention: evaluate_folder result}`` (``mean``, ``rows``, ``count``)."""
+    import shutil
+    import tempfile
+
+    from .metrics import METRIC_KEYS
+
+    with tempfile.TemporaryDirectory(prefix="matting-scores-") as tmp:
+        folder = Path(tmp) / "predictions" if pred_dir is None else Path(pred_dir)
+        shutil.rmtree(folder, ignore_errors=True)
+        scores = evaluate_model(model, items, folder, conventions=conventions, device=device, workers=workers,
+                                progress=progress)
+    if report:
+        for conv, sc in scores.items():
+            print(f"{conv:8s} " + "  ".join(f"{m.upper()} {sc['mean'][m]:.4f}" for m in METRIC_KEYS)
+                  + f"  ({sc['count']} images)")
+    return scores
+
+
 def qualitative_samples(items: Sequence[Any], pred_dir: str | os.PathLike, names: Sequence[str] | None = None,
                         ) -> list[dict[str, np.ndarray]]:
     """Image, trimap, ground truth, prediction and |error| (uint8 arrays) for the named items (default: first 4),
@@ -214,9 +241,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     if not all(it.image_path.is_file() for it in items):
         build_test_set(layout, progress=progress)  # the published composites, as notebook 01 writes them
     with tempfile.TemporaryDirectory(prefix="matting-eval-") as tmp:
-        # a fresh folder: evaluate_model refuses predictions of other images, and never reuses stale ones
-        scored = evaluate_model(model, items, Path(tmp) / "pred", conventions=(convention,), device=dev,
-                                workers=workers, progress=progress)[convention]
+        # a fresh folder: predictions of other images are refused, stale ones never reused
+        scored = score_test_set(model, items, Path(tmp) / "pred", conventions=(convention,), device=dev,
+                                workers=workers, progress=progress, report=False)[convention]
         if pred_dir is not None:
             Path(pred_dir).mkdir(parents=True, exist_ok=True)
             for it in items:

@@ -107,11 +107,6 @@ class DatasetLayout:
         """Optional training composites written for inspection by :func:`build_train_composites`."""
         return self.composition_dir / "train_merged"
 
-    @property
-    def manifest_path(self) -> Path:
-        """The synthetic generator's manifest (absent for the real Adobe data)."""
-        return self.root / "manifest.json"
-
     # name lists
     @property
     def training_fg_names_file(self) -> Path:

@@ -306,22 +306,6 @@ def hardest_images(per_image_csv: str | Path, n: int, metric: str = "sad") -> li
     return [r["name"].removesuffix(".png") for r in hardest_rows(rows, n, metric)]
 
 
-def score_test_set(model, items: Sequence, pred_dir: str | Path) -> dict[str, dict]:
-    """The test step of notebooks 02 and 03: predict ``items`` into a fresh ``pred_dir`` (the run's own output,
-    emptied first so stale predictions are never scored), score them in both conventions (official DIM and the
-    SPKD code's) with :func:`matting_lib.evaluation.evaluate_model`, print one line per convention."""
-    import shutil
-
-    from .evaluation import evaluate_model
-
-    shutil.rmtree(pred_dir, ignore_errors=True)
-    scores = evaluate_model(model, items, pred_dir, conventions=("official", "spkd"))
-    for conv, sc in scores.items():
-        print(f"{conv:8s} " + "  ".join(f"{m.upper()} {sc['mean'][m]:.4f}" for m in METRIC_KEYS)
-              + f"  ({sc['count']} images)")
-    return scores
-
-
 def comparison_samples(items, pred_dirs: dict[str, str | Path], names: Sequence[str]) -> list[dict]:
     """Image, trimap, ground truth and each model's prediction (keyed by its label) for the named test images."""
     from .evaluation import prediction_path, qualitative_samples

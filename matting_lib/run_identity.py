@@ -3,43 +3,110 @@
 :func:`matting_lib.training.train` resumes any run folder that holds a ``last.pt``. That is right after an
 interruption and wrong after the teacher, the data or a training setting changed: a finished run would be
 "resumed" (nothing trained) and its ``metrics.json`` would then claim settings its weights were not trained with.
-So notebooks 02 (teacher training) and 03 (students) call :func:`prepare_run_dir` before training. It compares the
-run's *identity* — every training-relevant parameter, the teacher's weights fingerprint, the dataset's identity —
-with the ``run.json`` stored in the folder:
+So notebooks 02 (teacher training) and 03 (students) and the calibration runs call :func:`prepare_run_dir` before
+training. It compares the run's *identity* (:func:`training_identity`) — the settings marked as identity in
+:mod:`matting_lib.settings`, the teacher's weights fingerprint, the dataset's identity and a digest of the code that
+trains (:func:`code_digest`) — with the ``run.json`` stored in the folder:
 
 * no folder, or an empty one: create it, store the identity;
-* the same identity and readable checkpoints: keep it (the training resumes or is already complete);
+* the same identity and readable checkpoints: keep it (the training resumes or is already complete); a larger
+  target number of steps continues it (``"target"`` settings, when the learning-rate schedule does not depend on
+  the total);
 * anything else (another identity, no ``run.json`` beside training files, a checkpoint that does not load): move
   the whole folder aside to ``<run>.stale-<UTC time>`` (never deleted), print why, and start afresh.
 
-Identities are plain JSON dicts (``kind``, ``params``, ``teacher``, ``dataset``). The teacher is identified by
+Identities are plain JSON dicts (``kind``, ``params``, ``target``, ``teacher``, ``dataset``, ``code``). The teacher is identified by
 :func:`weights_fingerprint` (the SHA-256 of its architecture and tensors), not by the checkpoint file's SHA-256:
 ``torch.save`` names the archive's inner folder after the temporary file it writes, so the same teacher saved
 twice gives two file hashes. The dataset is identified by :func:`dataset_identity` (one place to change it).
+
+**Code.** :data:`CODE` names the modules whose code determines a result, by group: ``data`` (what makes a training
+sample), ``networks``, ``training`` (data, networks, losses, distillation, the loop, the settings and the seeding
+helpers), ``evaluation`` (prediction and the metrics), ``tables`` and ``explorer``. :func:`code_digest` hashes their
+syntax trees without docstrings, so comments, docstrings and formatting do not count and a documentation edit never
+retrains; any other edit does. The same digest keys a run's ``run.json`` (``training``), the pipeline's up-to-date
+check (each job's groups, :class:`matting_lib.pipeline.common.Job`), the calibration runs and the batch cache
+(``data``); the teacher cache is keyed by ``networks``.
 """
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import functools
 import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 RUN_FILE = "run.json"
-FORMAT = "matting_lib.run/1"
+FORMAT = "matting_lib.run/2"
 TRAINING_FILES = ("last.pt", "best.pt", "log.csv")
 CHECKPOINTS = ("last.pt", "best.pt")  # must load for a folder to be resumed
-#: Notebook 03 parameters that do not change what is trained (outputs, paths, evaluation, threads). The teacher
-#: checkpoint path and the data folder are replaced by their fingerprints.
-STUDENT_IGNORED = ("profile", "num_workers", "threads", "max_test_images", "n_qualitative", "teacher_checkpoint",
-                   "teacher_cache_dir",
-                   "batch_cache_dir", "data_dir", "runs_dir", "figures_dir")
-#: Likewise for notebook 02's teacher training.
-TEACHER_IGNORED = ("profile", "data_dir", "mode", "public_checkpoint", "shipped_checkpoint", "num_workers",
-                   "threads", "max_test_images", "run_dir", "figures_dir")
+#: The modules (relative to ``matting_lib/``) whose code determines a result, by group (see the module docstring).
+CODE = {
+    "data": ("datasets.py", "compositing.py", "trimap.py", "layout.py"),
+    "networks": ("models.py",),
+    "training": ("datasets.py", "compositing.py", "trimap.py", "layout.py", "models.py", "losses.py", "kd_losses.py",
+                 "distill.py", "training.py", "settings.py", "utils.py"),
+    "evaluation": ("evaluation.py", "metrics/__init__.py", "metrics/kernels.py", "metrics/folder.py", "layout.py"),
+    "tables": ("results.py", "figures.py", "paper.py", "profiling.py", "paired_stats.py"),
+    "explorer": ("explorer.py", "figures.py", "kd_losses.py"),
+}
+PACKAGE = Path(__file__).resolve().parent
+#: The metadata key of a settings field that says whether it belongs to a run's identity
+#: (:mod:`matting_lib.settings`): True, False or "target".
+IDENTITY = "identity"
+
+
+def identity_values(params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(identity fields, target fields)`` of a settings dataclass, by the fields' ``identity`` marking; fields
+    without a marking (a notebook's paths and outputs) are not part of the identity."""
+    same, target = {}, {}
+    for f in dataclasses.fields(params):
+        mark = f.metadata.get(IDENTITY, False)
+        if mark == "target":
+            target[f.name] = getattr(params, f.name)
+        elif mark is True:
+            same[f.name] = getattr(params, f.name)
+    return same, target
+
+
+def record(params: Any) -> dict[str, Any]:
+    """Every field of a parameters dataclass as plain data (stored in checkpoints, ``metrics.json`` and manifests)."""
+    return {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@functools.cache
+def _file_digest(path: Path, mtime_ns: int, size: int) -> str:
+    tree = _strip_docstrings(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
+
+
+def code_digest(*groups: str) -> str:
+    """SHA-256 (16 hex) of the code of the :data:`CODE` groups: each module's syntax tree without docstrings
+    (comments, docstrings and formatting do not count). A module that does not exist counts as ``missing``."""
+    h = hashlib.sha256()
+    for name in sorted({m for g in groups for m in CODE[g]}):
+        path = PACKAGE / name
+        if path.is_file():
+            st = path.stat()
+            h.update(f"{name}|{_file_digest(path, st.st_mtime_ns, st.st_size)}|".encode())
+        else:
+            h.update(f"{name}|missing|".encode())
+    return h.hexdigest()[:16]
 
 
 def student_run_name(label: str, seed: int) -> str:
@@ -74,32 +141,39 @@ def weights_fingerprint(checkpoint: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _plain(params: Any) -> dict[str, Any]:
-    d = asdict(params) if is_dataclass(params) else dict(params)
-    return json.loads(json.dumps(d, default=str))  # tuples -> lists, as they come back from run.json
+def _plain(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))  # tuples -> lists, as they come back from run.json
 
 
-def training_identity(kind: str, params: Any, *, ignore: Iterable[str] = (), teacher_checkpoint=None,
-                      data_dir=None, **extra: Any) -> dict[str, Any]:
-    """The identity of a training: ``params`` (a dict or dataclass) minus ``ignore``, plus the teacher's weights
-    fingerprint (None: the training uses no teacher), the dataset identity and ``extra`` (plain data)."""
-    kept = {k: v for k, v in _plain(params).items() if k not in set(ignore)}
-    return {"format": FORMAT, "kind": kind, "params": kept, **_plain(extra),
+def training_identity(kind: str, params: Any, *, teacher_checkpoint=None, data_dir=None,
+                      **extra: Any) -> dict[str, Any]:
+    """The identity of a training: the fields of the settings dataclass ``params`` marked as identity
+    (:func:`identity_values`) and its target fields, the teacher's weights fingerprint (None:
+    the training uses no teacher), the dataset identity, the ``training`` :func:`code_digest` and ``extra``
+    (plain data). The one identity of every training: teacher, students and calibration runs."""
+    same, target = identity_values(params)
+    return {"format": FORMAT, "kind": kind, "params": _plain(same), "target": _plain(target), **_plain(extra),
+            "extendable": bool(getattr(params, "extendable", True)),
             "teacher": weights_fingerprint(teacher_checkpoint) if teacher_checkpoint is not None else None,
-            "dataset": dataset_identity(data_dir) if data_dir is not None else None}
+            "dataset": dataset_identity(data_dir) if data_dir is not None else None,
+            "code": code_digest("training")}
 
 
 def student_identity(p: Any, teacher_checkpoint, data_dir) -> dict[str, Any]:
-    """Notebook 03: ``p`` a :class:`matting_lib.distill.DistillRunParams`; the teacher only when the configuration
-    uses one (retraining the teacher does not invalidate the no-KD students)."""
+    """Notebook 03: ``p`` a :class:`matting_lib.distill.DistillRunParams`; the distillation configuration as
+    resolved (name and overrides alike); the teacher only when the configuration uses one (retraining the teacher
+    does not invalidate the no-KD students)."""
     cfg = p.distill_config
-    return training_identity("student", p, ignore=STUDENT_IGNORED, distill=cfg.to_dict(), data_dir=data_dir,
+    return training_identity("student", p, distill=cfg.to_dict(), data_dir=data_dir,
                              teacher_checkpoint=teacher_checkpoint if cfg.uses_teacher else None)
 
 
-def teacher_identity(params: Mapping[str, Any], data_dir) -> dict[str, Any]:
-    """Notebook 02 in train mode: its parameter dict."""
-    return training_identity("teacher", params, ignore=TEACHER_IGNORED, data_dir=data_dir)
+def _extended(stored: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether ``current`` only raises the target of ``stored`` (more steps) of a run that may be continued."""
+    a, b = stored.get("target"), current.get("target")
+    return (isinstance(a, dict) and isinstance(b, dict) and set(a) == set(b) and a != b
+            and all(isinstance(a[k], int) and isinstance(b[k], int) and a[k] <= b[k] for k in a)
+            and bool(stored.get("extendable")) and bool(current.get("extendable")))
 
 
 def _differences(stored: Any, current: Mapping[str, Any]) -> list[str]:
@@ -108,8 +182,13 @@ def _differences(stored: Any, current: Mapping[str, Any]) -> list[str]:
     out = []
     for key in sorted(set(stored) | set(current)):
         a, b = stored.get(key), current.get(key)
-        if key == "params" and isinstance(a, dict) and isinstance(b, dict):
+        if key in ("params", "target") and isinstance(a, dict) and isinstance(b, dict):
+            if key == "target" and _extended(stored, current):
+                continue
             out += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif key == "code" and a != b:
+            out.append(f"the training code changed (digest {str(a)[:16]} -> {str(b)[:16]}; "
+                       f"run_identity.CODE lists the files that count)")
         elif a != b:
             out.append(f"{key}: {str(a)[:24]} -> {str(b)[:24]}")
     return out
@@ -138,11 +217,12 @@ def move_aside(run_dir: Path) -> Path:
     return target
 
 
-def prepare_run_dir(run_dir: str | os.PathLike, identity: Mapping[str, Any], *, log=print) -> str:
+def prepare_run_dir(run_dir: str | os.PathLike, identity: Mapping[str, Any], *, settings: Any = None,
+                    log=print) -> str:
     """Make ``run_dir`` ready for the training ``identity`` (see the module docstring). Returns ``"new"``,
-    ``"resume"`` (same identity; the training continues or is complete) or ``"stale"`` (old folder moved aside)."""
-    from .utils import atomic_write_text
-
+    ``"resume"`` (same identity; the training continues or is complete) or ``"stale"`` (old folder moved aside).
+    ``settings`` (a dataclass or dict), when given, is stored beside the identity in ``run.json`` (every field,
+    identity or not: what :func:`read_settings` returns)."""
     run_dir = Path(run_dir)
     identity = json.loads(json.dumps(identity))
     record = run_dir / RUN_FILE
@@ -159,18 +239,46 @@ def prepare_run_dir(run_dir: str | os.PathLike, identity: Mapping[str, Any], *, 
             why = []  # only other outputs (figures, predictions): nothing to resume, nothing to keep apart
         if not why:
             if record.is_file():
-                log(f"{run_dir}: same training as recorded in {RUN_FILE}; resuming (or already complete)")
+                if _extended(stored, identity):
+                    log(f"{run_dir}: same training as recorded in {RUN_FILE} with a larger target "
+                        f"({stored['target']} -> {identity['target']}); continuing it")
+                    _write_record(record, identity, settings)
+                else:
+                    log(f"{run_dir}: same training as recorded in {RUN_FILE}; resuming (or already complete)")
                 return "resume"
         else:
             aside = move_aside(run_dir)
             log(f"{run_dir}: not the same training ({'; '.join(why)}); moved the old run to {aside.name} and "
                 f"starting afresh")
             run_dir.mkdir(parents=True)
-            atomic_write_text(record, json.dumps({"identity": identity, "created": _utc()}, indent=2) + "\n")
+            _write_record(record, identity, settings)
             return "stale"
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(record, json.dumps({"identity": identity, "created": _utc()}, indent=2) + "\n")
+    _write_record(record, identity, settings)
     return "new"
+
+
+def _write_record(path: Path, identity: Mapping[str, Any], settings: Any) -> None:
+    from .utils import atomic_write_text
+
+    data = {"identity": identity, "created": _utc()}
+    if settings is not None:
+        data["settings"] = _plain(record(settings) if dataclasses.is_dataclass(settings) else dict(settings))
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_settings(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The settings a training stored in ``run_dir/run.json`` (:func:`prepare_run_dir`'s ``settings``)."""
+    path = Path(run_dir) / RUN_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return dict(data["settings"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a started training run; train it first") \
+            from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: no readable settings ({type(err).__name__}: {err}); the folder was not written "
+                         f"by this version's training, or is damaged") from None
 
 
 def _utc() -> str:

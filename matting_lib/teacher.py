@@ -1,8 +1,8 @@
 """Notebook 02's teacher: its parameters, getting it (train, load the shipped one, import DIM-PyTorch's) and saving it.
 
-* :class:`TeacherParams` — the notebook's ``parameters`` cell as one validated, frozen object; :meth:`record` is
-  the dict stored in ``teacher.pt``, the training's ``run.json`` identity and the shipped manifest (unchanged
-  keys, so teachers trained before keep resuming and verifying).
+* :class:`TeacherParams` — the notebook's ``parameters`` cell as one validated, frozen object: the shared training
+  settings (:mod:`matting_lib.settings`) plus how the teacher is obtained; :meth:`record` is the dict stored in
+  ``teacher.pt`` and the manifest.
 * :func:`get_teacher` — mode ``train`` (:func:`matting_lib.training.train_alpha`, resumable), ``load`` (the
   shipped checkpoint, its SHA-256 checked against its manifest) or ``import`` (``BEST_checkpoint.tar``, safely).
 * :func:`check_against_manifest` — the re-evaluated test metrics against the manifest's (relative 1e-3).
@@ -18,38 +18,27 @@ from typing import Any, Mapping
 
 from torch import nn
 
+from . import settings
 from .metrics import METRIC_KEYS
-from .utils import check_counts, parse_decay_steps, repo_path
+from .settings import TrainSettings, override
+from .utils import check_counts, repo_path
 
 MODES = ("train", "load", "import")
 
-# The keys of TeacherParams.record(), in the order notebook 02 has always stored them.
-_RECORD_KEYS = ("profile", "data_dir", "mode", "width", "crop_size", "batch_size", "lr", "lr_decay", "steps",
-                "epoch_length", "val_fraction", "val_samples", "val_every", "seed", "public_checkpoint",
-                "shipped_checkpoint")
-
 
 @dataclass(frozen=True)
-class TeacherParams:
-    """Notebook 02's parameters, validated (see the notebook's ``parameters`` cell for their meaning).
-    Paths are relative to the repository."""
+class TeacherParams(TrainSettings):
+    """Notebook 02's parameters, validated (see the notebook's ``parameters`` cell for their meaning): the training
+    settings (:class:`matting_lib.settings.TrainSettings`, with the default profile's teacher values) and how the
+    teacher is obtained. Paths are relative to the repository."""
 
+    crop_size: int = override(TrainSettings, "crop_size", 160)
+    steps: int = override(TrainSettings, "steps", 15000)
+    val_every: int = override(TrainSettings, "val_every", 500)
+    num_workers: int = override(TrainSettings, "num_workers", 1)
     profile: str = "default"
     data_dir: str = "data/synthetic-comp1k"
-    mode: str = "train"
-    width: float = 0.5
-    crop_size: int = 160
-    batch_size: int = 16
-    lr: float = 0.01
-    lr_decay: str = ""
-    steps: int = 2000
-    epoch_length: int = 0
-    val_fraction: float = 0.1
-    val_samples: int = 64
-    val_every: int = 200
-    seed: int = 0
-    num_workers: int = 0
-    threads: int = 0
+    mode: str = "load"
     public_checkpoint: str = ""
     shipped_checkpoint: str = ""
     max_test_images: int = 0
@@ -57,21 +46,13 @@ class TeacherParams:
     figures_dir: str = "figures/default"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r}; valid modes: {', '.join(MODES)}")
-        check_counts(self, at_least_1=("crop_size", "batch_size", "steps", "val_samples"),
-                     at_least_0=("epoch_length", "val_every", "num_workers", "threads", "max_test_images"))
-        if not (self.width > 0 and self.lr > 0 and 0 < self.val_fraction < 1):
-            raise ValueError(f"width and lr must be > 0 and val_fraction in (0, 1), got width={self.width}, "
-                             f"lr={self.lr}, val_fraction={self.val_fraction}")
+        check_counts(self, at_least_0=("max_test_images",))
         if self.mode == "import" and not self.public_checkpoint:
             raise ValueError("mode='import' needs public_checkpoint: the path of DIM-PyTorch's BEST_checkpoint.tar "
                              "(run_all.sh --public-teacher PATH)")
-        self.lr_decay_steps  # validates the schedule's form
-
-    @property
-    def lr_decay_steps(self) -> tuple[int, ...]:
-        return parse_decay_steps(self.lr_decay)
 
     @property
     def shipped_path(self) -> Path:
@@ -79,9 +60,8 @@ class TeacherParams:
         return repo_path(self.shipped_checkpoint or f"matting_lib/assets/teacher-{self.profile}.pt")
 
     def record(self) -> dict[str, Any]:
-        """The training parameters as stored in ``teacher.pt``, ``run.json`` and the manifest (shipped path resolved)."""
-        values = {k: getattr(self, k) for k in _RECORD_KEYS}
-        return {**values, "shipped_checkpoint": str(self.shipped_path)}
+        """Every parameter as stored in ``teacher.pt`` and the manifest (shipped path resolved)."""
+        return {**settings.record(self), "shipped_checkpoint": str(self.shipped_path)}
 
 
 def get_teacher(p: TeacherParams, layout) -> tuple[nn.Module, Any, dict | None]:
@@ -90,18 +70,15 @@ def get_teacher(p: TeacherParams, layout) -> tuple[nn.Module, Any, dict | None]:
     :mod:`matting_lib.run_identity`); any other folder there is moved aside first."""
     from . import checkpoints, run_identity
     from .models import build_teacher
-    from .training import TrainConfig, train_alpha
+    from .training import train_alpha
     from .utils import seed_everything
 
     if p.mode == "train":
         seed_everything(p.seed)
         run = repo_path(p.run_dir) / "train"
-        cfg = TrainConfig(lr=p.lr, lr_decay_steps=p.lr_decay_steps, batch_size=p.batch_size, steps=p.steps,
-                          val_every=p.val_every, seed=p.seed, num_workers=p.num_workers)
-        run_identity.prepare_run_dir(run, run_identity.teacher_identity(p.record(), layout.root))
-        result = train_alpha(build_teacher(p.width), layout, run, cfg, crop_size=p.crop_size, seed=p.seed,
-                             split_seed=p.seed, val_fraction=p.val_fraction, val_samples=p.val_samples,
-                             epoch_length=p.epoch_length)
+        run_identity.prepare_run_dir(run, run_identity.training_identity("teacher", p, data_dir=layout.root),
+                                     settings=p)
+        result = train_alpha(build_teacher(p.width), layout, run, p.to_train_config(), **p.dataset_args())
         return checkpoints.load_model(result.best_path), result, None
     if p.mode == "load":
         shipped = p.shipped_path

@@ -114,9 +114,12 @@ def test_snapshot_curve_is_scored_once_and_cached(smoke, tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(calibration, "score_model", lambda *a, **k: calls.append(1))
     assert calibration.evaluate_snapshots(tmp_path / "run", comps, progress=False) == rows and not calls
-    # Another run's settings in the same folder are refused, never silently continued.
-    with pytest.raises(ValueError, match="other settings"):
-        calibration.train_run(smoke, tmp_path / "run", calibration.RunSettings(**{**settings.__dict__, "lr": 0.1}))
+    # Another run's settings in the same folder: the old run is moved aside whole, never silently continued.
+    calibration.train_run(smoke, tmp_path / "run", calibration.RunSettings(**{**settings.__dict__, "lr": 0.1}),
+                          progress=False)
+    aside = list(tmp_path.glob("run.stale-*"))
+    assert len(aside) == 1 and (aside[0] / "snapshots").is_dir()
+    assert calibration.read_settings(tmp_path / "run").lr == 0.1 and calibration.read_settings(aside[0]).lr == 0.01
 
 
 def test_gap_table_pairs_every_teacher_and_student_step():
@@ -260,7 +263,7 @@ def test_ship_teacher_writes_weights_and_the_evidence_and_refuses_what_it_should
     other = tmp_path / "other-data-run"  # the same run, recorded as trained on other data
     shutil.copytree(run, other)
     record = json.loads((other / "run.json").read_text())
-    record["identity"]["data"]["sha256"] = "0" * 64
+    record["identity"]["dataset"] = "files:" + "0" * 64
     (other / "run.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match="DIFFERS from the data"):
         calibration.ship_teacher(smoke, other, 2, tmp_path / "o.pt", bg_per_fg=1, progress=False)

@@ -340,3 +340,40 @@ def test_smoke_reruns_damaged_outputs_and_retrains_students_after_a_teacher_chan
     executed = (runs / "smoke" / "notebooks" / "03_distill-kd-spatial-seed0.ipynb").read_text()
     assert "not the same training (teacher:" in executed and "starting afresh" in executed
     assert json.loads((students / "kd-spatial-seed0" / "metrics.json").read_text())["steps"] == 6
+
+
+def test_a_code_change_reruns_the_trainings_and_a_docstring_edit_does_not(tmp_path, monkeypatch):
+    """Each training job's fingerprint carries the digest of the code that trains (run_identity.CODE): a changed loss
+    makes the teacher and student jobs 'todo' on the next run (and their notebook moves the old run aside, see
+    test_run_identity); an edited docstring or comment changes nothing."""
+    import shutil
+
+    from matting_lib import run_identity
+
+    pkg = tmp_path / "matting_lib"
+    shutil.copytree(REPO / "matting_lib", pkg, ignore=shutil.ignore_patterns("__pycache__", "assets"))
+    monkeypatch.setattr(run_identity, "PACKAGE", pkg)
+    jobs = plan.plan_jobs("smoke", profiles.load_profile("smoke"), runs_root=tmp_path / "runs")
+    before = {j.key: state.job_fingerprint(j, tmp_path / "runs", "smoke") for j in jobs}
+    losses = pkg / "kd_losses.py"
+    text = losses.read_text()
+    losses.write_text(text.replace('"""', '"""Edited. ', 1) + "\n# a comment\n")
+    assert {j.key: state.job_fingerprint(j, tmp_path / "runs", "smoke") for j in jobs} == before
+    losses.write_text(text + "\n\ndef _changed():\n    return 2\n")
+    after = {j.key: state.job_fingerprint(j, tmp_path / "runs", "smoke") for j in jobs}
+    changed = sorted(k for k in before if before[k] != after[k])
+    assert changed == sorted(j.key for j in jobs if j.stage in ("teacher", "distill", "explorer")), changed
+
+
+def test_force_moves_a_training_aside_so_that_it_retrains(tmp_path):
+    """--force: the notebook would otherwise find the same training in run.json and only re-score the old weights."""
+    run = tmp_path / "students" / "kd-student-seed0"
+    run.mkdir(parents=True)
+    (run / "last.pt").write_bytes(b"weights")
+    job = common.Job("distill", "kd-student-seed0", {}, train_dir=str(run))
+    log = []
+    aside = cli.retrain_afresh(job, "smoke", log=log.append)
+    assert not run.exists() and (aside / "last.pt").read_bytes() == b"weights"  # kept, never deleted
+    assert aside.name.startswith("kd-student-seed0.stale-") and "--force" in log[0]
+    assert cli.retrain_afresh(job, "smoke", log=log.append) is None  # nothing there: nothing to move
+    assert cli.retrain_afresh(common.Job("results", "results", {}), "smoke") is None  # trains nothing

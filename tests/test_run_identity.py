@@ -39,7 +39,9 @@ def test_student_identity_covers_what_is_trained(tmp_path, data):
     p = DistillRunParams(config="spatial", steps=5)
     ident = run_identity.student_identity(p, teacher, data)
     assert ident["kind"] == "student" and ident["teacher"] and ident["dataset"].startswith("files:")
-    assert ident["distill"]["types"] == ["spatial"] and ident["params"]["steps"] == 5
+    assert ident["distill"]["types"] == ["spatial"] and ident["target"] == {"steps": 5}
+    assert ident["code"] == run_identity.code_digest("training") and ident["extendable"] is True
+    assert "config" not in ident["params"] and "runs_dir" not in ident["params"]  # the resolved config counts
     same = DistillRunParams(config="spatial", steps=5, threads=2, num_workers=3, max_test_images=1,
                             figures_dir="elsewhere", runs_dir="elsewhere", teacher_checkpoint="x")
     assert run_identity.student_identity(same, teacher, data) == ident  # outputs and threads do not matter
@@ -106,3 +108,55 @@ def test_prepare_run_dir_refuses_unknown_or_damaged_runs(tmp_path):
     (figures_only / "predictions").mkdir(parents=True)
     assert run_identity.prepare_run_dir(figures_only, ident) == "new"  # nothing trained: nothing to keep apart
     assert (figures_only / "predictions").is_dir() and not list(tmp_path.glob("only-outputs.stale-*"))
+
+
+def test_identity_fields_are_marked_on_the_settings_dataclass():
+    from matting_lib.settings import TrainSettings, identity_values
+
+    same, target = identity_values(DistillRunParams())
+    assert target == {"steps": 500}
+    assert {"width", "crop_size", "batch_size", "lr", "lr_decay", "seed", "split_seed", "val_every"} <= set(same)
+    assert not {"threads", "num_workers", "profile", "data_dir", "runs_dir", "teacher_checkpoint"} & set(same)
+    # every TrainSettings field is marked (a new hyperparameter cannot be forgotten by the identity)
+    assert all("identity" in f.metadata for f in TrainSettings.__dataclass_fields__.values())
+
+
+def test_a_larger_target_continues_a_run_and_a_smaller_one_trains_afresh(tmp_path):
+    run = tmp_path / "kd-student-seed0"
+    ident = {"kind": "student", "params": {"lr": 0.01}, "target": {"steps": 5}, "extendable": True, "code": "c"}
+    log = []
+    assert run_identity.prepare_run_dir(run, ident, log=log.append) == "new"
+    _train_files(run)
+    longer = {**ident, "target": {"steps": 8}}
+    assert run_identity.prepare_run_dir(run, longer, log=log.append) == "resume"
+    assert "continuing it" in log[-1] and json.loads((run / "run.json").read_text())["identity"] == longer
+    assert run_identity.prepare_run_dir(run, ident, log=log.append) == "stale"  # 8 -> 5: not the same training
+    assert "steps: 8 -> 5" in log[-1]
+    _train_files(run)
+    fixed = {**ident, "extendable": False}  # a schedule that depends on the total: a new target trains afresh
+    run_identity.prepare_run_dir(tmp_path / "b", fixed)
+    _train_files(tmp_path / "b")
+    assert run_identity.prepare_run_dir(tmp_path / "b", {**fixed, "target": {"steps": 8}}, log=log.append) == "stale"
+
+
+def test_code_digest_ignores_docstrings_and_comments_but_not_code(tmp_path, monkeypatch):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    src = 'def loss(x):\n    """Spatial loss."""\n    return 2 * x  # doubled\n'
+    (pkg / "kd_losses.py").write_text(src)
+    monkeypatch.setattr(run_identity, "PACKAGE", pkg)
+    monkeypatch.setattr(run_identity, "CODE", {"g": ("kd_losses.py",)})
+    base = run_identity.code_digest("g")
+    (pkg / "kd_losses.py").write_text(src.replace("Spatial loss.", "The spatial loss, see docs.")
+                                      .replace("# doubled", "# twice").replace("return 2", "return  2"))
+    assert run_identity.code_digest("g") == base  # docstring, comment and spacing edits do not count
+    (pkg / "kd_losses.py").write_text(src.replace("2 * x", "4 * x"))
+    assert run_identity.code_digest("g") != base  # a changed loss does
+    (pkg / "kd_losses.py").unlink()
+    assert run_identity.code_digest("g") != base
+
+
+def test_code_groups_name_existing_modules():
+    missing = sorted({m for mods in run_identity.CODE.values() for m in mods
+                      if not (run_identity.PACKAGE / m).is_file()} - {"paired_stats.py"})
+    assert not missing, f"run_identity.CODE names files that do not exist: {missing}"

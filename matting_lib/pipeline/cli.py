@@ -49,6 +49,20 @@ def run_job(job: Job, runs_root: Path, profile: str, *, log=print) -> float:
     return wall
 
 
+def retrain_afresh(job: Job, profile: str, *, log=print) -> Path | None:
+    """``--force``: a job that trains starts afresh. Its training folder (``job.train_dir``), when it holds anything,
+    is moved aside to ``<folder>.stale-<UTC time>`` (kept, never deleted); without this the notebook would find the
+    same training recorded there and only re-score the old weights. Returns the new place of the old folder."""
+    from ..run_identity import move_aside  # standard library only
+
+    folder = Path(job.train_dir) if job.train_dir else None
+    if folder is None or not folder.is_dir() or not any(folder.iterdir()):
+        return None
+    aside = move_aside(folder)
+    log(f"[{profile}] {job.key}: --force: moved the previous training {folder.name} to {aside.name}; training afresh")
+    return aside
+
+
 def resolve_profile(args: argparse.Namespace) -> dict[str, Any]:
     """The profile with ``--set``, ``--adobe-root`` and ``--public-teacher`` applied (not yet validated)."""
     prof = apply_overrides(load_profile(args.profile), args.set or [])
@@ -95,6 +109,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
                 print(f"[{args.profile}] {j.key}: " + ("up to date, skipped" if done else f"to run ({why})"))
                 if not done:
                     todo.append(j)
+                    if args.force:
+                        retrain_afresh(j, args.profile)
             if stage == "distill" and parallel > 1 and len(todo) > 1:
                 with ThreadPoolExecutor(max_workers=parallel) as pool:
                     futures = [pool.submit(run_job, j, runs_root, args.profile) for j in todo]
@@ -131,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: default)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per student configuration (default: the profile's)")
     p.add_argument("--only", choices=STAGES, default=None, help="run only this stage")
-    p.add_argument("--force", action="store_true", help="re-run stages even when their outputs are up to date")
+    p.add_argument("--force", action="store_true", help="re-run stages even when their outputs are up to date; "
+                   "trainings start afresh (the previous run folder is kept as <run>.stale-<UTC time>)")
     p.add_argument("-j", "--jobs", type=int, default=None, help="student runs in parallel, CPU threads split between "
                    "them (default: the profile's distill.jobs, else 1)")
     p.add_argument("--retrain-teacher", action="store_true", help="train the teacher from scratch instead of "

@@ -32,7 +32,8 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
         calib, limits = table("calibrate")
         jobs.append(Job("calibrate", "calibrate", {**common, **calib, "data_dir": data_dir,
                                                    "runs_dir": str(runs)},
-                        needs=["data"], limits=limits, outputs=[("file", str(figures / "calibration.md"))]))
+                        needs=["data"], limits=limits, outputs=[("file", str(figures / "calibration.md"))],
+                        code=("training", "evaluation", "tables")))
         return jobs
 
     teacher, limits = table("teacher")
@@ -40,12 +41,14 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
         teacher["mode"] = "train"
     teacher_dir = runs / "teacher"
     inputs = []
-    if teacher.get("mode", "train") == "load":  # a replaced shipped checkpoint re-runs everything downstream
+    if teacher.get("mode", "load") == "load":  # a replaced shipped checkpoint re-runs everything downstream
         shipped = Path(teacher.get("shipped_checkpoint") or f"matting_lib/assets/teacher-{profile_name}.pt")
         inputs.append(str(shipped if shipped.is_absolute() else REPO / shipped))
     teacher_ckpt = str(teacher_dir / "teacher.pt")
+    trains = teacher.get("mode", "load") == "train"
     jobs.append(Job("teacher", "teacher", {**common, **teacher, "data_dir": data_dir, "run_dir": str(teacher_dir)},
-                    needs=["data"], inputs=inputs, limits=limits,
+                    needs=["data"], inputs=inputs, limits=limits, code=("training", "evaluation"),
+                    train_dir=str(teacher_dir / "train") if trains else None,
                     outputs=[("checkpoint", teacher_ckpt), ("metrics", str(teacher_dir / "metrics.json"))]))
 
     student, limits = table("distill")
@@ -69,16 +72,18 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
                              "teacher_checkpoint": teacher_ckpt, "runs_dir": str(runs / "students"),
                              **caches,
                              "threads": threads},
-                            needs=["data", "teacher"], limits=limits,
+                            needs=["data", "teacher"], limits=limits, code=("training", "evaluation"),
+                            train_dir=str(run),
                             outputs=[("checkpoint", str(run / "best.pt")), ("metrics", str(run / "metrics.json"))]))
     results, limits = table("results")
     jobs.append(Job("results", "results",
                     {**common, **results, "data_dir": data_dir, "runs_dir": str(runs),
                      "configs": list(configs), "seeds": n_seeds},
-                    needs=["teacher", *student_keys], limits=limits, outputs=[("tables", str(figures))]))
+                    needs=["teacher", *student_keys], limits=limits, outputs=[("tables", str(figures))],
+                    code=("tables",)))
     explorer, limits = table("explorer")
     # the explorer writes no figures: it gets no figures_dir
     jobs.append(Job("explorer", "explorer", {"profile": profile_name, **explorer, "data_dir": data_dir,
                                              "runs_dir": str(runs)},
-                    needs=["teacher", *student_keys], limits=limits))
+                    needs=["teacher", *student_keys], limits=limits, code=("explorer",)))
     return jobs

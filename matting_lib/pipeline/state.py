@@ -129,8 +129,10 @@ def _read_marker(path: Path) -> dict | None:
 
 
 def job_fingerprint(job: Any, runs_root: Path, profile: str) -> str:
-    """Hash of the job's parameters, its notebook's source and its upstream jobs' results (their fingerprints and
-    when they last ran: an upstream job executed again means new inputs here)."""
+    """Hash of the job's parameters, its notebook's source, the digest of the library code its results depend on
+    (``job.code``: :data:`matting_lib.run_identity.CODE` groups; docstrings and comments do not count) and its
+    upstream jobs' results (their fingerprints and when they last ran: an upstream job executed again means new
+    inputs here)."""
     upstream = []
     for dep in job.needs:
         m = _read_marker(marker_path(runs_root, profile, dep)) or {}
@@ -138,8 +140,13 @@ def job_fingerprint(job: Any, runs_root: Path, profile: str) -> str:
     if job.inputs:
         from ..utils import sha256_file  # lazily: the pipeline imports only the standard library up front
     files = [sha256_file(f) if Path(f).is_file() else "missing" for f in job.inputs]
+    code = {}
+    if job.code:
+        from ..run_identity import code_digest  # standard library only
+
+        code = {"code": code_digest(*job.code)}
     return _digest({"params": job.params, "notebook": _notebook_source_digest(job.notebook), "upstream": upstream,
-                    **({"inputs": files} if files else {})})
+                    **({"inputs": files} if files else {}), **code})
 
 
 def _notebook_source_digest(path: Path) -> str:
@@ -155,7 +162,7 @@ def job_state(job: Any, runs_root: Path, profile: str) -> tuple[bool, str]:
     if marker is None:
         return False, "never finished"
     if marker.get("fingerprint") != job_fingerprint(job, runs_root, profile):
-        return False, "parameters, notebook or upstream results changed"
+        return False, "parameters, notebook, library code or upstream results changed"
     problems = verify_outputs(job.outputs + [("notebook", str(executed_path(runs_root, profile, job)))], job)
     return (False, "; ".join(problems)) if problems else (True, "")
 

@@ -90,7 +90,7 @@ def declared_parameters(notebook: Path) -> dict[str, dict]:
     return pm.inspect_notebook(str(notebook))
 
 
-def _type_ok(value: Any, type_name: str | None) -> bool:
+def _matches_declared(value: Any, type_name: str | None) -> bool:
     if type_name == "int":
         return _is_int(value)
     if type_name == "float":
@@ -122,7 +122,7 @@ def _notebook_key_problems(stage: str, table: dict[str, Any]) -> list[str]:
                        f"[{stage}]: {', '.join(sorted(own))}")
             continue
         type_name = declared[key].get("inferred_type_name")
-        if not _type_ok(value, type_name):
+        if not _matches_declared(value, type_name):
             hint = f" (quote it: --set '{stage}.{key}=\"{value}\"')" if type_name == "str" else ""
             out.append(f"{stage}.{key} = {value!r} ({type(value).__name__}): {nb.name} declares {key}: {type_name}"
                        f" (default {declared[key].get('default')}){hint}")
