@@ -1,6 +1,6 @@
-"""Figures of the results notebook: relative-improvement bars (ours vs the paper's), learning curves,
-qualitative grids and similarity-matrix panels. Each function takes plain data and returns a matplotlib
-Figure; :func:`save_figure` writes PNG and PDF side by side.
+"""Figures of the results notebook: relative-improvement bars (ours vs the paper's), a forest plot of the paired
+changes with their intervals, learning curves, qualitative grids and similarity-matrix panels. Each function takes
+plain data and returns a matplotlib Figure; :func:`save_figure` writes PNG and PDF side by side.
 """
 
 from __future__ import annotations
@@ -48,6 +48,35 @@ def relative_improvement_bars(rows: Sequence[Mapping], metric: str = "sad", *, t
     ax.set_ylabel(f"{metric.upper()} change vs no-KD student (%)\n(negative = better)")
     ax.set_title(title or f"Relative {metric.upper()} change over the no-KD student")
     ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def forest_plot(rows: Sequence[Mapping], metric: str = "sad", *, margin: float = 0.03, title: str = "") -> plt.Figure:
+    """Each configuration's paired change in ``metric`` vs the no-KD student (percent, negative = better) as a
+    point with its 95 % interval as a horizontal error bar, the paper's change as a grey diamond, a line at 0 and
+    a shaded ±``margin`` band (the equivalence margin, a fraction).
+
+    ``rows``: :func:`matting_lib.paired_report.with_intervals` rows; the teacher, the no-KD student and rows without
+    a paired change are left out, and a row without an interval (one seed) is drawn without a bar.
+    """
+    rows = [r for r in rows if r["config"] not in ("teacher", "student") and r.get(f"{metric}_rel_paired") is not None]
+    y = np.arange(len(rows))[::-1]  # the table's first row at the top
+    mean = np.array([100 * r[f"{metric}_rel_paired"] for r in rows])
+    err = np.nan_to_num(np.array([[mean[i] - 100 * r[f"{metric}_rel_low"], 100 * r[f"{metric}_rel_high"] - mean[i]]
+                                  for i, r in enumerate(rows)]).reshape(-1, 2).T)
+    theirs = np.array([np.nan if r.get(f"paper_{metric}_rel") is None else 100 * r[f"paper_{metric}_rel"]
+                       for r in rows])
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.6))
+    ax.axvspan(-100 * margin, 100 * margin, color="tab:green", alpha=0.12, label=f"±{100 * margin:g} % band")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.errorbar(mean, y, xerr=err, fmt="o", capsize=3, color="tab:blue", label="this run: paired mean, 95 % CI")
+    ax.scatter(theirs, y, marker="D", color="tab:gray", zorder=3, label="paper (Composition-1k)")
+    ax.set_yticks(y, [r["config"] for r in rows])
+    ax.set_xlabel(f"{metric.upper()} change vs no-KD student (%), per seed {metric.upper()}_A / "
+                  f"{metric.upper()}_student − 1\n(negative = better)")
+    ax.set_title(title or f"{metric.upper()} change over the no-KD student, paired by seed")
+    ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3)
     fig.tight_layout()
     return fig
 

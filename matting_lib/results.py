@@ -1,5 +1,6 @@
 """Collect run metrics into the paper's Table 1: mean ± std over seeds, changes relative to the no-KD student,
-side by side with the published numbers, as Markdown / CSV / LaTeX, and a summary paragraph.
+side by side with the published numbers, as Markdown / CSV / LaTeX, with the paired 95 % intervals of
+:func:`matting_lib.paired_report.with_intervals` as a column where the rows carry them.
 
 Every run folder holds a ``metrics.json`` written by notebook 02 (teacher) or 03 (students)::
 
@@ -106,9 +107,25 @@ def _pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:+.1f}%"
 
 
+def _interval_metrics(rows: list[dict]) -> list[str]:
+    """The metrics whose paired interval vs the no-KD student the rows carry (``<m>_rel_low``)."""
+    return [m for m in METRIC_KEYS if rows and f"{m}_rel_low" in rows[0]]
+
+
+def _ci(r: dict, m: str) -> str:
+    """``-3.9% [-6.5, -1.3]``: the paired change vs the no-KD student and its interval (percent)."""
+    mean, low, high = r[f"{m}_rel_paired"], r[f"{m}_rel_low"], r[f"{m}_rel_high"]
+    if mean is None:
+        return ""
+    return _pct(mean) + ("" if math.isnan(low) else f" [{100 * low:+.1f}, {100 * high:+.1f}]")
+
+
 def to_markdown(rows: list[dict], *, title: str = "") -> str:
-    """A Markdown table: ours (mean ± std, change vs no-KD) | the paper's (value, change vs no-KD)."""
+    """A Markdown table: ours (mean ± std, change vs no-KD, and the paired change with its 95 % interval where the
+    rows carry one) | the paper's (value, change vs no-KD)."""
+    ci = _interval_metrics(rows)
     head = ["Method", "seeds"] + [f"{m.upper()}" for m in METRIC_KEYS] + [f"Δ{m.upper()}" for m in METRIC_KEYS] \
+        + [f"Δ{m.upper()} paired [95% CI]" for m in ci] \
         + [f"paper {m.upper()}" for m in METRIC_KEYS] + [f"paper Δ{m.upper()}" for m in METRIC_KEYS]
     lines = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(head) + " |",
                                                         "|" + "---|" * len(head)]
@@ -116,6 +133,7 @@ def to_markdown(rows: list[dict], *, title: str = "") -> str:
         cells = [r["name"], str(r["n"])]
         cells += [Stat(r[m], r[f"{m}_std"], r["n"]).fmt(_DIGITS[m]) for m in METRIC_KEYS]
         cells += [_pct(r[f"{m}_rel"]) for m in METRIC_KEYS]
+        cells += [_ci(r, m) for m in ci]
         cells += ["" if r[f"paper_{m}"] is None else f"{r[f'paper_{m}']:.{_DIGITS[m]}f}" for m in METRIC_KEYS]
         cells += [_pct(r[f"paper_{m}_rel"]) for m in METRIC_KEYS]
         lines.append("| " + " | ".join(cells) + " |")
@@ -132,14 +150,18 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def to_latex(rows: list[dict], *, caption: str = "") -> str:
-    """A booktabs LaTeX table: ours (mean ± std) next to the paper's numbers."""
-    cols = "l" + "r" * (2 * len(METRIC_KEYS))
+    """A booktabs LaTeX table: ours (mean ± std, and the paired change vs no-KD with its 95 % interval where the
+    rows carry one) next to the paper's numbers."""
+    ci = _interval_metrics(rows)
+    cols = "l" + "r" * (2 * len(METRIC_KEYS) + len(ci))
     out = [r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
            "Method & " + " & ".join(m.upper() for m in METRIC_KEYS) + " & "
+           + "".join(rf"$\Delta${m.upper()} [95\% CI] & " for m in ci)
            + " & ".join(f"paper {m.upper()}" for m in METRIC_KEYS) + r" \\", r"\midrule"]
     for r in rows:
         ours = [Stat(r[m], r[f"{m}_std"], r["n"]).fmt(_DIGITS[m]).replace("±", r"$\pm$") for m in METRIC_KEYS]
         theirs = ["--" if r[f"paper_{m}"] is None else f"{r[f'paper_{m}']:.{_DIGITS[m]}f}" for m in METRIC_KEYS]
+        ours += [(_ci(r, m) or "--").replace("%", r"\%") for m in ci]
         out.append(r["name"].replace("_", r"\_") + " & " + " & ".join(ours + theirs) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     if caption:
@@ -149,7 +171,7 @@ def to_latex(rows: list[dict], *, caption: str = "") -> str:
 
 
 # The paper's qualitative claims about Table 1, as (description, better config, worse config).
-# "A beats B" means lower SAD.
+# "A beats B" means lower SAD. :mod:`matting_lib.paired_report` judges each with a paired interval.
 PAPER_ORDERINGS: tuple[tuple[str, str, str], ...] = (
     ("the teacher is better than the no-KD student", "teacher", "student"),
     ("spatial similarity improves on the no-KD student", "spatial", "student"),
@@ -164,29 +186,6 @@ PAPER_ORDERINGS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def orderings_report(summary: dict[str, dict[str, Stat]], metric: str = "sad") -> list[dict]:
-    """Check each of the paper's orderings on our numbers.
-
-    A claim "A beats B" *holds* when mean_A < mean_B by more than the combined standard error (seed noise),
-    is *reversed* when mean_A > mean_B by more than that, and is *within noise* otherwise (always "within
-    noise" is impossible to call with a single seed: then only the sign is reported, flagged n=1).
-    """
-    out = []
-    for text, a, b in PAPER_ORDERINGS:
-        if a not in summary or b not in summary:
-            continue
-        sa, sb = summary[a][metric], summary[b][metric]
-        diff = sa.mean - sb.mean
-        se = math.sqrt((sa.std ** 2 / sa.n if sa.n > 1 else 0) + (sb.std ** 2 / sb.n if sb.n > 1 else 0))
-        if sa.n > 1 and sb.n > 1 and abs(diff) <= 2 * se:
-            verdict = "within noise"
-        else:
-            verdict = "holds" if diff < 0 else "reversed"
-        out.append({"claim": text, "a": a, "b": b, "diff": diff, "rel": diff / sb.mean if sb.mean else None,
-                    "two_se": 2 * se, "verdict": verdict, "single_seed": sa.n == 1 or sb.n == 1})
-    return out
-
-
 def teacher_gap_sentence(summary: dict[str, dict[str, Stat]]) -> str:
     """The teacher's SAD as a share of the no-KD student's, as a sentence beside the paper's 54 % (Table 1: 65.37 vs
     121.77): how far the teacher leads bounds what distillation can transfer. Empty without both rows."""
@@ -194,30 +193,6 @@ def teacher_gap_sentence(summary: dict[str, dict[str, Stat]]) -> str:
         return ""
     gap = summary["teacher"]["sad"].mean / summary["student"]["sad"].mean
     return f"The teacher's SAD is {gap:.0%} of the no-KD student's (paper: 54%). " if gap else ""
-
-
-def _verb(n: int, one: str, many: str) -> str:
-    return one if n == 1 else many
-
-
-def summary_paragraph(summary: dict[str, dict[str, Stat]], metric: str = "sad") -> str:
-    """A short paragraph generated from the numbers: which of the paper's orderings hold here."""
-    rep = orderings_report(summary, metric)
-    if not rep:
-        return "Not enough runs to compare any of the paper's orderings."
-    held = [r for r in rep if r["verdict"] == "holds"]
-    rev = [r for r in rep if r["verdict"] == "reversed"]
-    noise = [r for r in rep if r["verdict"] == "within noise"]
-    n = max(s[metric].n for s in summary.values())
-    parts = [f"Of the paper's {len(rep)} orderings checkable here (by {metric.upper()}, "
-             f"{'mean over up to ' + str(n) + ' seeds, noise = 2 standard errors' if n > 1 else 'one seed each, so no noise estimate'}), "
-             f"{len(held)} {_verb(len(held), 'holds', 'hold')}, {len(rev)} {_verb(len(rev), 'is', 'are')} reversed "
-             f"and {len(noise)} {_verb(len(noise), 'is', 'are')} within seed noise."]
-    for label, group in (("Hold", held), ("Reversed", rev), ("Within noise", noise)):
-        if group:
-            parts.append(f"{label}: " + "; ".join(
-                f"{r['claim']} ({_pct(r['rel'])})" for r in group) + ".")
-    return " ".join(parts)
 
 
 def collect(runs_dir: str | Path, *, configs: Sequence[str], seeds: int, command: str = "./run_all.sh") -> list[dict]:

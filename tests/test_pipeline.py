@@ -279,7 +279,7 @@ def test_smoke_pipeline_end_to_end_and_resume(smoke_run):
     table = (figs / "table1_official.md").read_text()
     for name in ("DIM-teacher", "DIM-student (no KD)", "DIM-spatial+channel", "DIM-batch+spatial+channel"):
         assert name in table
-    for stem in ("04_relative_sad", "04_learning_curves", "04_qualitative", "04_similarity_matrices"):
+    for stem in ("04_relative_sad", "04_forest_sad", "04_learning_curves", "04_qualitative", "04_similarity_matrices"):
         assert (figs / f"{stem}.png").stat().st_size > 1000
     assert (figs / "table1_spkd.tex").is_file() and (figs / "summary.md").read_text().strip()
     after = {str(p): p.stat().st_mtime_ns for p in repo_figs.rglob("*")} if repo_figs.is_dir() else {}

@@ -1,0 +1,252 @@
+"""Paired comparisons over seeds: the interval against a hand computation and against SciPy, the verdict rules,
+pairing and pooling, the seeds-needed estimate, Table 1's interval column, the summary and the forest plot."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from matting_lib import figures, paired_report, paired_stats, paper, results
+from matting_lib.paired_stats import Interval, verdict, within_margin
+
+
+def _rec(config, seed, sad, source=""):
+    m = {"sad": sad, "mse": 0.01, "grad": 1.0, "conn": sad}
+    return {"config": config, "seed": seed, "metrics": {"official": m}, "source": source}
+
+
+def _records(sads: dict[str, list[float]], source: str = "") -> list[dict]:
+    return [_rec(cfg, seed, v, source) for cfg, vals in sads.items() for seed, v in enumerate(vals)]
+
+
+def test_t_interval_matches_a_hand_computation():
+    d = [0.01, -0.02, 0.03, 0.00]
+    # by hand: mean 0.005; deviations 0.005, -0.025, 0.025, -0.005; sum of squares 1.3e-3; s = sqrt(1.3e-3 / 3);
+    # standard error s / sqrt(4); t quantile 0.975 with 3 degrees of freedom from a t table: 3.18245
+    mean, s = 0.005, math.sqrt(1.3e-3 / 3)
+    half = 3.18245 * s / 2
+    ci = paired_stats.confidence_interval(d)
+    assert ci.mean == pytest.approx(mean)
+    assert ci.std == pytest.approx(s)
+    assert (ci.low, ci.high) == pytest.approx((mean - half, mean + half), abs=1e-6)
+    assert ci.half_width == pytest.approx(half, abs=1e-6)
+    assert (ci.n, ci.level, ci.method) == (4, 0.95, "t")
+    assert ci.fmt() == "+0.5% [-2.8, +3.8]"
+
+
+def test_intervals_agree_with_scipy_directly():
+    d = np.array([-0.05, -0.02, -0.07, 0.01, -0.04, -0.03])
+    ci = paired_stats.confidence_interval(d, level=0.9)
+    want = stats.t.interval(0.9, df=len(d) - 1, loc=d.mean(), scale=stats.sem(d))  # another route through SciPy
+    assert (ci.low, ci.high) == pytest.approx(want)
+    assert ci.normality_p == pytest.approx(stats.shapiro(d).pvalue)
+    boot = paired_stats.confidence_interval(d, method="bootstrap", seed=3)
+    ref = stats.bootstrap((d,), np.mean, confidence_level=0.95, n_resamples=9999, method="BCa",
+                          rng=np.random.default_rng(3)).confidence_interval
+    assert (boot.low, boot.high) == (ref.low, ref.high) and boot.method == "bootstrap"
+    assert boot.low < d.mean() < boot.high
+    same = paired_stats.confidence_interval([0.0, 0.0, 0.0])  # identical trainings: no spread, no SciPy warning
+    assert (same.low, same.high, same.std) == (0.0, 0.0, 0.0) and verdict(same) == "equivalent"
+    one = paired_stats.confidence_interval([0.02])
+    assert one.mean == 0.02 and math.isnan(one.low) and math.isnan(one.half_width) and one.fmt() == "+2.0% [n=1]"
+    with pytest.raises(ValueError, match="unknown interval method 'percentile'; choose one of t, bootstrap"):
+        paired_stats.confidence_interval(d, method="percentile")
+    with pytest.raises(ValueError, match="share no seed"):
+        paired_stats.confidence_interval([])
+
+
+def _ci(low, high, n=5):
+    return Interval((low + high) / 2, low, high, n, 0.01, 0.95, "t")
+
+
+@pytest.mark.parametrize("low, high, want, small", [
+    (-0.06, -0.01, "holds", False),
+    (0.01, 0.05, "reversed", False),
+    (-0.02, 0.025, "equivalent", True),
+    (-0.03, 0.03, "equivalent", True),        # the margin's ends count as inside
+    (-0.05, 0.02, "undecided", False),
+    (-0.02, 0.031, "undecided", False),
+    (-0.025, -0.005, "holds", True),          # decided sign wins over equivalence: holds, by less than 3 %
+    (0.005, 0.025, "reversed", True),
+    (-0.04, 0.0, "undecided", False),         # touching 0 does not exclude it
+])
+def test_verdict_rules(low, high, want, small):
+    assert verdict(_ci(low, high)) == want
+    assert within_margin(_ci(low, high)) is small
+
+
+def test_verdict_margin_is_a_parameter_and_one_seed_is_undecided():
+    assert verdict(_ci(-0.04, 0.04), margin=0.05) == "equivalent"
+    assert verdict(_ci(-0.04, 0.04)) == "undecided"
+    assert verdict(Interval(-0.2, math.nan, math.nan, 1, math.nan, 0.95, "t")) == "undecided"
+
+
+def test_pairing_by_seed_drops_unmatched_seeds_with_a_note():
+    recs = [_rec("spatial", s, v) for s, v in ((0, 9.0), (1, 8.0), (2, 7.0))]
+    recs += [_rec("student", s, v) for s, v in ((0, 10.0), (1, 10.0), (3, 10.0))]
+    p = paired_stats.paired_differences(recs, "spatial", "student")
+    assert p.keys == (("", 0), ("", 1))
+    assert p.d == pytest.approx([-0.1, -0.2])
+    assert p.dropped == ("spatial seed 2 has no student run with the same seed: left out",
+                         "student seed 3 has no spatial run with the same seed: left out")
+    c = paired_stats.compare(recs, "spatial", "student")
+    assert c["n"] == 2 and c["dropped"] == p.dropped
+    with pytest.raises(ValueError, match="no runs of configuration 'ofd'; the records have spatial, student"):
+        paired_stats.paired_differences(recs, "ofd", "student")
+    with pytest.raises(ValueError, match="spatial seed 0 appears twice in source ''"):
+        paired_stats.paired_differences(recs + [_rec("spatial", 0, 1.0)], "spatial", "student")
+
+
+def test_pooling_pairs_within_each_source_and_the_teacher_with_every_seed():
+    recs = _records({"spatial": [9.0, 8.0], "student": [10.0, 10.0]}, "run1.csv")
+    recs += _records({"spatial": [6.0, 12.0], "student": [8.0, 10.0]}, "run2.csv")
+    recs.append({**_rec("teacher", None, 5.0, "run1.csv")})
+    p = paired_stats.paired_differences(recs, "spatial", "student")
+    assert p.keys == (("run1.csv", 0), ("run1.csv", 1), ("run2.csv", 0), ("run2.csv", 1))
+    assert p.d == pytest.approx([-0.1, -0.2, -0.25, 0.2])  # never run1's seed 0 against run2's seed 0
+    t = paired_stats.paired_differences(recs, "teacher", "student")
+    assert t.keys == (("run1.csv", 0), ("run1.csv", 1)) and t.d == pytest.approx([-0.5, -0.5])
+    assert "student run2.csv seed 0 has no teacher run with the same seed: left out" in t.dropped
+
+
+def test_seeds_needed_reaches_the_target_and_not_one_seed_earlier():
+    n = paired_stats.seeds_needed(0.06, 0.03)
+    half = lambda k: stats.t.ppf(0.975, k - 1) * 0.06 / math.sqrt(k)  # noqa: E731
+    assert half(n) <= 0.03 < half(n - 1)
+    assert n == 18
+    assert paired_stats.seeds_needed(0.0, 0.03) == 2
+    assert paired_stats.seeds_needed(0.06, 0.03, level=0.9) < n
+    with pytest.raises(ValueError, match="must be positive"):
+        paired_stats.seeds_needed(0.06, 0.0)
+    with pytest.raises(ValueError, match="more than 5 seeds needed"):
+        paired_stats.seeds_needed(0.06, 0.001, max_seeds=5)
+
+
+def test_the_ten_pairs_are_oriented_by_the_papers_table_and_their_median_half_width():
+    pairs = paired_stats.pairs_among(paired_stats.STRONG, paper.TABLE1)
+    assert len(pairs) == 10 and len({frozenset(p) for p in pairs}) == 10
+    assert ("spatial+channel", "ofd") in pairs and ("channel", "spatial") in pairs  # lower paper SAD first
+    assert paired_stats.median_half_width([{"half_width": w} for w in (0.01, 0.05, 0.02, math.nan)]) == 0.02
+    assert math.isnan(paired_stats.median_half_width([{"half_width": math.nan}]))
+
+
+# Five seeds: spatial clearly better than no-KD, channel equivalent to it, batch better than it (against the
+# paper's claim that no-KD beats batch), FSP anywhere.
+NOISE = np.array([0.01, -0.01, 0.005, -0.005, 0.0])
+STUDENT = np.array([10.0, 10.2, 9.8, 10.1, 9.9])
+SADS = {"student": STUDENT, "spatial": STUDENT * (0.8 + NOISE), "channel": STUDENT * (1 + NOISE),
+        "batch": STUDENT * (0.9 + NOISE), "fsp": STUDENT * (1 + np.array([-0.1, 0.12, -0.08, 0.1, 0.0]))}
+
+
+def test_summary_states_one_verdict_per_ordering_with_its_interval():
+    recs = _records({k: list(v) for k, v in SADS.items()})
+    text = paired_report.summary_markdown(recs)
+    lines = {ln.split(":")[0][2:]: ln for ln in text.splitlines() if ln.startswith("- ")}
+    assert set(lines) == {"spatial similarity improves on the no-KD student",
+                          "channel similarity improves on the no-KD student",
+                          "the no-KD student beats batch similarity", "the no-KD student beats FSP"}
+    assert "**holds**, -20.0% [" in lines["spatial similarity improves on the no-KD student"]
+    assert "**equivalent**" in lines["channel similarity improves on the no-KD student"]
+    assert "**reversed**" in lines["the no-KD student beats batch similarity"]
+    fsp = lines["the no-KD student beats FSP"]
+    assert "**undecided**" in fsp and fsp.endswith("(5 seeds)")
+    assert "Here: holds 1, reversed 1, equivalent 1, undecided 1." in text
+    assert "Median 95 % half-width over the 1 pair among channel, spatial: " in text  # the strong ones present
+    strong = _records({c: list(STUDENT * (1 + k * 0.05 + NOISE * k)) for k, c in enumerate(paired_stats.STRONG)})
+    text = paired_report.summary_markdown(strong)
+    assert "Median 95 % half-width over the 10 pairs among batch+spatial+channel, channel, ofd, spatial, " \
+           "spatial+channel: " in text and "seeds per configuration." in text
+    assert paired_report.summary_markdown(_records({"hinton": [1.0]})).startswith("Not enough runs")
+
+
+def test_table1_carries_the_paired_interval_column():
+    recs = _records({k: list(v) for k, v in SADS.items()})
+    plain = results.table_rows(results.summarise(recs))
+    rows = paired_report.with_intervals(plain, recs)
+    by = {r["config"]: r for r in rows}
+    want = paired_stats.confidence_interval(SADS["spatial"] / STUDENT - 1)
+    assert (by["spatial"]["sad_rel_paired"], by["spatial"]["sad_rel_low"], by["spatial"]["sad_rel_high"]) == \
+        pytest.approx((want.mean, want.low, want.high))
+    assert by["student"]["sad_rel_low"] is None
+    no_base = [r for r in recs if r["config"] != "student"]
+    assert all(r["sad_rel_paired"] is None for r in paired_report.with_intervals(
+        results.table_rows(results.summarise(no_base)), no_base))
+    md = results.to_markdown(rows)
+    assert "ΔSAD paired [95% CI]" in md and f"| {want.fmt()} |" in md
+    assert "paired" not in results.to_markdown(plain)  # rows without intervals: the table as before
+    assert r"$\Delta$SAD [95\% CI]" in results.to_latex(rows) and "sad_rel_high" in results.to_csv(rows)
+
+
+def test_forest_plot_draws_the_computed_intervals_and_the_papers_values():
+    recs = _records({k: list(v) for k, v in SADS.items()})
+    rows = paired_report.with_intervals(results.table_rows(results.summarise(recs)), recs)
+    fig = figures.forest_plot(rows)
+    ax = fig.axes[0]
+    shown = [r for r in rows if r["config"] != "student"]  # fsp, batch, spatial, channel in the paper's order
+    assert [t.get_text() for t in ax.get_yticklabels()] == [r["config"] for r in shown]
+    assert list(ax.get_yticks()) == [3, 2, 1, 0]  # the table's first row at the top
+    bar = ax.containers[0]
+    assert list(bar.lines[0].get_ydata()) == [3, 2, 1, 0]
+    assert bar.lines[0].get_xdata() == pytest.approx([100 * r["sad_rel_paired"] for r in shown])
+    ends = [list(seg[:, 0]) for seg in bar.lines[2][0].get_segments()]
+    assert ends == [pytest.approx([100 * r["sad_rel_low"], 100 * r["sad_rel_high"]]) for r in shown]
+    diamonds = ax.collections[-1].get_offsets()[:, 0]
+    assert list(diamonds) == pytest.approx([100 * r["paper_sad_rel"] for r in shown])
+    band = ax.patches[0]  # axvspan: a rectangle from x = -3 % to +3 %
+    assert (band.get_x(), band.get_x() + band.get_width()) == pytest.approx((-3.0, 3.0))
+    assert any(list(line.get_xdata()) == [0, 0] for line in ax.lines)  # the zero line
+
+
+def test_cli_pools_runs_csv_files(tmp_path, capsys):
+    files = []
+    for i in range(2):
+        recs = _records({k: list(v * (1 + 0.01 * i)) for k, v in SADS.items()})
+        files.append(tmp_path / f"run{i}.csv")
+        files[-1].write_text(results.runs_csv(recs))
+    paired_report.main([str(f) for f in files] + ["--pair", "spatial:channel"])
+    out = capsys.readouterr().out
+    assert "| spatial similarity improves on the no-KD student | 10 | -20.0% [" in out
+    assert "| DIM-spatial is better than DIM-channel | 10 |" in out
+    assert "student seed 0 is identical" not in out
+    copy = tmp_path / "copy.csv"
+    copy.write_text(files[0].read_text())
+    paired_report.main([str(files[0]), str(copy)])  # the same runs under two names: every run counted twice
+    assert f"student seed 0 is identical in {files[0]} and {copy}: one training counted 2 times" in \
+        capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        paired_report.main([str(files[0]), str(files[0])])
+    assert "run0.csv is named twice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        paired_report.main([str(files[0]), "--pair", "spatial:nope"])
+    assert "--pair names nope, which the files have no runs of" in capsys.readouterr().err
+
+
+def test_statistics_page_shows_the_commands_current_output(monkeypatch):
+    """docs/statistics.md holds the output of the command it states, on the committed per-run metrics."""
+    from conftest import REPO
+
+    monkeypatch.chdir(REPO)
+    page = (REPO / "docs" / "statistics.md").read_text(encoding="utf-8")
+    extra = [("ofd", "spatial+channel"), ("channel", "spatial+channel"), ("spatial", "spatial+channel"),
+             ("batch+spatial+channel", "spatial+channel"), ("fsp", "student"), ("batch", "student")]
+    assert "python -m matting_lib.paired_report docs/default_runs*.csv " + " ".join(
+        f"--pair {a}:{b}" for a, b in extra) in page
+    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("default_runs*.csv"))
+    out = paired_report.report_markdown(paired_report.pooled_records(files), extra)
+    assert out in page, "regenerate docs/statistics.md with the command it states"
+
+
+def test_readme_summary_is_generated_from_the_committed_per_run_metrics():
+    """The README's quoted summary is what notebook 04 writes (teacher gap, then the verdicts) for the run whose
+    per-run metrics are docs/default_runs.csv."""
+    from conftest import REPO
+
+    recs = results.records_from_runs_csv((REPO / "docs" / "default_runs.csv").read_text(),
+                                         source="docs/default_runs.csv")
+    gap = results.teacher_gap_sentence(results.summarise(recs)).strip()
+    text = gap + "\n\n" + paired_report.summary_markdown(recs)
+    quote = "\n".join(f"> {ln}" if ln else ">" for ln in text.rstrip("\n").split("\n"))
+    assert quote in (REPO / "README.md").read_text(), "regenerate the README's summary from docs/default_runs.csv"
