@@ -32,7 +32,7 @@ def test_source_notebooks_have_one_parameters_cell(path):
     assert len(tagged) == 1, f"{path.name}: expected exactly one cell tagged 'parameters', found {len(tagged)}"
 
 
-# Notebooks whose cells were made short (issue 12); 04 and 05: tests/test_notebooks_04_05.py.
+# Notebooks whose code cells are short steps; 04 and 05: tests/test_notebooks_04_05.py.
 SHORT_CELL_NOTEBOOKS = ("00_calibration.ipynb", "01_compositing.ipynb", "02_teacher.ipynb", "03_distill.ipynb")
 
 
@@ -133,3 +133,104 @@ def test_test_sh_fast_deselects_the_slow_tests():
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.splitlines() == ["-m", "not slow", "-k", "metrics"], out.stderr
     assert "slow:" in " ".join(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"])
+
+
+# ----------------------------------------------------------------------------------------- no development history
+# What a user reads states what the project is, never how it was made: no "session 6", "issue 12", "before this
+# change", "the teacher shipped before". Python files are checked in their comments and strings only (docstrings,
+# CLI help, messages), so that code names such as an onnxruntime ``session`` variable are not prose.
+HISTORY_PATTERNS = {
+    "a work session": r"\bsessions?\b",
+    "an issue number": r"\bissues?\s*#?\d+",
+    "the issue": r"\b(?:the|this|that) issue(?:'s)?\b",
+    "before this change": r"\bbefore this (?:change|work|study|session|issue|fix|commit|refactor)\b",
+    "shipped before": r"\bshipped (?:before|until|earlier)\b",
+    "until issue/session": r"\buntil (?:issue|session|now)\b",
+    "the previous code": r"\b(?:previous|earlier|old) (?:code|version of (?:the|this) (?:code|project))\b",
+    "this machine earlier": r"\bthis machine earlier\b",
+}
+# Legitimate uses of those words, as (file, exact phrase): a Jupyter / onnxruntime / process "session".
+HISTORY_ALLOWED = {
+    ("matting_lib/export.py", "An onnxruntime CPU session"),
+    ("matting_lib/pipeline_exec.py", "jupyter_client's ``Session.send``"),
+    ("matting_lib/pipeline_exec.py", "the kernel runs in its own session"),
+}
+USER_READ_GLOBS = ("README.md", "docs/**/*.md", "notebooks/*.ipynb", "profiles/*.toml", "matting_lib/**/*.py",
+                   "matting_lib/assets/*.csv", "matting_lib/assets/*.json", "benchmarks/*.py", "benchmarks/*.md",
+                   "figures/*.md", "*.sh", "scripts/*.sh", "CITATION.cff", "pyproject.toml")
+
+
+def _prose(path) -> list[tuple[int, str]]:
+    """(line number, text) of what a reader of ``path`` sees as prose: a notebook's cell sources, a Python file's
+    comments and strings, any other file whole."""
+    import io
+    import tokenize
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".ipynb":
+        cells = json.loads(text)["cells"]
+        return [(i, line) for i, c in enumerate(cells) for line in "".join(c["source"]).splitlines()]
+    if path.suffix == ".py":
+        out = []
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type in (tokenize.COMMENT, tokenize.STRING) or tok.type == getattr(tokenize, "FSTRING_MIDDLE", -1):
+                out += [(tok.start[0] + k, line) for k, line in enumerate(tok.string.splitlines())]
+        return out
+    return list(enumerate(text.splitlines(), 1))
+
+
+def _user_read_files() -> list:
+    files = {p for pattern in USER_READ_GLOBS for p in REPO.glob(pattern) if p.is_file()}
+    return sorted(p for p in files if not {".venv", "runs", "data", "__pycache__"} & set(p.relative_to(REPO).parts))
+
+
+@pytest.mark.parametrize("path", _user_read_files(), ids=lambda p: p.relative_to(REPO).as_posix())
+def test_no_development_history_where_a_user_reads(path):
+    import re
+
+    rel = path.relative_to(REPO).as_posix()
+    allowed = [phrase for f, phrase in HISTORY_ALLOWED if f == rel]
+    found = []
+    for where, line in _prose(path):
+        for name, pattern in HISTORY_PATTERNS.items():
+            for m in re.finditer(pattern, line, flags=re.IGNORECASE):
+                if not any(phrase in line and phrase.lower().find(m.group().lower()) >= 0 for phrase in allowed):
+                    found.append(f"{rel}:{where}: {name}: {line.strip()[:120]}")
+    assert not found, "development history where a user reads; state what is, with the command that measures " \
+                      "it:\n" + "\n".join(found)
+
+
+def test_history_check_catches_what_it_should_and_allows_the_listed_phrases(tmp_path):
+    import re
+
+    hits = ["measured in session 8", "(issue 10, item 2)", "sessions 3–5", "the issue's target", "before this change",
+            "the teacher shipped before this study", "until issue 12", "the previous code took 28 min",
+            "as this machine earlier gave"]
+    misses = ["an onnxruntime session object", "the issued warning", "a tissue-like texture", "this study's budget",
+              "the earlier checkpoint", "before the students train"]
+    flagged = [t for t in hits + misses
+               if any(re.search(p, t, flags=re.IGNORECASE) for p in HISTORY_PATTERNS.values())]
+    assert set(hits) <= set(flagged), set(hits) - set(flagged)
+    assert flagged == hits + ["an onnxruntime session object"]  # a bare "session" needs an entry in HISTORY_ALLOWED
+    for rel, phrase in HISTORY_ALLOWED:
+        assert phrase in (REPO / rel).read_text(encoding="utf-8"), f"{rel} no longer says {phrase!r}: drop the entry"
+
+
+def test_no_file_name_tells_when_it_was_made():
+    import re
+
+    names = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.splitlines() \
+        if (REPO / ".git").exists() else [p.relative_to(REPO).as_posix() for p in REPO.rglob("*") if p.is_file()]
+    dated = [n for n in names if re.search(r"_s\d+\b|session|issue_?\d|_v\d+_old|_revised", n, flags=re.IGNORECASE)]
+    assert not dated, f"file names that say when they were made, not what they are: {dated}"
+
+
+def test_help_lists_every_profile():
+    """``run_all.sh --help`` names every file in profiles/, in the --profile help and in the epilog."""
+    from matting_lib import pipeline
+
+    parser = pipeline.build_parser()
+    profile_help = next(a.help for a in parser._actions if "--profile" in a.option_strings)
+    for name in pipeline.available_profiles():
+        assert name in profile_help.split(" (")[0].split(" | "), f"--profile help misses {name}"
+        assert f"{name} (" in parser.epilog, f"the --help epilog does not describe profile {name}"
