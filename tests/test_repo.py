@@ -98,9 +98,9 @@ def test_shipped_teacher_matches_its_manifest_and_profile(profile):
 
 
 def _package_map() -> set[str]:
-    """Paths listed under ``matting_lib/`` in README's Layout block (two spaces of indent per folder level)."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    block = text.split("## Layout\n", 1)[1].split("```\n", 2)[1]
+    """Paths listed under ``matting_lib/`` in docs/layout.md's map (two spaces of indent per folder level)."""
+    text = (REPO / "docs" / "layout.md").read_text(encoding="utf-8")
+    block = text.split("```\n", 2)[1]
     lines = block.splitlines()
     assert lines[0] == "matting_lib/", "the map starts with the package folder"
     stack, listed = [], set()
@@ -114,15 +114,15 @@ def _package_map() -> set[str]:
     return listed
 
 
-def test_readme_package_map_matches_the_files():
+def test_package_map_matches_the_files():
     pkg = REPO / "matting_lib"
     on_disk = {p.relative_to(pkg).as_posix() for p in pkg.rglob("*.py") if "__pycache__" not in p.parts}
     on_disk |= {p.relative_to(pkg).as_posix() + "/" for p in pkg.iterdir() if p.is_dir() and p.name != "__pycache__"}
     # a subpackage's own __init__ is its folder's line
     on_disk -= {f"{d.rstrip('/')}/__init__.py" for d in on_disk if d.endswith("/")}
     listed = _package_map()
-    assert not on_disk - listed, f"README Layout misses {sorted(on_disk - listed)}"
-    assert not listed - on_disk, f"README Layout lists {sorted(listed - on_disk)}, which do not exist"
+    assert not on_disk - listed, f"docs/layout.md misses {sorted(on_disk - listed)}"
+    assert not listed - on_disk, f"docs/layout.md lists {sorted(listed - on_disk)}, which do not exist"
 
 
 def test_test_sh_fast_deselects_the_slow_tests():
