@@ -234,3 +234,31 @@ def test_help_lists_every_profile():
     for name in pipeline.available_profiles():
         assert name in profile_help.split(" (")[0].split(" | "), f"--profile help misses {name}"
         assert f"{name} (" in parser.epilog, f"the --help epilog does not describe profile {name}"
+
+
+def test_readme_links_every_docs_page_and_every_link_resolves():
+    """Every page in docs/ is linked from the README's documentation index, and every relative link in the README
+    and the docs pages names a file that exists and, with a #fragment, a heading of that file."""
+    import re
+
+    def anchors(md: str) -> set[str]:  # GitHub's heading ids: lower case, punctuation dropped, spaces -> hyphens
+        return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+                for h in re.findall(r"^#+ (.+)$", md, flags=re.MULTILINE)}
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    index = readme.split("## Documentation\n", 1)[1].split("\n## ", 1)[0]
+    pages = sorted(p.name for p in (REPO / "docs").glob("*.md"))
+    assert [p for p in pages if f"(docs/{p})" not in index] == [], "pages missing from the README's documentation index"
+    broken = []
+    for md in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = md.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # an absolute URL
+            path, _, fragment = target.partition("#")
+            dest = (md.parent / path).resolve() if path else md
+            if not dest.exists():
+                broken.append(f"{md.relative_to(REPO)}: {target} (no such file)")
+            elif fragment and dest.suffix == ".md" and fragment not in anchors(dest.read_text(encoding="utf-8")):
+                broken.append(f"{md.relative_to(REPO)}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
