@@ -1,4 +1,4 @@
-"""Speed and memory of the distillation terms (issue 6), measured side by side.
+"""Speed and memory of the distillation terms, measured side by side.
 
 1. Spatial similarity loss, explicit (B·HW×HW matrices) vs the exact low-memory form (C×C products only),
    forward + backward, on random features of the shapes the paper's networks produce on each layer
@@ -10,7 +10,7 @@ Each measurement runs in its own subprocess so peak memory is clean: on CUDA the
 (``torch.cuda.max_memory_allocated``) above what the inputs/models already hold; on CPU (Linux) the peak
 resident set size (VmHWM, reset through /proc/self/clear_refs) above the resident size at the same point.
 
-    .venv/bin/python benchmarks/bench_distill.py                         # the issue's setting: 320 px, batch 16
+    .venv/bin/python benchmarks/bench_distill.py                         # the paper's setting: 320 px, batch 16
     .venv/bin/python benchmarks/bench_distill.py --size 128 --batch 4 --width 0.5 --configs student,spatial
 """
 

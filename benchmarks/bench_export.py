@@ -1,6 +1,6 @@
 """PyTorch eager vs onnxruntime on the CPU: latency side by side, and test-set parity of an exported checkpoint.
 
-    .venv/bin/python benchmarks/bench_export.py --out docs/latency.md          # the README's latency table
+    .venv/bin/python benchmarks/bench_export.py --out docs/latency.md          # the latency table of docs/deployment.md
     .venv/bin/python benchmarks/bench_export.py --parity matting_lib/assets/teacher-default.pt \\
         runs/default/students/<run>/best.pt --data data/synthetic-comp1k        # SAD through both paths
     .venv/bin/python benchmarks/bench_export.py --quick --out /tmp/latency.md   # seconds: checks the wiring only

@@ -3,7 +3,7 @@
 A reproduction of Yoon, Park & Cho, "Lightweight Deep CNN for Natural Image Matting via
 Similarity-Preserving Knowledge Distillation", IEEE Signal Processing Letters 27 (2020).
 
-One module per idea; README.md's "Layout" section is the map (one line per module, kept in sync with
+One module per idea; docs/layout.md is the map (one line per module, kept in sync with
 the files by ``tests/test_repo.py``).
 
 The package imports nothing heavy at import time, so ``python -m matting_lib.pipeline --help`` answers

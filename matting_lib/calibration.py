@@ -80,7 +80,9 @@ def train_run(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings:
                     settings=settings)
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    seed_everything(settings.seed)  # seeded initial weights (a resumed run loads its own)
+    # Seeded initial weights (a resumed run loads its own): without this they came from torch's global generator,
+    # i.e. from whatever the process had drawn before; the shipped teacher's run started that way (docs/teacher.md).
+    seed_everything(settings.seed)
     model = (build_teacher if settings.kind == "teacher" else build_student)(settings.width)
     cfg = settings.to_train_config(snapshot_every=settings.snapshot_every, stop_after_steps=stop_after_steps,
                                    progress=progress)
@@ -280,8 +282,8 @@ def recorded_stand_ins(runs_dir: str | os.PathLike, plan: dict[str, RunSettings]
             if here is not None and info["dataset"] != here:
                 problems.append(f"it was trained and scored on other data than {data_dir} (identity "
                                 f"{str((info['dataset'] or {}).get('sha256'))[:12]}… there, {here['sha256'][:12]}… "
-                                f"here; generated data differ between CPUs with and without AVX-512, README 'Same "
-                                f"numbers on another machine')")
+                                f"here; generated data differ between CPUs with and without AVX-512: "
+                                f"docs/reproducibility.md)")
             if problems:
                 raise ValueError(f"the recorded curve in {info['source']} cannot stand in for run {name}: "
                                  + "; ".join(problems) + ". Train the run (notebook 00 with train=True and "

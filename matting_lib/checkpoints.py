@@ -14,7 +14,7 @@ They are written atomically (temporary file + rename, :func:`matting_lib.utils.a
 mid-write never damages the previous file. A weights-only file (optimizer None) of the width-1 teacher is
 ~103 MB, of the student ~20 MB.
 
-The public DIM-PyTorch teacher (reference §7) is a whole pickled ``DataParallel(models.DIMModel)`` plus a pickled
+The public DIM-PyTorch teacher (docs/paper_notes.md §7.1) is a whole pickled ``DataParallel(models.DIMModel)`` plus a pickled
 optimizer: ``torch.load`` would need ``weights_only=False`` (arbitrary code execution for an untrusted file) and
 the original classes under the module name ``models``. :func:`load_dim_pytorch` instead unpickles it with an
 allow-list: tensors/storages, the containers this format uses, and the module/optimizer classes of that file,

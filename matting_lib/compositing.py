@@ -5,7 +5,7 @@ Composites are written in the Adobe Deep Image Matting dataset layout (:mod:`mat
 ``(f, b)`` uses background ``f * K + b`` of the K backgrounds listed per foreground and, in the test set,
 trimap ``{fg stem}_{b}.png``.
 
-Compositing rules (``reference.md`` section 5): DIM-PyTorch's ``Combined_Dataset/*/Composition_code_revised.py``
+Compositing rules (``docs/paper_notes.md`` §5): DIM-PyTorch's ``Combined_Dataset/*/Composition_code_revised.py``
 (OpenCV, ``method="revised"``) and Adobe's original ``Composition_code.py`` (PIL, ``method="adobe"``). Both
 upscale a background that is smaller than the foreground in either side to ``ceil(side * ratio)`` with
 bicubic interpolation, take its top-left crop of the foreground's size and blend ``I = a F + (1 - a) B``,

@@ -4,8 +4,8 @@ Why: NumPy, PyTorch (ATen), oneDNN and MKL pick their kernels at run time by wha
 machine they run other code than on an AVX2 one, and the results differ in the last bits: NumPy's AVX-512
 transcendental and reduction loops changed 1–6 of the 2,454 files of the default synthetic benchmark (measured on
 an AVX-512 machine by disabling its AVX-512 paths), and at lr 0.01 last-bit differences in training grow into
-different students. Machines here are AVX2 or AVX-512, so the pipeline pins everything to AVX2 (x86-64-v3), the
-level they share: :data:`PINNED_ENV`, set by :func:`pin` before any kernel starts (the notebooks' kernels inherit
+different students. Current x86-64 machines are AVX2 or AVX-512, so the pipeline pins everything to AVX2
+(x86-64-v3), the level they share: :data:`PINNED_ENV`, set by :func:`pin` before any kernel starts (the notebooks' kernels inherit
 it) and reported by :func:`describe`.
 
 Not reached by the pin: OpenCV's Intel IPP (resize, Gaussian blur, distance transforms...) chooses its own level
@@ -13,8 +13,8 @@ from the CPU, and ``OPENCV_CPU_DISABLE`` does not limit it (only ``OPENCV_IPP`` 
 EPYC: the synthetic generator makes another default benchmark (content identity ``6575ab7…``) than the AVX-512
 machines under this pin (``31bb438…``, the shipped teacher's data), and forcing IPP to SSE4.2 there changes 511 of
 its 2,454 files, so IPP's AVX-512 code is the likely cause. :func:`describe` reports IPP's level. Pinning it
-(``OPENCV_IPP=avx2``) would change the data on AVX-512 machines, i.e. the shipped teacher's training data: README
-"Same numbers on another machine".
+(``OPENCV_IPP=avx2``) would change the data on AVX-512 machines, i.e. the shipped teacher's training data: see
+``docs/reproducibility.md``.
 
 The variables must be set before the libraries load, so this module imports nothing but the standard library.
 Thread counts matter too (parallel reductions split work by thread); the pipeline fixes them per run.

@@ -2,8 +2,8 @@
 
 :class:`DataParams` validates notebook 01's parameters and :func:`prepare_dataset` generates the embedded
 synthetic benchmark (or links an Adobe Composition-1k tree) and checks its layout. The inspection helpers
-compare the dataset with the published Composition-1k counts (Xu et al., CVPR 2017; ``reference.md``
-section 5), summarise the test mattes' unknown regions and alpha values, and draw the gallery and
+compare the dataset with the published Composition-1k counts (Xu et al., CVPR 2017; ``docs/paper_notes.md``
+§5), summarise the test mattes' unknown regions and alpha values, and draw the gallery and
 statistics figures.
 """
 
@@ -25,7 +25,7 @@ __all__ = ["COMPOSITION_1K", "dataset_summary", "matte_statistics", "plot_galler
 # ----------------------------------------------------------------------------------------------- looking at it
 COMPOSITION_1K = {"train foregrounds": 431, "train backgrounds per foreground": 100, "train composites": 43100,
                   "test foregrounds": 50, "test backgrounds per foreground": 20, "test composites": 1000}
-"""The published Adobe Composition-1k counts (Xu et al., CVPR 2017; ``reference.md`` section 5)."""
+"""The published Adobe Composition-1k counts (Xu et al., CVPR 2017; ``docs/paper_notes.md`` §5)."""
 
 
 def dataset_summary(layout: DatasetLayout) -> dict[str, dict[str, float]]:

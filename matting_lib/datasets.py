@@ -6,7 +6,7 @@ A sample is a dict of float32 tensors (the shared contract):
     "image"  (3, H, W) RGB in [0, 1]; training samples also "fg", "bg" (3, H, W) with image = a fg + (1 - a) bg
     test samples also "name" (the composite's file stem) and are full-size (use batch size 1).
 
-Training samples follow DIM-PyTorch's ``data_gen.py`` (``reference.md`` section 5): composite a foreground
+Training samples follow DIM-PyTorch's ``data_gen.py`` (``docs/paper_notes.md`` §5): composite a foreground
 over a random crop of one of its listed backgrounds (upscaled bicubically when smaller), crop
 ``crop_size * s`` pixels (s drawn from ``crop_scales``; 320/480/640 at the paper's 320) around a random
 pixel of the unknown region of a random trimap, resize to ``crop_size``, flip horizontally with p = 0.5,

@@ -1,6 +1,6 @@
 """Student training objective: alpha losses + similarity-preserving KD and the paper's baselines.
 
-Total loss (Yoon, Park & Cho, IEEE SPL 2020; ``reference.md`` §4; the SPKD code's ``over_all_loss``)::
+Total loss (Yoon, Park & Cho, IEEE SPL 2020; ``docs/paper_notes.md`` §4; the SPKD code's ``over_all_loss``)::
 
     (1 − w1) · L_α(α_s, α_gt) + w1 · L_α(α_s, α_teacher) + Σ_type w_type · L_type(layers)
 
@@ -22,7 +22,7 @@ ofd                        ofd (0.016)                  0         SPKD ``train_O
                                                                   Σ/1000 at batch 16 (= 16/1000 per sample)
 batch / spatial / channel  that type (1)                0.5
 spatial+channel            spatial (1), channel (1)     0.5
-batch+spatial+channel      batch, spatial, channel (1)  0.5       README: ``--KD_weight [1,1,1]``
+batch+spatial+channel      batch, spatial, channel (1)  0.5       SPKD README: ``--KD_weight [1,1,1]``
 =========================  ===========================  ========  ====================================
 
 All use layers ``conv2``–``conv5`` (encoder stages 2–5 after pooling; SPKD ``--feature_layer [1,2,3,4]``).

@@ -4,7 +4,7 @@ Features are encoder/decoder stage outputs of shape ``(B, C, H, W)`` (float). Ev
 scalar tensor, differentiable with respect to the student features; teacher features are treated as
 constants by the caller (they come from a frozen teacher under ``torch.no_grad``).
 
-Similarity-preserving KD (the paper; ``reference.md`` §3):
+Similarity-preserving KD (the paper; ``docs/paper_notes.md`` §3):
     * :func:`similarity_matrix` / :func:`similarity_loss` for ``batch``, ``spatial`` and ``channel``.
       ``batch`` follows Tung & Mori, "Similarity-Preserving Knowledge Distillation", ICCV 2019;
       ``spatial`` and ``channel`` follow Yoon, Park & Cho, IEEE SPL 2020 (the SPKD code's
@@ -81,7 +81,7 @@ def channel_similarity(features: Tensor) -> Tensor:
     return u @ u.transpose(1, 2)
 
 
-#: similarity kind -> its matrix of one feature map (the three similarities of reference §3)
+#: similarity kind -> its matrix of one feature map (the three similarities of docs/paper_notes.md §3)
 SIMILARITIES: dict[str, Callable[[Tensor], Tensor]] = {
     "batch": batch_similarity, "spatial": spatial_similarity, "channel": channel_similarity}
 SIMILARITY_KINDS = tuple(SIMILARITIES)

@@ -337,8 +337,8 @@ def compare_training_data(manifest: dict, layout: DatasetLayout) -> tuple[bool |
                        f"{now['sha256'][:12]}… here, {str(stored.get('sha256'))[:12]}… in the manifest): test "
                        f"metrics are not comparable with the manifest's; regenerate the data with the profile's "
                        f"settings or retrain the teacher (./run_all.sh --retrain-teacher). A known cause for "
-                       f"generated data: OpenCV's IPP kernels differ between CPUs with and without AVX-512 (README "
-                       f"'Same numbers on another machine')")
+                       f"generated data: OpenCV's IPP kernels differ between CPUs with and without AVX-512 "
+                       f"(docs/reproducibility.md)")
     legacy = manifest.get("dataset_manifest_sha256")
     man = layout.root / "manifest.json"
     if legacy and man.is_file():

@@ -1,6 +1,6 @@
 """The DIM teacher and the paper's student: SegNet-style encoder-decoders that predict an alpha matte.
 
-Teacher (reference §1): the encoder-decoder of Deep Image Matting (Xu et al., CVPR 2017) as re-implemented by
+Teacher (docs/paper_notes.md §1): the encoder-decoder of Deep Image Matting (Xu et al., CVPR 2017) as re-implemented by
 DIM-PyTorch (foamliu/Deep-Image-Matting-PyTorch, ``models.py``), layer for layer and with the same state-dict
 names, so its public ``BEST_checkpoint.tar`` loads strictly (see :mod:`matting_lib.checkpoints`):
 
@@ -11,7 +11,7 @@ names, so its public ``BEST_checkpoint.tar`` loads strictly (see :mod:`matting_l
   BatchNorm, **no ReLU**; widths 512, 256, 128, 64, 1 (modules ``up5..up1``, ``conv.cbr_unit.{0, 1}``);
 * output = sigmoid. 25,582,595 parameters at width 1.
 
-Student (reference §2; Yoon, Park & Cho, IEEE SPL 2020): the same shape at half width with 1, 1, 1, 2, 2
+Student (docs/paper_notes.md §2; Yoon, Park & Cho, IEEE SPL 2020): the same shape at half width with 1, 1, 1, 2, 2
 encoder convolutions: 4,877,283 parameters; with the four 1×1 channel-similarity adapters of encoder stages
 2–5 (:func:`build_channel_adapters`) 5,181,795, the paper's count.
 
@@ -230,7 +230,7 @@ def model_from_arch(arch: dict) -> DIMNet:
 
 def build_channel_adapters(student: DIMNet, teacher: DIMNet,
                            layers: Sequence[str] = ("conv2", "conv3", "conv4", "conv5")) -> nn.ModuleDict:
-    """1×1 convs (with bias, no BN) mapping student to teacher channels, one per layer (reference §2).
+    """1×1 convs (with bias, no BN) mapping student to teacher channels, one per layer (docs/paper_notes.md §2).
 
     For the paper's four encoder stages 2–5 at width 1 they hold 304,512 parameters.
     """

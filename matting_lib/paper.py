@@ -1,7 +1,7 @@
 """The paper's published numbers (Yoon, Park & Cho, IEEE SPL 2020), the targets of the results notebook.
 
-Transcribed from the SPKD README and the authors' slides (the project's ``shared/paper/results.md``;
-``tests/test_paper.py`` checks this module against that file when it is present). Metrics are in the units
+Transcribed from the SPKD README and the authors' slides (``docs/paper_notes.md`` §9; ``tests/test_paper.py``
+checks this module against an independent transcription when one is present). Metrics are in the units
 papers report: SAD (official /1000), MSE, Grad/1000, Conn/1000, on Adobe Composition-1k.
 """
 

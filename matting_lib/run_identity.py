@@ -52,7 +52,7 @@ CODE = {
     "training": ("datasets.py", "compositing.py", "trimap.py", "layout.py", "models.py", "losses.py", "kd_losses.py",
                  "distill.py", "training.py", "settings.py", "utils.py"),
     "evaluation": ("evaluation.py", "metrics/__init__.py", "metrics/kernels.py", "metrics/folder.py", "layout.py"),
-    "tables": ("results.py", "figures.py", "paper.py", "profiling.py", "paired_stats.py"),
+    "tables": ("results.py", "figures.py", "paper.py", "profiling.py", "paired_stats.py", "paired_report.py"),
     "explorer": ("explorer.py", "figures.py", "kd_losses.py"),
 }
 PACKAGE = Path(__file__).resolve().parent

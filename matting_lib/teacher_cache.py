@@ -33,7 +33,7 @@ from .utils import atomic_write
 #: runs of a seed read one entry per batch instead of computing the teacher twice.
 DEFAULT_CACHE_LAYERS = ("conv2", "conv3", "conv4", "conv5")
 #: How the stored outputs were computed (part of every key): "fused-cl" = the BN-folded channels_last copy of the
-#: teacher (:func:`matting_lib.models.frozen_inference_copy`); entries of the earlier plain eval forward are never read.
+#: teacher (:func:`matting_lib.models.frozen_inference_copy`); entries computed another way (e.g. the plain eval forward) are never read.
 FORMAT = "fused-cl"
 
 

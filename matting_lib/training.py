@@ -1,4 +1,4 @@
-"""One training loop for the teacher and every student (reference §4), resumable and DDP-ready.
+"""One training loop for the teacher and every student (docs/paper_notes.md §4), resumable and DDP-ready.
 
 Loss: :func:`matting_lib.losses.alpha_loss` (DIM-PyTorch ``utils.alpha_prediction_loss``; Xu et al., CVPR 2017,
 eq. 1), Σ sqrt(((α̂ − α)·m)² + 1e-12) / (Σ m + 1e-6), m = unknown region of the trimap.
@@ -134,8 +134,9 @@ class TrainConfig:
             raise ValueError(f"{source}: {err}") from err
 
 
-# Fields TrainConfig had until issue 12 (nothing set them), with the value under which the old loop behaved as
-# this one: checkpoints written before still carry them (e.g. a long run being resumed), see TrainConfig.from_stored.
+# Fields of older TrainConfig versions (nothing set them), with the value under which that loop behaved as this
+# one: checkpoints written by those versions still carry them (e.g. a long run being resumed), see
+# TrainConfig.from_stored.
 REMOVED_FIELDS: dict[str, Any] = {
     "epochs": None,  # steps counted instead (every profile gives steps)
     "weight_decay": 0.0,  # Adam without weight decay

@@ -8,7 +8,7 @@ Training trimaps follow DIM-PyTorch's ``gen_trimap`` (``data_gen.py``): erode an
 elliptical kernel of random size 1-4 for a random 1-19 iterations; unknown = neither fully foreground after
 erosion nor fully background after dilation. The original passes ``iterations`` positionally to OpenCV's
 ``cv.dilate(src, kernel, dst)``, where it lands in ``dst``, so only one iteration ever runs;
-``legacy=True`` reproduces that (see ``reference.md`` section 5).
+``legacy=True`` reproduces that (see ``docs/paper_notes.md`` §5).
 """
 
 from __future__ import annotations

@@ -169,6 +169,49 @@ def test_teacher_gap_sentence():
     assert results.teacher_gap_sentence({"student": {"sad": S(100, 1, 3)}}) == ""
 
 
+# The committed runs of the default profile, one per machine and teacher forward (docs/reproducibility.md), in the
+# order of the docs' columns; the first is the run of Table 1.
+RUN_FILES = ("default_runs", "default_runs_epyc_avx2", "default_runs_xeon_avx512_plain_teacher",
+             "default_runs_epyc_avx512_plain_teacher")
+
+
+def _runs(name: str) -> list[dict]:
+    from conftest import REPO
+
+    return results.records_from_runs_csv((REPO / "docs" / f"{name}.csv").read_text(), source=f"docs/{name}.csv")
+
+
+def _per_run_table(cell, configs) -> str:
+    """One row per configuration, one column per committed run: ``cell(row of results.table_rows)``."""
+    rows = {name: {r["config"]: r for r in results.table_rows(results.summarise(_runs(name)))} for name in RUN_FILES}
+    head = ["configuration", f"`{RUN_FILES[0]}`"] + [f"`{n.removeprefix('default_runs')}`" for n in RUN_FILES[1:]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for config in configs:
+        label = "student (no KD)" if config == "student" else config
+        lines.append("| " + " | ".join([label] + [cell(rows[n][config]) for n in RUN_FILES]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def sad_per_run_table() -> str:
+    """Test SAD, mean ± std over seeds, of every student configuration in each run (docs/reproducibility.md)."""
+    return _per_run_table(lambda r: results.Stat(r["sad"], r["sad_std"], r["n"]).fmt(2), results.ROW_ORDER[1:])
+
+
+def delta_per_run_table() -> str:
+    """ΔSAD vs the no-KD student of the teacher and every KD configuration in each run (docs/results.md)."""
+    configs = [c for c in results.ROW_ORDER if c != "student"]
+    return _per_run_table(lambda r: f"{100 * r['sad_rel']:+.1f}%", configs)
+
+
+def generated_results() -> dict[str, str]:
+    """What notebook 04 makes of docs/default_runs.csv: both Table 1 conventions and the summary paragraph."""
+    recs = _runs(RUN_FILES[0])
+    summary = results.summarise(recs, "official")
+    return {"official": results.to_markdown(results.table_rows(summary)),
+            "spkd": results.to_markdown(results.table_rows(results.summarise(recs, "spkd"))),
+            "summary": results.teacher_gap_sentence(summary) + results.summary_paragraph(summary)}
+
+
 def test_readme_table1_is_generated_from_the_committed_per_run_metrics():
     """The README's default-profile Table 1 is exactly what notebook 04 makes of docs/default_runs.csv (the
     per-run metrics of the run it reports, committed so another machine can compare run by run), and that file
@@ -177,11 +220,29 @@ def test_readme_table1_is_generated_from_the_committed_per_run_metrics():
 
     from conftest import REPO
 
-    recs = results.records_from_runs_csv((REPO / "docs" / "default_runs.csv").read_text(),
-                                         source="docs/default_runs.csv")
+    recs = _runs(RUN_FILES[0])
     distill = tomllib.loads((REPO / "profiles" / "default.toml").read_text())["distill"]
     have = sorted((r["config"], r["seed"]) for r in recs if r["config"] != "teacher")
     assert have == sorted((c, s) for c in distill["configs"] for s in range(distill["seeds"]))
     assert [r["config"] for r in recs].count("teacher") == 1
-    table = results.to_markdown(results.table_rows(results.summarise(recs, "official")))
+    table = generated_results()["official"]
     assert table in (REPO / "README.md").read_text(), "regenerate the README's Table 1 from docs/default_runs.csv"
+
+
+def test_results_page_is_generated_from_the_committed_runs():
+    """docs/results.md's tables and summary are notebook 04's output on docs/default_runs.csv, its per-run table
+    and docs/reproducibility.md's are computed from the four committed runs, and every committed run is listed."""
+    from conftest import REPO
+
+    page = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
+    for name, text in generated_results().items():
+        assert text in page, f"docs/results.md: regenerate the {name} part from docs/default_runs.csv"
+    assert delta_per_run_table() in page, "docs/results.md: regenerate the per-run ΔSAD table"
+    repro = (REPO / "docs" / "reproducibility.md").read_text(encoding="utf-8")
+    assert sad_per_run_table() in repro, "docs/reproducibility.md: regenerate the per-run SAD table"
+    committed = {p.stem for p in (REPO / "docs").glob("default_runs*.csv")}
+    assert committed == set(RUN_FILES), f"docs/ holds runs {sorted(committed)}; list each in RUN_FILES and the docs"
+    want = {(r["config"], r["seed"]) for r in _runs(RUN_FILES[0])}
+    for name in RUN_FILES:
+        assert f"({name}.csv)" in repro, f"docs/reproducibility.md does not link docs/{name}.csv"
+        assert {(r["config"], r["seed"]) for r in _runs(name)} == want, f"docs/{name}.csv: not every run of the profile"

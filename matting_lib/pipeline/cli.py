@@ -137,13 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Regenerate the paper's Table 1 and figures by executing the notebooks with papermill. "
                     "Sets up ./.venv from requirements.lock on first use.",
         epilog="Profiles: smoke (whole chain in minutes, for CI), default (embedded synthetic benchmark on a "
-               "2-core CPU), paper (Adobe Composition-1k, full-size networks, 320 px, 30 epochs, for a GPU; "
-               "needs --adobe-root). Exit codes: 0 done, 1 a stage failed or the runs folder is in use, "
+               "2-core CPU), calibrate (the calibration study of notebook 00: teacher vs no-KD student on the "
+               "validation split; hours, resumable), paper (Adobe Composition-1k, full-size networks, 320 px, "
+               "30 epochs, for a GPU; needs --adobe-root). Exit codes: 0 done, 1 a stage failed or the runs folder "
+               "is in use, "
                "2 bad arguments or profile (nothing was executed). Examples: ./run_all.sh ; "
                "./run_all.sh --profile smoke ; ./run_all.sh --only distill -j 2 ; "
                "./run_all.sh --profile paper --adobe-root /data/adobe",
     )  # each help text states its default once (ArgumentDefaultsHelpFormatter would repeat it, "None" included)
-    p.add_argument("--profile", default="default", help="smoke | default | paper (a file in profiles/; "
+    p.add_argument("--profile", default="default", help="smoke | default | calibrate | paper (a file in profiles/; "
                    "default: default)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per student configuration (default: the profile's)")
     p.add_argument("--only", choices=STAGES, default=None, help="run only this stage")
@@ -154,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain-teacher", action="store_true", help="train the teacher from scratch instead of "
                    "verifying the shipped one (hours on a CPU)")
     p.add_argument("--adobe-root", default="", help="folder with the Adobe dataset and COCO/VOC backgrounds "
-                   "(paper profile); see README")
+                   "(paper profile); see docs/data.md")
     p.add_argument("--public-teacher", default="", help="path to DIM-PyTorch's BEST_checkpoint.tar to import as "
                    "the teacher")
     p.add_argument("--set", action="append", metavar="STAGE.KEY=VALUE", help="override one profile value, "

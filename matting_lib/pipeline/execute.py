@@ -1,7 +1,7 @@
 """Executing one pipeline notebook: papermill with a per-cell timeout, a wall-clock limit per job, a kernel
 liveness check, and a kernel client that cannot sleep through a reply that has already arrived.
 
-Why notebook 05's ``display(ex.widget())`` cell could hang papermill forever (issue 10, item 2): nbclient
+Why notebook 05's ``display(ex.widget())`` cell could hang papermill forever: nbclient
 mimics a front end for ``ipywidgets.Output``. Every output the kernel routes into an Output widget makes nbclient
 send the widget's whole new state (here a ~350 kB PNG per redraw) back to the kernel as a ``comm_msg`` on the
 *shell* socket, while the same socket is being awaited (``await socket.poll()``) for the cell's

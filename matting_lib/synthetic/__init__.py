@@ -291,7 +291,7 @@ def generate_dataset(out_dir: str | os.PathLike, *, seed: int = 0, preset: str =
     for split, (fgs, bgs) in ((sp, names[sp]) for sp in names if sp in splits):
         write(str(layout.names_file(split, "fg")), ("\n".join(fgs) + "\n").encode())
         write(str(layout.names_file(split, "bg")), ("\n".join(bgs) + "\n").encode())
-    # IPP's code level changes some files' bytes (README "Same numbers on another machine"): recorded, not identity
+    # IPP's code level changes some files' bytes (docs/reproducibility.md): recorded, not identity
     versions = {"opencv": cv2.__version__, "numpy": np.__version__, "opencv_ipp": cpu_env.opencv_ipp_level()}
     atomic_write_text(man_path, json.dumps({**spec, "versions": versions, "complete": True,
                                             "files": dict(sorted(digests.items()))}, indent=1))
