@@ -239,14 +239,3 @@ def test_statistics_page_shows_the_commands_current_output(monkeypatch):
     assert out in page, "regenerate docs/statistics.md with the command it states"
 
 
-def test_readme_summary_is_generated_from_the_committed_per_run_metrics():
-    """The README's quoted summary is what notebook 04 writes (teacher gap, then the verdicts) for the run whose
-    per-run metrics are docs/default_runs.csv."""
-    from conftest import REPO
-
-    recs = results.records_from_runs_csv((REPO / "docs" / "default_runs.csv").read_text(),
-                                         source="docs/default_runs.csv")
-    gap = results.teacher_gap_sentence(results.summarise(recs)).strip()
-    text = gap + "\n\n" + paired_report.summary_markdown(recs)
-    quote = "\n".join(f"> {ln}" if ln else ">" for ln in text.rstrip("\n").split("\n"))
-    assert quote in (REPO / "README.md").read_text(), "regenerate the README's summary from docs/default_runs.csv"

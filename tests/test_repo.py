@@ -152,8 +152,8 @@ HISTORY_PATTERNS = {
 # Legitimate uses of those words, as (file, exact phrase): a Jupyter / onnxruntime / process "session".
 HISTORY_ALLOWED = {
     ("matting_lib/export.py", "An onnxruntime CPU session"),
-    ("matting_lib/pipeline_exec.py", "jupyter_client's ``Session.send``"),
-    ("matting_lib/pipeline_exec.py", "the kernel runs in its own session"),
+    ("matting_lib/pipeline/execute.py", "jupyter_client's ``Session.send``"),
+    ("matting_lib/pipeline/execute.py", "the kernel runs in its own session"),
 }
 USER_READ_GLOBS = ("README.md", "docs/**/*.md", "notebooks/*.ipynb", "profiles/*.toml", "matting_lib/**/*.py",
                    "matting_lib/assets/*.csv", "matting_lib/assets/*.json", "benchmarks/*.py", "benchmarks/*.md",
@@ -227,11 +227,11 @@ def test_no_file_name_tells_when_it_was_made():
 
 def test_help_lists_every_profile():
     """``run_all.sh --help`` names every file in profiles/, in the --profile help and in the epilog."""
-    from matting_lib import pipeline
+    from matting_lib.pipeline import cli, profiles
 
-    parser = pipeline.build_parser()
+    parser = cli.build_parser()
     profile_help = next(a.help for a in parser._actions if "--profile" in a.option_strings)
-    for name in pipeline.available_profiles():
+    for name in profiles.available_profiles():
         assert name in profile_help.split(" (")[0].split(" | "), f"--profile help misses {name}"
         assert f"{name} (" in parser.epilog, f"the --help epilog does not describe profile {name}"
 

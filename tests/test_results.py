@@ -209,7 +209,15 @@ def generated_results() -> dict[str, str]:
     summary = results.summarise(recs, "official")
     return {"official": results.to_markdown(results.table_rows(summary)),
             "spkd": results.to_markdown(results.table_rows(results.summarise(recs, "spkd"))),
-            "summary": results.teacher_gap_sentence(summary) + results.summary_paragraph(summary)}
+            "summary": _summary_quote(recs)}
+
+
+def _summary_quote(recs) -> str:
+    """Notebook 04's summary.md (teacher gap, then the paired verdicts) as a Markdown quote."""
+    from matting_lib import paired_report
+
+    text = results.teacher_gap_sentence(results.summarise(recs)).strip() + "\n\n" + paired_report.summary_markdown(recs)
+    return "\n".join(f"> {ln}" if ln else ">" for ln in text.rstrip("\n").split("\n"))
 
 
 def test_readme_table1_is_generated_from_the_committed_per_run_metrics():
