@@ -282,8 +282,8 @@ class DistillRunParams:
     def __post_init__(self) -> None:
         self.distill_config  # validates the configuration and its overrides (raises naming the bad value)
         check_counts(self, at_least_1=("crop_size", "batch_size", "steps", "val_samples"),
-                     at_least_0=("epoch_length", "val_every", "num_workers", "threads", "max_test_images",
-                                 "n_qualitative"))
+                     at_least_0=("seed", "split_seed", "epoch_length", "val_every", "num_workers", "threads",
+                                 "max_test_images", "n_qualitative"))
         self.lr_decay_steps  # validates the schedule's form
         if not (self.width > 0 and self.lr > 0):
             raise ValueError(f"width and lr must be > 0, got width={self.width}, lr={self.lr}")
@@ -363,6 +363,11 @@ class DistillObjective(nn.Module):
         if config.uses_teacher and teacher is None:
             raise ValueError(f"DistillObjective: configuration {config_label(config)!r} needs a teacher; load one "
                              f"(matting_lib.checkpoints) or use the 'student' configuration")
+        from .checkpoints import check_kind
+
+        check_kind(student, "student", "DistillObjective's student")
+        if teacher is not None:
+            check_kind(teacher, "teacher", "DistillObjective's teacher")
         object.__setattr__(self, "_teacher", teacher)  # deliberately not a registered submodule
         object.__setattr__(self, "_teacher_fast", None)  # its BN-folded channels_last copy, made on first use
         if teacher is not None:

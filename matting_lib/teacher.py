@@ -60,7 +60,7 @@ class TeacherParams:
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r}; valid modes: {', '.join(MODES)}")
         check_counts(self, at_least_1=("crop_size", "batch_size", "steps", "val_samples"),
-                     at_least_0=("epoch_length", "val_every", "num_workers", "threads", "max_test_images"))
+                     at_least_0=("seed", "epoch_length", "val_every", "num_workers", "threads", "max_test_images"))
         if not (self.width > 0 and self.lr > 0 and 0 < self.val_fraction < 1):
             raise ValueError(f"width and lr must be > 0 and val_fraction in (0, 1), got width={self.width}, "
                              f"lr={self.lr}, val_fraction={self.val_fraction}")
@@ -102,14 +102,14 @@ def get_teacher(p: TeacherParams, layout) -> tuple[nn.Module, Any, dict | None]:
         result = train_alpha(build_teacher(p.width), layout, run, cfg, crop_size=p.crop_size, seed=p.seed,
                              split_seed=p.seed, val_fraction=p.val_fraction, val_samples=p.val_samples,
                              epoch_length=p.epoch_length)
-        return checkpoints.load_model(result.best_path), result, None
+        return checkpoints.load_model(result.best_path, kind="teacher"), result, None
     if p.mode == "load":
         shipped = p.shipped_path
         if not shipped.is_file():
             raise FileNotFoundError(f"no shipped teacher at {shipped}; train one with mode='train' "
                                     f"(./run_all.sh --retrain-teacher) or give shipped_checkpoint")
         manifest = checkpoints.check_manifest(shipped) if checkpoints.manifest_path(shipped).is_file() else None
-        return checkpoints.load_model(shipped), None, manifest
+        return checkpoints.load_model(shipped, kind="teacher"), None, manifest
     return checkpoints.import_dim_pytorch_teacher(p.public_checkpoint), None, None
 
 
