@@ -551,6 +551,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _check_train_numbers(settings: RunSettings) -> None:
+    """The numbers of ``calibration train`` that only a later step would refuse (after ``run.json`` is written)."""
+    from .utils import check_counts
+
+    check_counts(settings, at_least_1=("batch_size", "val_samples"),
+                 at_least_0=("seed", "split_seed", "val_every", "num_workers", "threads"))
+    if not (settings.width > 0 and settings.lr > 0 and 0 < settings.val_fraction < 1):
+        raise ValueError(f"--width and --lr must be > 0 and --val-fraction in (0, 1), got width={settings.width}, "
+                         f"lr={settings.lr}, val_fraction={settings.val_fraction}")
+
+
 def _run_command(args: argparse.Namespace) -> int:
     """One subcommand of :func:`main`; its errors (ValueError, OSError) name the file or value."""
     from .layout import DatasetLayout
@@ -570,6 +581,7 @@ def _run_command(args: argparse.Namespace) -> int:
     if args.cmd == "train":
         fields = RunSettings.__dataclass_fields__
         settings = RunSettings(**{k: getattr(args, k) for k in fields})
+        _check_train_numbers(settings)  # before run.json is written: a bad value must not become a run's identity
         check_output_folder(args.run_dir, datasets=[args.data], what="--run-dir")
         res = train_run(args.data, args.run_dir, settings, stop_after_steps=args.stop_after_steps)
         print(f"{args.run_dir}: step {res.step} of {res.total_steps} ({'stint ended' if res.interrupted else 'done'})")

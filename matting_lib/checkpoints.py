@@ -329,6 +329,7 @@ def ship_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, force: bo
     src, dst = Path(src), Path(dst)
     if src.suffix == ".json":
         raise CheckpointError(f"{src} is a manifest; give the checkpoint beside it ({src.with_suffix('.pt')})")
+    _existing_file(src, "a checkpoint")  # a missing source or a folder is named as such
     def same(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
 
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         out = ship_checkpoint(args.src, args.dst, force=args.force, **({"note": args.note} if args.note else {}))
-    except (CheckpointError, OSError) as err:  # FileExistsError, a full disk, a read-only folder, ...
+    except (ValueError, OSError) as err:  # CheckpointError, an output refused, a full disk, a read-only folder ...
         print(f"error: {err}")
         return 1
     print(f"wrote {out} and {manifest_path(out).name}")

@@ -198,7 +198,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     from .metrics import METRIC_KEYS, MetricsInputError
     from .metrics.folder import ImagesNotEvaluatedError
     from .output_safety import check_output, check_output_folder
-    from .training import resolve_device
+    from .training import checked_device
     from .utils import atomic_write_text
 
     # before any work: never into the dataset or onto an input; an existing result is replaced only with force
@@ -207,6 +207,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
                      companions=[f"{out_csv}.summary.json"])
     if pred_dir is not None:
         check_output_folder(pred_dir, inputs=[checkpoint], datasets=[data_dir], what="--pred-dir")
+    if Path(data_dir).is_file():
+        raise NotADirectoryError(f"--data {data_dir} is a file; give the dataset folder that holds Combined_Dataset/")
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be >= 0 (0 or 1: in this process), got {workers}")
     layout = DatasetLayout.for_root(data_dir)
     items = list_test_items(layout)  # reads only the name lists; a missing one is a LayoutError naming it
     if pred_dir is not None:
@@ -217,7 +221,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     from .export import load_network
 
     model = load_network(checkpoint)
-    dev = resolve_device("cpu" if Path(checkpoint).suffix.lower() == ".onnx" else device)
+    dev = checked_device("cpu" if Path(checkpoint).suffix.lower() == ".onnx" else device)
     model = model.to(dev)
     if not all(it.image_path.is_file() for it in items):
         build_test_set(layout, progress=progress)  # the published composites, as notebook 01 writes them

@@ -168,6 +168,10 @@ def export_onnx(model: DIMNet, out: str | os.PathLike, *, force: bool = False, o
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"output {out} must end in .onnx (matting_lib.predict recognises exported models by it)")
     check_output(out, force=force, example="model.onnx")
+    newest = onnx.defs.onnx_opset_version()
+    if not 1 <= opset <= newest:  # torch would only fail after the whole export, with a C++ assertion
+        raise ExportError(f"--opset {opset}: the installed onnx knows opsets 1 to {newest}; use --opset "
+                          f"{DEFAULT_OPSET} (the default) or another in that range")
     was_training = model.training
     model.eval()  # BatchNorm with running statistics, as at inference
     try:

@@ -214,6 +214,7 @@ def read_rgb(path: str | os.PathLike, *, backend: str = "cv2") -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise LayoutError(f"cannot read image {path}: " + ("file is missing" if not path.exists() else
+                          "it is a folder, not an image file" if path.is_dir() else
                           "unreadable or not an image; replace it with an intact copy"))
     return np.ascontiguousarray(img[..., ::-1])
 
@@ -263,7 +264,8 @@ def read_gray(path: str | os.PathLike, *, what: str = "image", max_channel_diff:
     """
     path = Path(path)
     if not path.is_file():
-        raise LayoutError(f"cannot read {what} {path}: no such file")
+        raise LayoutError(f"cannot read {what} {path}: " + ("it is a folder, not an image file" if path.is_dir() else
+                                                            "no such file"))
     data = np.fromfile(path, np.uint8)  # np.fromfile + imdecode: also non-ASCII paths, and empty files named as such
     if not data.size:
         raise LayoutError(f"cannot read {what} {path}: empty file (0 bytes); write the image again")

@@ -107,8 +107,8 @@ def check_output(path: str | os.PathLike, *, inputs: Iterable = (), datasets: It
         check_writable(target, what=what, example=example)
     for target in (out, *map(Path, companions)):
         if target.exists() and not force:
-            raise FileExistsError(errno.EEXIST, f"{what} {target} exists; pass --force (force=True) to replace it, "
-                                                f"or choose another file")
+            raise FileExistsError(f"{what} {target} exists; pass --force (force=True) to replace it, or choose "
+                                  f"another file")
     return out
 
 
@@ -117,20 +117,20 @@ def check_output_folder(path: str | os.PathLike, *, inputs: Iterable = (), datas
     """Refuse, before any work, a folder output: inside a dataset's inputs or an input folder, an input itself,
     a file, or a place that cannot be written (its nearest existing ancestor is read-only). Returns ``Path(path)``.
     Which of its files may be replaced is the command's business (e.g. ``--force`` for predictions)."""
+    from .utils import read_only_reason
+
     out = Path(path)
     _refuse_protected(out, what, inputs, datasets, folder=True)
     if out.exists() and not out.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, f"{what} {out} is a file, not a folder; give a folder (it is "
-                                                f"created if missing)")
+        raise NotADirectoryError(f"{what} {out} is a file, not a folder; give a folder (it is created if missing)")
     existing = out
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, f"{what} {out} cannot be created: {existing} is a file, not a "
-                                                f"folder")
+        raise NotADirectoryError(f"{what} {out} cannot be created: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, f"{what} {out} cannot be written: the folder {existing} is read-only "
-                                            f"for this user; choose another folder or fix its permissions")
+        raise PermissionError(f"{what} {out} cannot be written: the folder {existing} {read_only_reason(existing)}; "
+                              f"choose another folder or fix its permissions")
     return out
 
 
@@ -142,7 +142,7 @@ def explain_os_error(err: OSError, where: str | os.PathLike) -> str:
 
     target = Path(err.filename) if err.filename else Path(where)
     if isinstance(err, DiskFullError):
-        return str(err)
+        return err.strerror or str(err)
     code = err.errno
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         folder = target if target.is_dir() else target.parent

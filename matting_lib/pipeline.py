@@ -378,9 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         from .output_safety import explain_os_error
 
         where = Path(args.runs_dir) / args.profile
-        print(f"run_all.sh: error: {explain_os_error(err, where)}. Rerun the same command when it is fixed: "
-              f"finished jobs are skipped and an interrupted training continues from its last checkpoint",
-              file=sys.stderr)
+        print(f"run_all.sh: error: {explain_os_error(err, where)}; then the same command resumes: finished jobs "
+              f"are skipped and an interrupted training continues from its last checkpoint", file=sys.stderr)
         return 1
 
 

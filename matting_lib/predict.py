@@ -59,8 +59,9 @@ def known_region_warning(trimap, *, mask: str | None, force_known: bool) -> str 
     if mask is not None:
         source, why = f"--mask {mask}", "so the trimap made from it has no unknown band"
         what = ("marks no foreground pixel (all 0)" if not (trimap == 255).any() else
-                "marks every pixel as foreground")
-        fix = "give a mask that marks the subject, not nothing or the whole photo"
+                "marks every pixel as foreground" if not (trimap == 0).any() else "with --band 0")
+        fix = ("give a mask that marks the subject, not nothing or the whole photo" if what.startswith("marks") else
+               "give --band 1 or more")
     else:
         source, why = "the trimap", "with no unknown (128) pixel"
         what = ("is all background (0)" if not (trimap == 255).any() else
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .evaluation import predict_alpha, read_rgb, write_gray
     from .layout import check_image_pixels, read_trimap
-    from .training import resolve_device
+    from .training import checked_device, resolve_device
     from .trimap import snap_trimap, trimap_from_mask
 
     try:
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         warning = known_region_warning(trimap, mask=args.mask, force_known=args.force_known)
         if warning:
             print(warning, file=sys.stderr)
-        device = resolve_device(args.device)
+        device = checked_device(args.device)
         from .export import OnnxMatting, load_network
         model = load_network(args.checkpoint)  # a checkpoint, or a .onnx export run by onnxruntime on the CPU
         if isinstance(model, OnnxMatting):

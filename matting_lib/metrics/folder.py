@@ -47,7 +47,8 @@ class ImagesNotEvaluatedError(MetricsInputError):
 # ----------------------------------------------------------------------------------------- files
 def _index_dir(folder: Path, what: str) -> dict[str, list[Path]]:
     if not folder.is_dir():
-        raise MetricsInputError(f"{what} folder {folder} does not exist")
+        raise MetricsInputError(f"{what} folder {folder} " + ("is a file, not a folder" if folder.exists() else
+                                                             "does not exist"))
     out: dict[str, list[Path]] = {}
     for f in folder.iterdir():
         if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
@@ -155,7 +156,12 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, trim
             check_output(out_csv, inputs=[pred_dir, gt_dir, trimap_dir], force=force, example="metrics.csv",
                          companions=[str(out_csv) + ".mean.json"])
         except (OSError, ValueError) as err:
-            raise MetricsInputError(err.strerror or str(err)) from None
+            raise MetricsInputError(str(err)) from None
+    if Path(pred_dir).is_dir() and Path(gt_dir).is_dir() and os.path.samefile(pred_dir, gt_dir):
+        raise MetricsInputError(f"the prediction folder {pred_dir} is the ground-truth folder {gt_dir}: every image "
+                                f"would score 0; give the folder of the predicted mattes")
+    if workers is not None and workers < 0:
+        raise MetricsInputError(f"workers must be >= 0 (0 or 1: in this process), got {workers}")
     pred_i = _index_dir(Path(pred_dir), "prediction")
     _refuse_duplicates(pred_i, Path(pred_dir), "prediction")
     gt_i, tri_i = _index_dir(Path(gt_dir), "ground-truth"), _index_dir(Path(trimap_dir), "trimap")
