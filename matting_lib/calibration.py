@@ -525,17 +525,33 @@ def main(argv: list[str] | None = None) -> int:
     sh.add_argument("--bg-per-fg", type=int, default=4, help="validation composites per held-out foreground")
     sh.add_argument("--force", action="store_true", help="replace an existing --out")
     args = p.parse_args(argv)
+    try:
+        return _run_command(args)
+    except (ValueError, OSError) as err:  # bad settings, a missing dataset or run folder, an unwritable place
+        print(f"matting_lib.calibration {args.cmd}: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """One subcommand of :func:`main`; its errors (ValueError, OSError) name the file or value."""
+    from .layout import DatasetLayout
+    from .output_safety import check_output_folder
+
+    DatasetLayout.for_root(args.data).bg_per_fg("train")  # the dataset is there (its name lists name it if not)
+    runs = {"ship": [args.run_dir], "curve": args.run_dir}.get(args.cmd, [])
+    for run in runs:  # before any work: a missing run is named as such
+        if not (Path(run) / "run.json").is_file():
+            raise FileNotFoundError(f"run folder {run} " + ("holds no run.json: it is not a calibration run"
+                                                            if Path(run).is_dir() else "does not exist")
+                                    + "; give a folder written by python -m matting_lib.calibration train --run-dir")
     if args.cmd == "ship":
-        try:
-            ship_teacher(args.data, args.run_dir, args.step, args.out, profile=args.profile, force=args.force,
-                         bg_per_fg=args.bg_per_fg)
-        except (ValueError, OSError) as err:  # CheckpointError is a ValueError; FileExistsError an OSError
-            print(f"error: {err}", file=sys.stderr)
-            return 1
+        ship_teacher(args.data, args.run_dir, args.step, args.out, profile=args.profile, force=args.force,
+                     bg_per_fg=args.bg_per_fg)
         return 0
     if args.cmd == "train":
         fields = RunSettings.__dataclass_fields__
         settings = RunSettings(**{k: getattr(args, k) for k in fields})
+        check_output_folder(args.run_dir, datasets=[args.data], what="--run-dir")
         res = train_run(args.data, args.run_dir, settings, stop_after_steps=args.stop_after_steps)
         print(f"{args.run_dir}: step {res.step} of {res.total_steps} ({'stint ended' if res.interrupted else 'done'})")
         return 0

@@ -225,9 +225,34 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     return ckpt
 
 
-def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> DIMNet:
-    """Rebuild the network stored in a checkpoint (architecture from its ``arch``), load its weights, eval mode."""
-    return model_from_checkpoint(load_checkpoint(path, map_location=map_location), path, map_location=map_location)
+def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu", kind: str | None = None) -> DIMNet:
+    """Rebuild the network stored in a checkpoint (architecture from its ``arch``), load its weights, eval mode.
+    ``kind`` ("teacher" / "student"): refuse a checkpoint that records another kind (:func:`check_kind`)."""
+    model = model_from_checkpoint(load_checkpoint(path, map_location=map_location), path, map_location=map_location)
+    return model if kind is None else check_kind(model, kind, f"checkpoint {path}")
+
+
+#: Where each kind of checkpoint is found, for the messages of :func:`check_kind`.
+_KIND_EXAMPLES = {"teacher": "runs/<profile>/teacher/teacher.pt or matting_lib/assets/teacher-<profile>.pt",
+                  "student": "runs/<profile>/students/<run>/best.pt"}
+
+
+def check_kind(model: nn.Module, expected: str, source: str) -> nn.Module:
+    """``model`` if the kind its ``arch`` records (:attr:`matting_lib.models.DIMNet.arch`, stored in every
+    checkpoint) is ``expected`` ("teacher" or "student"); a :class:`CheckpointError` naming ``source`` (e.g.
+    ``"checkpoint runs/x/best.pt"``) when it records the other kind. A network that records neither (a custom
+    DIMNet) passes: nothing says what it is."""
+    if expected not in _KIND_EXAMPLES:
+        raise ValueError(f"expected kind {expected!r}; valid: {', '.join(_KIND_EXAMPLES)}")
+    arch = getattr(model, "arch", None) or {}
+    kind = arch.get("kind")
+    if kind in _KIND_EXAMPLES and kind != expected:
+        from .models import count_parameters
+
+        raise CheckpointError(f"{source} holds a {kind} network ({count_parameters(model):,} parameters at width "
+                              f"{arch.get('width')}), but a {expected} is expected here; give a {expected}'s "
+                              f"checkpoint (e.g. {_KIND_EXAMPLES[expected]})")
+    return model
 
 
 def model_from_checkpoint(ckpt: dict, path: str | os.PathLike, *,
@@ -276,9 +301,14 @@ def check_manifest(path: str | os.PathLike) -> dict:
     return manifest
 
 
-def check_ship_destination(dst: str | os.PathLike, *, force: bool = True, example_name: str = "teacher.pt") -> None:
-    """Refuse a destination a shipped checkpoint cannot go to: a folder, a name not ending in ``.pt`` (its
-    manifest goes beside it as ``.json``), or, without ``force``, an existing file or manifest."""
+def check_ship_destination(dst: str | os.PathLike, *, force: bool = True, example_name: str = "teacher.pt",
+                           inputs: tuple = ()) -> None:
+    """Refuse a destination a shipped checkpoint cannot go to: a name not ending in ``.pt`` (its manifest goes
+    beside it as ``.json``), and what :func:`matting_lib.output_safety.check_output` refuses for it or its
+    manifest (a folder, a dataset's inputs, one of ``inputs``, a read-only folder, or, without ``force``, an
+    existing file)."""
+    from .output_safety import check_output
+
     dst = Path(dst)
     if dst.is_dir():
         raise CheckpointError(f"destination {dst} is a folder; give the checkpoint's file name, e.g. "
@@ -286,8 +316,8 @@ def check_ship_destination(dst: str | os.PathLike, *, force: bool = True, exampl
     if dst.suffix != ".pt":
         raise CheckpointError(f"destination {dst} must end in .pt (its manifest is written beside it as "
                               f"{manifest_path(dst.with_suffix('.pt')).name}); e.g. {dst.with_suffix('.pt')}")
-    if (dst.exists() or manifest_path(dst).exists()) and not force:
-        raise FileExistsError(f"{dst} (or its manifest) exists; pass force=True (--force) to replace it")
+    check_output(dst, inputs=inputs, force=force, what="destination", example=example_name,
+                 companions=[manifest_path(dst)])
 
 
 def ship_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = False, **info: Any) -> Path:
@@ -299,16 +329,16 @@ def ship_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, force: bo
     src, dst = Path(src), Path(dst)
     if src.suffix == ".json":
         raise CheckpointError(f"{src} is a manifest; give the checkpoint beside it ({src.with_suffix('.pt')})")
-    check_ship_destination(dst, example_name=src.with_suffix(".pt").name)
-
+    _existing_file(src, "a checkpoint")  # a missing source or a folder is named as such
     def same(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
 
     if same(dst, src) or same(manifest_path(dst), manifest_path(src)):
         raise CheckpointError(f"destination {dst} is the source {src} (or shares its manifest "
                               f"{manifest_path(src).name}); ship to another file")
+    check_ship_destination(dst, force=force, example_name=src.with_suffix(".pt").name,
+                           inputs=(src, manifest_path(src)))
     manifest = check_manifest(src)
-    check_ship_destination(dst, force=force)
     dst.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))  # streamed, not read into memory
     keep = {k: v for k, v in manifest.items() if k not in ("file", "sha256", "bytes")}
@@ -330,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         out = ship_checkpoint(args.src, args.dst, force=args.force, **({"note": args.note} if args.note else {}))
-    except (CheckpointError, OSError) as err:  # FileExistsError, a full disk, a read-only folder, ...
+    except (ValueError, OSError) as err:  # CheckpointError, an output refused, a full disk, a read-only folder ...
         print(f"error: {err}")
         return 1
     print(f"wrote {out} and {manifest_path(out).name}")

@@ -132,6 +132,7 @@ class DataParams:
     def __post_init__(self) -> None:
         from .compositing import COMPOSITE_METHODS
         from .synthetic import PRESETS
+        from .utils import check_counts
 
         if self.source not in ("synthetic", "adobe"):
             raise ValueError(f"source must be 'synthetic' or 'adobe', got {self.source!r}")
@@ -144,6 +145,7 @@ class DataParams:
             raise ValueError(f"unknown method {self.method!r}; valid: {', '.join(COMPOSITE_METHODS)}")
         if not self.data_dir:
             raise ValueError("data_dir must name a folder")
+        check_counts(self, at_least_0=("seed", "n_gallery", "train_composites"))
 
     @property
     def figures_path(self) -> Path:

@@ -364,6 +364,11 @@ class DistillObjective(nn.Module):
         if config.uses_teacher and teacher is None:
             raise ValueError(f"DistillObjective: configuration {config_label(config)!r} needs a teacher; load one "
                              f"(matting_lib.checkpoints) or use the 'student' configuration")
+        from .checkpoints import check_kind
+
+        check_kind(student, "student", "DistillObjective's student")
+        if teacher is not None:
+            check_kind(teacher, "teacher", "DistillObjective's teacher")
         object.__setattr__(self, "_teacher", teacher)  # deliberately not a registered submodule
         object.__setattr__(self, "_teacher_fast", None)  # its BN-folded channels_last copy, made on first use
         if teacher is not None:

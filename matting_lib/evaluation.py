@@ -131,7 +131,8 @@ def evaluate_model(model: nn.Module, items: Sequence[Any], pred_dir: str | os.Pa
         raise ValueError(f"{pred_dir} holds {len(stray)} prediction(s) of images not in this test set "
                          f"(e.g. {stray[0]}); use an empty folder per model and test set")
     return {conv: evaluate_folder(pred_dir, gt_dir, trimap_dir, out_csv=pred_dir.parent / f"metrics_{conv}.csv",
-                                  convention=conv, workers=workers, matcher="composition1k", progress=progress)
+                                  convention=conv, workers=workers, matcher="composition1k", force=True,
+                                  progress=progress)
             for conv in conventions}
 
 
@@ -205,7 +206,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     (:func:`matting_lib.compositing.build_test_set`, as notebook 01 does). Predictions go to a temporary folder,
     or are kept in ``pred_dir`` (other files there are left alone and not scored; a prediction of the same name
     is replaced only with ``force``). ``out_csv`` (refused if it exists, unless ``force``) gets one row per
-    image with its category; ``<out_csv>.summary.json`` the means. Both are checked before any work.
+    image with its category; ``<out_csv>.summary.json`` the means. Both, and ``pred_dir``, are checked before any
+    work (:mod:`matting_lib.output_safety`: never in ``data_dir``'s inputs or ground truth, never the checkpoint).
+    When some images cannot be scored (an unreadable ground truth), the scored rows are still written (to
+    ``out_csv``, else to a kept ``matting-eval-partial-*.csv`` in the temporary folder of the system) and a
+    :class:`~matting_lib.metrics.MetricsInputError` names that file and the failed images.
 
     Returns ``{"checkpoint", "data", "convention", "count", "mean": {metric: value},
     "categories": {category: {"count", metric...}} (empty when the names give none), "rows": [...]}``; the
@@ -217,15 +222,22 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
 
     from .compositing import build_test_set, list_test_items
     from .layout import DatasetLayout
-    from .metrics import METRIC_KEYS
-    from .training import resolve_device
-    from .utils import atomic_write_text, check_writable
+    from .metrics import METRIC_KEYS, MetricsInputError
+    from .metrics.folder import ImagesNotEvaluatedError
+    from .output_safety import check_output, check_output_folder
+    from .training import checked_device
+    from .utils import atomic_write_text
 
-    outputs = [] if out_csv is None else [Path(out_csv), Path(f"{out_csv}.summary.json")]
-    for target in outputs:  # before any work: an existing result is never silently replaced
-        if target.exists() and not force:
-            raise FileExistsError(f"{target} exists; pass force=True (--force) to replace it, or choose another file")
-        check_writable(target, what="output", example="metrics.csv")
+    # before any work: never into the dataset or onto an input; an existing result is replaced only with force
+    if out_csv is not None:
+        check_output(out_csv, inputs=[checkpoint], datasets=[data_dir], force=force, example="metrics.csv",
+                     companions=[f"{out_csv}.summary.json"])
+    if pred_dir is not None:
+        check_output_folder(pred_dir, inputs=[checkpoint], datasets=[data_dir], what="--pred-dir")
+    if Path(data_dir).is_file():
+        raise NotADirectoryError(f"--data {data_dir} is a file; give the dataset folder that holds Combined_Dataset/")
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be >= 0 (0 or 1: in this process), got {workers}")
     layout = DatasetLayout.for_root(data_dir)
     items = list_test_items(layout)  # reads only the name lists; a missing one is a LayoutError naming it
     if pred_dir is not None:
@@ -236,14 +248,18 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     from .export import load_network
 
     model = load_network(checkpoint)
-    dev = resolve_device("cpu" if Path(checkpoint).suffix.lower() == ".onnx" else device)
+    dev = checked_device("cpu" if Path(checkpoint).suffix.lower() == ".onnx" else device)
     model = model.to(dev)
     if not all(it.image_path.is_file() for it in items):
         build_test_set(layout, progress=progress)  # the published composites, as notebook 01 writes them
+    failure = None
     with tempfile.TemporaryDirectory(prefix="matting-eval-") as tmp:
         # a fresh folder: predictions of other images are refused, stale ones never reused
-        scored = score_test_set(model, items, Path(tmp) / "pred", conventions=(convention,), device=dev,
-                                workers=workers, progress=progress, report=False)[convention]
+        try:
+            scored = score_test_set(model, items, Path(tmp) / "pred", conventions=(convention,), device=dev,
+                                    workers=workers, progress=progress, report=False)[convention]
+        except ImagesNotEvaluatedError as err:  # some images unreadable: keep the rows scored, then say so
+            scored, failure = err.result, err
         if pred_dir is not None:
             Path(pred_dir).mkdir(parents=True, exist_ok=True)
             for it in items:
@@ -251,7 +267,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     cats = foreground_categories([it.fg_name for it in items]) or {}
     cat_of = {prediction_path("", it.name).name: cats.get(it.fg_name, "") for it in items}
     rows = [{"name": r["name"], "category": cat_of.get(r["name"], ""), **{k: r[k] for k in METRIC_KEYS},
-             "n_unknown": r["n_unknown"], "note": r["note"]} for r in scored["rows"]]
+             "n_unknown": r["n_unknown"], "note": r["note"]} for r in scored["rows"] if not r["error"]]
     by_cat: dict[str, list[dict]] = {}
     for r in rows:
         if r["category"]:
@@ -259,17 +275,35 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     result = {"checkpoint": str(checkpoint), "data": str(data_dir), "convention": convention,
               "count": scored["count"], "mean": scored["mean"],
               "categories": {c: _group_means(rs, METRIC_KEYS) for c, rs in sorted(by_cat.items())}, "rows": rows}
+    failed = [{"name": r["name"], "error": r["error"]} for r in scored["rows"] if r["error"]]
+    if failed:  # the means cover the scored images only: the summary says which were left out
+        result["failed"] = failed
+    summary = out_csv is not None
+    if failed and out_csv is None:  # keep the scored rows in a file that outlives the temporary folder
+        fd, name = tempfile.mkstemp(prefix="matting-eval-partial-", suffix=".csv")
+        os.close(fd)
+        out_csv = Path(name)
     if out_csv is not None:
         import csv
         import io
 
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        fields = list(rows[0]) if rows else ["name", "category", *METRIC_KEYS, "n_unknown", "note"]
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(Path(out_csv), buf.getvalue())
-        atomic_write_text(Path(f"{out_csv}.summary.json"),
-                          json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2) + "\n")
+        if summary:
+            atomic_write_text(Path(f"{out_csv}.summary.json"),
+                              json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2) + "\n")
+    if failed:
+        where = (f"{out_csv} (the means in {out_csv}.summary.json cover them only)" if summary else
+                 f"{out_csv} (pass --out to choose the file)")
+        raise MetricsInputError(
+            f"{len(failed)} of {len(scored['rows'])} image(s) could not be evaluated; the {len(rows)} scored row(s) "
+            f"are in {where}. Fix or replace the files named below and run again:\n  "
+            + "\n  ".join(f"{r['name']}: {r['error']}" for r in failed[:10])
+            + (f"\n  ... and {len(failed) - 10} more" if len(failed) > 10 else ""))
     return result
 
 

@@ -243,10 +243,12 @@ def trained_students(runs_dir: str | Path, configs: Sequence[str], seed: int) ->
 
 def load_models(checkpoints: Mapping[str, str | Path]) -> tuple[dict[str, nn.Module], dict[str, nn.ModuleDict]]:
     """``name -> checkpoint path`` to the networks and the channel adapters of those that were distilled with
-    them (see :func:`load_adapters`), ready for :class:`SimilarityExplorer`."""
+    them (see :func:`load_adapters`), ready for :class:`SimilarityExplorer`. The entry named ``"teacher"`` must
+    hold a teacher, the others students (:func:`matting_lib.checkpoints.check_kind`)."""
     from .checkpoints import load_model
 
-    nets = {name: load_model(path) for name, path in checkpoints.items()}
+    nets = {name: load_model(path, kind="teacher" if name == "teacher" else "student")
+            for name, path in checkpoints.items()}
     adapters = {name: load_adapters(path) for name, path in checkpoints.items()}
     return nets, {name: a for name, a in adapters.items() if a is not None}
 

@@ -39,6 +39,7 @@ from torch import nn
 
 from .datasets import IMAGENET_MEAN, IMAGENET_STD
 from .models import MIN_SIDE, DIMNet, count_parameters
+from .output_safety import check_output
 from .utils import atomic_write, sha256_file
 
 FORMAT = "matting_lib.onnx/1"
@@ -166,8 +167,11 @@ def export_onnx(model: DIMNet, out: str | os.PathLike, *, force: bool = False, o
         raise ExportError(f"the network is on {device}; export it from the CPU: export_onnx(model.cpu(), ...)")
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"output {out} must end in .onnx (matting_lib.predict recognises exported models by it)")
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass force=True (--force) to replace it")
+    check_output(out, force=force, example="model.onnx")
+    newest = onnx.defs.onnx_opset_version()
+    if not 1 <= opset <= newest:  # torch would only fail after the whole export, with a C++ assertion
+        raise ExportError(f"--opset {opset}: the installed onnx knows opsets 1 to {newest}; use --opset "
+                          f"{DEFAULT_OPSET} (the default) or another in that range")
     was_training = model.training
     model.eval()  # BatchNorm with running statistics, as at inference
     try:
@@ -214,10 +218,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     from .checkpoints import CheckpointError, load_any_model
 
     checkpoint, out = Path(checkpoint), Path(out)
-    if out.exists() and not force:  # before the (slow) load and export
-        raise FileExistsError(f"{out} exists; pass force=True (--force) to replace it")
-    if out.resolve() == checkpoint.resolve():
-        raise ExportError(f"output {out} is the checkpoint itself; choose another --out")
+    check_output(out, inputs=[checkpoint], force=force, example="model.onnx")  # before the (slow) load and export
     try:
         model = load_any_model(checkpoint)
     except CheckpointError as err:

@@ -209,8 +209,37 @@ def read_rgb(path: str | os.PathLike, *, backend: str = "cv2") -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise LayoutError(f"cannot read image {path}: " + ("file is missing" if not path.exists() else
+                          "it is a folder, not an image file" if path.is_dir() else
                           "unreadable or not an image; replace it with an intact copy"))
     return np.ascontiguousarray(img[..., ::-1])
+
+
+def check_image_pixels(path: str | os.PathLike, max_pixels: int, *, what: str = "image",
+                       option: str = "--max-pixels") -> None:
+    """Refuse an image of more than ``max_pixels`` pixels from its header alone, before anything decodes it (a
+    12,000 × 12,000 PNG decodes to 432 MB): :class:`LayoutError` naming the file, its size and ``option``. A file
+    whose header PIL cannot read passes (the decoder's own message will name the problem)."""
+    import re
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # reads the header only
+                width, height = im.size
+    except Image.DecompressionBombError as err:  # PIL refuses to open such images itself; it names the count
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        if found and int(found[1]) > max_pixels:
+            raise LayoutError(f"{what} {path} has {int(found[1]):,} pixels, above the limit of {max_pixels:,} "
+                              f"({option}); it was not decoded. Downscale it, or raise the limit ({option} N) "
+                              f"where the memory allows") from None
+        return
+    except (OSError, ValueError, SyntaxError):
+        return
+    if width * height > max_pixels:
+        raise LayoutError(f"{what} {path} is {width}×{height} = {width * height:,} pixels, above the limit of "
+                          f"{max_pixels:,} ({option}); it was not decoded. Downscale it, or raise the limit "
+                          f"({option} N) where the memory allows")
 
 
 def read_gray(path: str | os.PathLike, *, what: str = "image", max_channel_diff: int = 0) -> np.ndarray:
@@ -230,7 +259,8 @@ def read_gray(path: str | os.PathLike, *, what: str = "image", max_channel_diff:
     """
     path = Path(path)
     if not path.is_file():
-        raise LayoutError(f"cannot read {what} {path}: no such file")
+        raise LayoutError(f"cannot read {what} {path}: " + ("it is a folder, not an image file" if path.is_dir() else
+                                                            "no such file"))
     data = np.fromfile(path, np.uint8)  # np.fromfile + imdecode: also non-ASCII paths, and empty files named as such
     if not data.size:
         raise LayoutError(f"cannot read {what} {path}: empty file (0 bytes); write the image again")

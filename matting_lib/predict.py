@@ -12,7 +12,10 @@ file written by ``python -m matting_lib.export`` (run by onnxruntime on the CPU;
 
 ``ALPHA``: an 8-bit matte in the lossless format its suffix names (.png, .bmp, .tif, .tiff; lossy suffixes such
 as .jpg are refused). An existing ``ALPHA`` is replaced only with ``--force``, and never when it is one of the
-inputs. The output path is checked before anything is computed.
+inputs or lies in a dataset's inputs or ground truth (:mod:`matting_lib.output_safety`). The output path is checked
+before anything is computed, and the photo's, trimap's and mask's sizes (from their headers, ``--max-pixels``)
+before anything is decoded. A trimap or mask that leaves no unknown pixel (an empty or all-foreground mask) gives
+an all-0 / all-255 matte: a warning says so.
 """
 
 from __future__ import annotations
@@ -25,19 +28,51 @@ from pathlib import Path
 
 
 def check_output(out: str | Path, inputs: list[str | Path | None], *, force: bool = False) -> Path:
-    """Refuse ``out`` before anything is computed: a lossy or unknown suffix, a folder, a read-only folder, an
-    existing file without ``force``, and — even with ``force`` — any of ``inputs`` (None entries are skipped)."""
+    """Refuse ``out`` before anything is computed (:func:`matting_lib.output_safety.check_output`: one of
+    ``inputs``, a dataset's inputs or ground truth, a folder, a read-only folder, an existing file without
+    ``force``), and a lossy or unknown suffix."""
     from .evaluation import check_alpha_suffix
-    from .utils import check_writable
+    from .output_safety import check_output as check_safe
 
-    out = Path(out)
-    for given in inputs:
-        if given is not None and Path(given).exists() and out.exists() and os.path.samefile(given, out):
-            raise ValueError(f"--out {out} is the input {given}; it is never overwritten: choose another file")
-    if out.is_file() and not force:
-        raise FileExistsError(f"--out {out} exists; pass --force to replace it")
-    check_writable(out, what="--out", example="alpha.png")
-    return check_alpha_suffix(out)
+    return check_alpha_suffix(check_safe(out, inputs=inputs, force=force, what="--out", example="alpha.png"))
+
+
+#: Photos (and trimaps, masks) above this many pixels are refused before decoding; ``--max-pixels`` changes it.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def known_region_warning(trimap, *, mask: str | None, force_known: bool) -> str | None:
+    """The warning for a trimap without unknown (128) pixels, e.g. made from an empty or all-foreground ``--mask``:
+    the matte is then all 0, all 255 or the trimap itself, rarely what was meant. None when there are some."""
+    if (trimap == 128).any():
+        return None
+    if mask is not None:
+        source, why = f"--mask {mask}", "so the trimap made from it has no unknown band"
+        what = ("marks no foreground pixel (all 0)" if not (trimap == 255).any() else
+                "marks every pixel as foreground" if not (trimap == 0).any() else "with --band 0")
+        fix = ("give a mask that marks the subject, not nothing or the whole photo" if what.startswith("marks") else
+               "give --band 1 or more")
+    else:
+        source, why = "the trimap", "with no unknown (128) pixel"
+        what = ("is all background (0)" if not (trimap == 255).any() else
+                "is all foreground (255)" if not (trimap == 0).any() else "holds only 0 and 255")
+        fix = "give a trimap with an unknown band (128) along the subject's edge"
+    result = ("all 0 (background)" if not (trimap == 255).any() else
+              "all 255 (foreground)" if not (trimap == 0).any() else "the trimap itself")
+    if force_known:
+        return f"warning: {source} {what}, {why}: the matte will be {result}; {fix}"
+    return (f"warning: {source} {what}, {why}: the network's raw output is kept (--keep-known) but it was given "
+            f"no unknown region to estimate; {fix}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output alpha matte, 8-bit: .png (or .bmp / .tif / .tiff)")
     p.add_argument("--force", action="store_true", help="replace an existing --out file (never one of the inputs)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
+    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"refuse a photo, trimap or mask of more than N pixels, read from the file's header before "
+                        f"anything is decoded (default {DEFAULT_MAX_PIXELS:,}, e.g. 8000×5000: decoding alone takes "
+                        f"3 bytes a pixel and the network's feature maps many times that)")
     p.add_argument("--keep-known", dest="force_known", action="store_false",
                    help="keep the network's output in the trimap's known regions (default: force 0 / 255)")
     return p
@@ -65,12 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: give a TRIMAP or --mask MASK (exactly one)", file=sys.stderr)
         return 2
     from .evaluation import predict_alpha, read_rgb, write_gray
-    from .layout import read_trimap
-    from .training import resolve_device
+    from .layout import check_image_pixels, read_trimap
+    from .training import checked_device, resolve_device
     from .trimap import snap_trimap, trimap_from_mask
 
     try:
         check_output(args.out, [args.image, args.trimap, args.mask, args.checkpoint], force=args.force)
+        for path, what in ((args.image, "photo"), (args.trimap, "trimap"), (args.mask, "mask")):
+            if path is not None:
+                check_image_pixels(path, args.max_pixels, what=what)
         image = read_rgb(args.image)
         if args.mask is not None:
             trimap = trimap_from_mask(read_trimap(args.mask, what="mask") > 0, args.band)
@@ -81,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                              f"the image is {image.shape[1]}×{image.shape[0]}; they must be the same size")
         if min(image.shape[:2]) < 32:
             raise ValueError(f"{args.image} is {image.shape[1]}×{image.shape[0]}; both sides must be ≥ 32 px")
-        device = resolve_device(args.device)
+        warning = known_region_warning(trimap, mask=args.mask, force_known=args.force_known)
+        if warning:
+            print(warning, file=sys.stderr)
+        device = checked_device(args.device)
         from .export import OnnxMatting, load_network
         model = load_network(args.checkpoint)  # a checkpoint, or a .onnx export run by onnxruntime on the CPU
         if isinstance(model, OnnxMatting):

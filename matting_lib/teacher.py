@@ -79,14 +79,14 @@ def get_teacher(p: TeacherParams, layout) -> tuple[nn.Module, Any, dict | None]:
         run_identity.prepare_run_dir(run, run_identity.training_identity("teacher", p, data_dir=layout.root),
                                      settings=p)
         result = train_alpha(build_teacher(p.width), layout, run, p.to_train_config(), **p.dataset_args())
-        return checkpoints.load_model(result.best_path), result, None
+        return checkpoints.load_model(result.best_path, kind="teacher"), result, None
     if p.mode == "load":
         shipped = p.shipped_path
         if not shipped.is_file():
             raise FileNotFoundError(f"no shipped teacher at {shipped}; train one with mode='train' "
                                     f"(./run_all.sh --retrain-teacher) or give shipped_checkpoint")
         manifest = checkpoints.check_manifest(shipped) if checkpoints.manifest_path(shipped).is_file() else None
-        return checkpoints.load_model(shipped), None, manifest
+        return checkpoints.load_model(shipped, kind="teacher"), None, manifest
     return checkpoints.import_dim_pytorch_teacher(p.public_checkpoint), None, None
 
 

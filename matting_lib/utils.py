@@ -141,6 +141,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 
+def read_only_reason(folder: str | os.PathLike) -> str:
+    """Why ``folder`` cannot be written, for messages: a read-only file system, or this user's permissions."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "is on a read-only file system"
+    except OSError:
+        pass
+    return "is read-only for this user"
+
+
 def check_writable(path: str | os.PathLike, *, what: str = "output", example: str = "out.png") -> Path:
     """Refuse, before any work is done, an output file that could not be written; returns ``Path(path)``.
 
@@ -151,15 +161,15 @@ def check_writable(path: str | os.PathLike, *, what: str = "output", example: st
     """
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, f"{what} {path} is a folder; give a file name, e.g. {path / example}")
+        raise IsADirectoryError(f"{what} {path} is a folder; give a file name, e.g. {path / example}")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, f"{what} {path} cannot be written: {folder} is a file, not a folder")
+        raise NotADirectoryError(f"{what} {path} cannot be written: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, f"{what} {path} cannot be written: the folder {folder} is read-only "
-                                            f"for this user; choose another path or fix its permissions")
+        raise PermissionError(f"{what} {path} cannot be written: the folder {folder} {read_only_reason(folder)}; "
+                              f"choose another path or fix its permissions")
     return path
 
 

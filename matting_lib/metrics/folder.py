@@ -27,17 +27,28 @@ import numpy as np
 
 from matting_lib.layout import LayoutError, read_gray
 from matting_lib.metrics import CONVENTIONS, METRIC_KEYS, MetricsInputError, NoUnknownPixelsWarning, evaluate_counted
-from matting_lib.utils import atomic_write_text, check_writable
+from matting_lib.output_safety import check_output
+from matting_lib.utils import atomic_write_text
 
-__all__ = ["IMAGE_EXTENSIONS", "MATCHERS", "evaluate_folder", "main"]
+__all__ = ["IMAGE_EXTENSIONS", "MATCHERS", "ImagesNotEvaluatedError", "evaluate_folder", "main"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+class ImagesNotEvaluatedError(MetricsInputError):
+    """Some images could not be scored (unreadable, 16-bit, mismatched...); raised after the others were.
+    ``result`` is :func:`evaluate_folder`'s return value, the failed rows included (their ``error`` set)."""
+
+    def __init__(self, message: str, result: dict[str, Any]):
+        super().__init__(message)
+        self.result = result
 
 
 # ----------------------------------------------------------------------------------------- files
 def _index_dir(folder: Path, what: str) -> dict[str, list[Path]]:
     if not folder.is_dir():
-        raise MetricsInputError(f"{what} folder {folder} does not exist")
+        raise MetricsInputError(f"{what} folder {folder} " + ("is a file, not a folder" if folder.exists() else
+                                                             "does not exist"))
     out: dict[str, list[Path]] = {}
     for f in folder.iterdir():
         if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
@@ -119,31 +130,38 @@ def _worker_init() -> None:
 def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, trimap_dir: str | os.PathLike, *,
                     out_csv: str | os.PathLike | None = None, convention: str = "official",
                     workers: int | None = None, matcher: Literal["same_name", "composition1k"] = "same_name",
-                    progress: bool = True) -> dict[str, Any]:
+                    force: bool = False, progress: bool = True) -> dict[str, Any]:
     """Evaluate every prediction in ``pred_dir`` against its ground truth and trimap.
 
     Matching (``matcher``): "same_name" = the same file stem in all three folders; "composition1k" =
     prediction ``{bg}!{fg}!{f}!{b}.png`` -> alpha ``{fg}.png`` and trimap ``{fg}_{b}.png``. All files are
     matched before any work starts; missing partners raise :class:`MetricsInputError` listing them, and so do
     two predictions with the same stem (``im1.png`` and ``im1.bmp``), a ground truth or trimap that is
-    ambiguous in the same way, and an ``out_csv`` that is a folder or cannot be written.
+    ambiguous in the same way, and an ``out_csv`` that :func:`matting_lib.output_safety.check_output` refuses
+    (inside one of the three folders or a dataset's inputs, a folder, not writable, or existing without ``force``).
     Images run in parallel (a process pool of ``workers`` processes, chunked; ``None`` = one per
     available core, in-process for fewer than 8 images; 0 or 1 = in-process) with a progress bar.
 
     Returns ``{"mean": {sad, mse, grad, conn}, "rows": [per-image dicts], "count", "convention"}``.
     ``out_csv`` gets the rows (written atomically) and ``<out_csv>.mean.json`` the means. Images whose
-    files are unusable are listed in one error raised at the end, after the CSV is written.
+    files are unusable are listed in one error raised at the end, after the CSV is written
+    (:class:`ImagesNotEvaluatedError`, which carries the result).
     """
     if convention not in CONVENTIONS:
         raise MetricsInputError(f"unknown convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
     if matcher not in MATCHERS:
         raise MetricsInputError(f"unknown matcher {matcher!r}; valid: {', '.join(MATCHERS)}")
-    if out_csv is not None:  # before any work: a folder or a read-only place would lose the results
+    if out_csv is not None:  # before any work: never into an input folder, a folder, a read-only place ...
         try:
-            for target in (Path(out_csv), Path(str(out_csv) + ".mean.json")):
-                check_writable(target, what="output", example="metrics.csv")
-        except OSError as err:
-            raise MetricsInputError(err.strerror or str(err)) from None
+            check_output(out_csv, inputs=[pred_dir, gt_dir, trimap_dir], force=force, example="metrics.csv",
+                         companions=[str(out_csv) + ".mean.json"])
+        except (OSError, ValueError) as err:
+            raise MetricsInputError(str(err)) from None
+    if Path(pred_dir).is_dir() and Path(gt_dir).is_dir() and os.path.samefile(pred_dir, gt_dir):
+        raise MetricsInputError(f"the prediction folder {pred_dir} is the ground-truth folder {gt_dir}: every image "
+                                f"would score 0; give the folder of the predicted mattes")
+    if workers is not None and workers < 0:
+        raise MetricsInputError(f"workers must be >= 0 (0 or 1: in this process), got {workers}")
     pred_i = _index_dir(Path(pred_dir), "prediction")
     _refuse_duplicates(pred_i, Path(pred_dir), "prediction")
     gt_i, tri_i = _index_dir(Path(gt_dir), "ground-truth"), _index_dir(Path(trimap_dir), "trimap")
@@ -179,8 +197,8 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, trim
     failed = [r for r in rows if r["error"]]
     if failed:
         where = f"; the other rows are in {out_csv}" if out_csv is not None else ""
-        raise MetricsInputError(f"{len(failed)} of {len(rows)} image(s) could not be evaluated{where}:\n  "
-                                + "\n  ".join(f"{r['name']}: {r['error']}" for r in failed[:10]))
+        raise ImagesNotEvaluatedError(f"{len(failed)} of {len(rows)} image(s) could not be evaluated{where}:\n  "
+                                      + "\n  ".join(f"{r['name']}: {r['error']}" for r in failed[:10]), result)
     notes = [r for r in rows if r["note"]]
     if notes:
         warnings.warn(f"{len(notes)} image(s) have notes (e.g. {notes[0]['name']}: {notes[0]['note']})",
@@ -231,12 +249,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--layout", default="same_name", choices=sorted(MATCHERS),
                     help="same_name: same file stem in all folders; composition1k: {bg}!{fg}!{f}!{b}.png -> "
                          "{fg}.png alpha and {fg}_{b}.png trimap")
+    ap.add_argument("--force", action="store_true", help="replace an existing --out (never a file in --pred, --gt "
+                    "or --trimap)")
     ap.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = ap.parse_args(argv)
     try:
         res = evaluate_folder(args.pred, args.gt, args.trimap, out_csv=args.out, convention=args.convention,
-                              workers=args.workers, matcher=args.layout, progress=not args.no_progress)
+                              workers=args.workers, matcher=args.layout, force=args.force,
+                              progress=not args.no_progress)
     except MetricsInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -98,6 +98,13 @@ def run_pipeline(args: argparse.Namespace) -> int:
             print(f"{'done' if done else 'todo':5s} {j.key:40s} {j.notebook.name}" + ("" if done else f"  ({why})"))
         return 0
     figures = figures_dir_for(args.profile, runs_root, args.figures_dir)
+    from ..output_safety import check_output_folder
+
+    for folder, option in ((runs_root / args.profile, "--runs-dir"), (figures, "--figures-dir")):
+        try:  # a file, a read-only place or a dataset's folder: refused before anything is written
+            check_output_folder(folder, what=f"{option} folder")
+        except (OSError, ValueError) as err:
+            raise ProfileError(str(err.strerror if isinstance(err, OSError) and err.strerror else err)) from None
     with RunLock(runs_root / args.profile):
         t0, ran = time.time(), []
         print(f"[{args.profile}] {len(jobs_to_run)} notebook run(s); runs in {runs_root / args.profile}")
@@ -191,4 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except PipelineError as err:
         print(f"run_all.sh: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a full disk, a read-only runs folder, a file where a folder should be: no traceback
+        from ..output_safety import explain_os_error
+
+        where = Path(args.runs_dir) / args.profile
+        print(f"run_all.sh: error: {explain_os_error(err, where)}; then the same command resumes: finished jobs "
+              f"are skipped and an interrupted training continues from its last checkpoint", file=sys.stderr)
         return 1

@@ -59,8 +59,13 @@ class RunLock:
         return info if isinstance(info, dict) else {}
 
     def acquire(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # a read-only runs folder (EROFS, EACCES), a file where the folder should be
+            raise PipelineError(f"cannot lock {self.folder}: {err.strerror} ({err.filename or self.path}); the "
+                                f"runs folder must be a writable folder: give another --runs-dir or fix its "
+                                f"permissions") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
