@@ -41,14 +41,17 @@ def check_output(out: str | Path, inputs: list[str | Path | None], *, force: boo
 DEFAULT_MAX_PIXELS = 40_000_000
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _count(low: int):
+    """An argparse type: an integer of at least ``low``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
 
 
 def known_region_warning(trimap, *, mask: str | None, force_known: bool) -> str | None:
@@ -82,13 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="photo (any format OpenCV reads)")
     p.add_argument("trimap", nargs="?", help="trimap (0 / 128 / 255); or give --mask")
     p.add_argument("--mask", help="binary foreground mask instead of a trimap")
-    p.add_argument("--band", type=int, default=10, help="unknown band half-width in pixels for --mask")
+    p.add_argument("--band", type=_count(0), default=10, help="unknown band half-width in pixels for --mask")
     p.add_argument("--checkpoint", required=True,
                    help="matting_lib checkpoint, DIM-PyTorch BEST_checkpoint.tar, or a .onnx from matting_lib.export")
     p.add_argument("--out", required=True, help="output alpha matte, 8-bit: .png (or .bmp / .tif / .tiff)")
     p.add_argument("--force", action="store_true", help="replace an existing --out file (never one of the inputs)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
-    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+    p.add_argument("--max-pixels", type=_count(1), default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse a photo, trimap or mask of more than N pixels, read from the file's header before "
                         f"anything is decoded (default {DEFAULT_MAX_PIXELS:,}, e.g. 8000×5000: decoding alone takes "
                         f"3 bytes a pixel and the network's feature maps many times that)")
