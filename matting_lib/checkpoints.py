@@ -186,8 +186,9 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     objective: nn.Module | None = None, config: dict, epoch: int, step: int, metrics: dict,
-                    extra: Any = None) -> Path:
-    """Write a checkpoint atomically (see module docstring); returns the path."""
+                    extra: Any = None, averaged: nn.Module | None = None) -> Path:
+    """Write a checkpoint atomically (see module docstring); returns the path. ``averaged``: the training's
+    ``torch.optim.swa_utils.AveragedModel`` (its state, for resuming), stored under ``"averaged"``."""
     model = unwrap(model)
     state = {
         "format": FORMAT,
@@ -197,6 +198,8 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: tor
         "objective": objective.state_dict() if objective is not None else None,
         "config": dict(config), "epoch": int(epoch), "step": int(step), "metrics": dict(metrics), "extra": extra,
     }
+    if averaged is not None:
+        state["averaged"] = averaged.state_dict()
     for key in ("arch", "config", "metrics", "extra"):
         _check_plain(state[key], f"checkpoint {key}")
     try:

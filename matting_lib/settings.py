@@ -47,6 +47,8 @@ class TrainSettings:
     batch_size: int = setting(16)  # training batch size (paper: 16)
     lr: float = setting(0.01)  # Adam learning rate (paper: 0.01, constant)
     lr_decay: str = setting("")  # optimiser steps after which the lr drops tenfold, e.g. "1500,1800" (paper: none)
+    lr_schedule: str = setting("step")  # "step" (lr_decay; none = constant, the paper's) | "cosine" (to 0 at steps)
+    ema_decay: float = setting(0.0)  # > 0: evaluate an exponential moving average of the weights (0: off, the paper)
     steps: int = setting(500, identity="target")  # optimiser steps
     epoch_length: int = setting(0)  # training samples per epoch (0: every foreground/background pair once)
     val_fraction: float = setting(0.1)  # share of training foregrounds held out for validation
@@ -63,7 +65,7 @@ class TrainSettings:
         if not (self.width > 0 and self.lr > 0 and 0 < self.val_fraction < 1):
             raise ValueError(f"width and lr must be > 0 and val_fraction in (0, 1), got width={self.width}, "
                              f"lr={self.lr}, val_fraction={self.val_fraction}")
-        self.lr_decay_steps  # validates the schedule's form
+        self.to_train_config()  # validates the schedule (decay steps, cosine, EMA decay) as the loop will
 
     @property
     def lr_decay_steps(self) -> tuple[int, ...]:
@@ -75,8 +77,15 @@ class TrainSettings:
         from .training import TrainConfig
 
         return TrainConfig(steps=self.steps, lr=self.lr, lr_decay_steps=self.lr_decay_steps,
-                           batch_size=self.batch_size, val_every=self.val_every, seed=self.seed,
-                           num_workers=self.num_workers, **extra)
+                           lr_schedule=self.lr_schedule, ema_decay=self.ema_decay, batch_size=self.batch_size,
+                           val_every=self.val_every, seed=self.seed, num_workers=self.num_workers, **extra)
+
+    @property
+    def extendable(self) -> bool:
+        """Whether a finished run of these settings continued to more steps equals a fresh longer run: the schedule
+        does not depend on the total, and the last step was a regular validation step (the loop also validates
+        at the final step, which picks ``best.pt``)."""
+        return self.lr_schedule == "step" and self.val_every > 0 and self.steps % self.val_every == 0
 
     def dataset_args(self) -> dict[str, Any]:
         """The keyword arguments of :func:`matting_lib.datasets.train_val_sets` (and ``training.train_alpha``)."""

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
@@ -61,6 +62,9 @@ class AlphaObjective(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ configuration
+LR_SCHEDULES = ("step", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training parameters (plain data; stored in every checkpoint). Every profile counts optimiser steps (the
@@ -70,6 +74,8 @@ class TrainConfig:
     lr: float = 0.01  # Adam learning rate (the paper's, constant)
     lr_decay_steps: tuple[int, ...] = ()  # global steps after which the lr is multiplied by lr_gamma; () = constant
     lr_gamma: float = 0.1
+    lr_schedule: str = "step"  # "step": lr_decay_steps (none = constant); "cosine": from lr to 0 over ``steps``
+    ema_decay: float = 0.0  # > 0: validate and keep (best.pt) an exponential moving average of the weights
     batch_size: int = 16  # per process
     grad_clamp: float | None = 5.0  # element-wise gradient clamp; None = off
     val_every: int = 0  # validate every N steps; 0 = at the end of every epoch. Always at the last step.
@@ -98,10 +104,20 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr_decay_steps must be increasing steps ≥ 1, got {self.lr_decay_steps!r}")
         if not 0 < self.lr_gamma <= 1:
             raise ValueError(f"TrainConfig.lr_gamma must be in (0, 1], got {self.lr_gamma}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"TrainConfig.lr_schedule={self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+        if self.lr_schedule == "cosine" and decay:
+            raise ValueError(f"TrainConfig: lr_schedule='cosine' with lr_decay_steps {decay}; give one or the other")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
         object.__setattr__(self, "lr_decay_steps", decay)  # lists from notebooks/TOML become tuples
 
     def lr_at(self, step: int) -> float:
-        """Learning rate of optimiser step ``step`` (1-based): ``lr`` times ``lr_gamma`` per decay step passed."""
+        """Learning rate of optimiser step ``step`` (1-based): ``lr`` times ``lr_gamma`` per decay step passed, or
+        for ``cosine`` the closed form of ``torch.optim.lr_scheduler.CosineAnnealingLR`` (T_max = ``steps``,
+        eta_min = 0) at ``step - 1``. Stateless, so a resumed run continues the schedule exactly."""
+        if self.lr_schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / self.steps))
         return self.lr * self.lr_gamma ** sum(step > d for d in self.lr_decay_steps)
 
     @classmethod
@@ -147,7 +163,7 @@ REMOVED_FIELDS: dict[str, Any] = {
 
 
 # Keys that must not change when a run directory is resumed (the others may, e.g. more steps).
-_RESUME_KEYS = ("lr", "batch_size", "grad_clamp", "seed", "lr_gamma")
+_RESUME_KEYS = ("lr", "batch_size", "grad_clamp", "seed", "lr_gamma", "lr_schedule", "ema_decay")
 
 
 @dataclass
@@ -352,6 +368,9 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
                        if p.requires_grad}.values())
         obj_params = [p for p in objective.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=config.lr)
+        # the averaged weights (torch.optim.swa_utils, BatchNorm statistics averaged too): validated and kept
+        ema = (AveragedModel(unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+               if config.ema_decay > 0 else None)
 
         per_rank = len(train_set) // world
         steps_per_epoch = per_rank // config.batch_size
@@ -371,6 +390,8 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
             unwrap(model).load_state_dict(ckpt["model"])
             objective.load_state_dict(ckpt["objective"] or {})
             optimizer.load_state_dict(ckpt["optimizer"])
+            if ema is not None:
+                ema.load_state_dict(ckpt["averaged"])
             step, extra = ckpt["step"], ckpt["extra"]
             best = extra["best_val_loss"] if extra["best_val_loss"] is not None else math.inf
             best_step, last_val = extra["best_step"], extra["last_val_loss"]
@@ -390,7 +411,16 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
                      "last_val_loss": last_val, "rng": _rng_state(), "world_size": world}
             save_checkpoint(path, model=model, optimizer=optimizer if full else None, objective=objective,
                             config=cfg, epoch=step // steps_per_epoch, step=step,
-                            metrics={"val_loss": last_val, "train_loss": last_loss}, extra=extra)
+                            metrics={"val_loss": last_val, "train_loss": last_loss}, extra=extra,
+                            averaged=ema if full else None)
+
+        def save_best() -> None:  # the weights that are evaluated: the averaged ones when averaging
+            if ema is None:
+                return save(run_dir / "best.pt", full=False)
+            save_checkpoint(run_dir / "best.pt", model=ema.module, config=cfg, epoch=step // steps_per_epoch,
+                            step=step, metrics={"val_loss": last_val, "train_loss": last_loss},
+                            extra={"best_val_loss": None if best == math.inf else best, "best_step": best_step,
+                                   "averaged": "ema"})
 
         stop_at = min(total, config.stop_after_steps or total)
         bar = tqdm(total=total, initial=step, desc=f"train {run_dir.name}", disable=not (config.progress and main))
@@ -431,6 +461,8 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(unwrap(model))
                 step += 1
                 last_loss = loss.item()
                 bar.update(1)
@@ -438,11 +470,12 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
                                                                      else step % steps_per_epoch == 0))
                 val_loss = None
                 if val_due and main:
-                    val_loss = last_val = validate(model, val_set, batch_size=config.batch_size, device=device,
+                    val_loss = last_val = validate(model if ema is None else ema.module, val_set,
+                                                   batch_size=config.batch_size, device=device,
                                                    num_workers=config.num_workers, batch_cache=batch_cache)
                     if val_loss < best:
                         best, best_step = val_loss, step
-                        save(run_dir / "best.pt", full=False)
+                        save_best()
                 if main:
                     row = {"step": step, "epoch": epoch, "time_s": round(time.time() - t0, 3), "lr": lr,
                            "loss": last_loss}  # loss: this rank's total; then the objective's terms
@@ -454,7 +487,7 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
                 ckpt_due = step == stop_at or (step % every == 0 if every else val_due)
                 if main and ckpt_due:
                     if val_set is None and step == total:
-                        save(run_dir / "best.pt", full=False)
+                        save_best()
                     save(run_dir / "last.pt", full=True)
                 if main and config.snapshot_every and step % config.snapshot_every == 0:
                     save(snapshot_path(run_dir, step), full=True)  # a curve point; also resumable (branch_run)

@@ -40,7 +40,7 @@ def test_notebook_02_train_then_load(tmp_path):
     assert (tmp_path / "t" / "teacher.pt").is_file() and (tmp_path / "t" / "teacher.json").is_file()
     assert (tmp_path / "t" / "train" / "log.csv").is_file()
     ident = json.loads((tmp_path / "t" / "train" / "run.json").read_text())["identity"]
-    assert ident["kind"] == "teacher" and ident["params"]["steps"] == 3 and ident["dataset"]
+    assert ident["kind"] == "teacher" and ident["target"]["steps"] == 3 and ident["dataset"]
     for fig in ("02_teacher_sad_hist", "02_teacher_qualitative", "02_teacher_learning_curves"):
         assert (tmp_path / "figures" / f"{fig}.png").is_file(), fig
 

@@ -254,3 +254,46 @@ def test_snapshots_are_full_resumable_states_at_their_steps(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), branched.state_dict().values()))
     with pytest.raises(ValueError, match="snapshot_every"):
         TrainConfig(steps=7, snapshot_every=-1)
+
+
+def test_cosine_schedule_is_torchs_closed_form():
+    cfg = TrainConfig(steps=10, lr=0.01, lr_schedule="cosine")
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10, eta_min=0.0)
+    for step in range(1, 11):  # optimiser step k runs at the scheduler's epoch k - 1
+        assert cfg.lr_at(step) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12, abs=1e-15), step
+        opt.step()
+        sched.step()
+    with pytest.raises(ValueError, match="one or the other"):
+        TrainConfig(steps=10, lr_schedule="cosine", lr_decay_steps=(5,))
+    with pytest.raises(ValueError, match="valid: step, cosine"):
+        TrainConfig(steps=10, lr_schedule="linear")
+
+
+def test_ema_weights_are_validated_kept_and_resumed_exactly(tmp_path):
+    """ema_decay > 0: best.pt holds torch.optim.swa_utils' exponential moving average (the weights evaluated), the
+    running average is part of last.pt, and an interrupted run resumes to the same averaged weights bit for bit."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    full_model, full, _ = _run(tmp_path / "full", ema_decay=0.9, val_every=7)
+    best = load_checkpoint(tmp_path / "full" / "best.pt")
+    assert best["step"] == 7 and best["extra"]["averaged"] == "ema"
+    assert not all(torch.equal(best["model"][k], v) for k, v in full_model.state_dict().items())  # not the live weights
+    averaged = AveragedModel(build_student(0.125), multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    averaged.load_state_dict(load_checkpoint(tmp_path / "full" / "last.pt")["averaged"])
+    assert all(torch.equal(best["model"][k], v) for k, v in averaged.module.state_dict().items())
+    _run(tmp_path / "resumed", ema_decay=0.9, val_every=7, stop_after_steps=4)
+    _run(tmp_path / "resumed", ema_decay=0.9, val_every=7, model_seed=99)
+    again = load_checkpoint(tmp_path / "resumed" / "best.pt")
+    assert all(torch.equal(best["model"][k], again["model"][k]) for k in best["model"])
+
+
+def test_a_finished_run_continued_to_more_steps_equals_a_longer_run(tmp_path):
+    """What run_identity's 'target' marking relies on: a constant-lr run whose last step was a validation step,
+    continued to a larger ``steps``, ends with the weights, best.pt and log of a run trained that long at once."""
+    longer, _, _ = _run(tmp_path / "long", steps=9)
+    _run(tmp_path / "extended", steps=6)
+    extended, _, _ = _run(tmp_path / "extended", steps=9, model_seed=99)
+    assert all(torch.equal(a, b) for a, b in zip(longer.state_dict().values(), extended.state_dict().values()))
+    a, b = load_checkpoint(tmp_path / "long" / "best.pt"), load_checkpoint(tmp_path / "extended" / "best.pt")
+    assert a["step"] == b["step"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -1,0 +1,192 @@
+"""The protocol study: which student training protocol gives the least seed-to-seed noise for its cost, measured
+on the validation split only.
+
+The paper trains at a constant learning rate to the last step, so a student's final weights, and its test score,
+move with the seed (and with any last-bit change) much as a new seed would. Table 1 compares configurations
+paired by seed; its intervals are as narrow as the per-seed noise allows. This study trains the no-KD student under
+candidate protocols, several seeds each, and scores the weights each protocol evaluates (``best.pt``) on the
+full-size validation composites of :func:`matting_lib.calibration.validation_composites` (held-out training
+foregrounds; never the test set):
+
+* ``constant`` — the paper's constant lr, the checkpoint of the lowest validation-crop loss (the default profile);
+* ``step`` — a tenfold lr drop for the last fifth of training (``lr_decay``);
+* ``cosine`` — cosine from lr to 0 (``lr_schedule``);
+* ``ema`` — constant lr, an exponential moving average of the weights evaluated (``ema_decay``;
+  ``torch.optim.swa_utils``);
+* ``step+ema`` — both;
+* ``*-x2`` — twice the steps (more steps per seed instead of more seeds).
+
+For each protocol: mean and standard deviation over seeds of the validation SAD, the wall time per run, and the
+noise at equal cost, ``std × sqrt(seconds per run)`` (the standard error a fixed budget buys is proportional to it).
+
+Command line (resumable: finished runs are read back, never retrained; ``-j`` runs in parallel, one torch thread
+each)::
+
+    python -m matting_lib.protocol_study --data data/synthetic-comp1k --runs-dir runs/protocol --seeds 6 -j 2 \\
+        --out docs/protocol_study
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .calibration import RunSettings
+
+#: Candidate protocols: overrides of the base settings (``steps`` as a multiple of the base's steps).
+PROTOCOLS: dict[str, dict] = {
+    "constant": {},
+    "step": {"lr_decay": "0.8"},
+    "cosine": {"lr_schedule": "cosine"},
+    "ema": {"ema_decay": 0.98},
+    "step+ema": {"lr_decay": "0.8", "ema_decay": 0.98},
+    "constant-x2": {"steps": 2},
+    "step-x2": {"lr_decay": "0.8", "steps": 2},
+}
+#: The default profile's student settings (profiles/default.toml [distill]); the study's base.
+BASE = RunSettings(kind="student", width=0.25, crop_size=96, batch_size=16, lr=0.01, steps=500, val_every=100,
+                   val_samples=64, num_workers=0, threads=1, snapshot_every=10**6)
+
+
+def protocol_settings(name: str, base: RunSettings = BASE, seed: int = 0) -> RunSettings:
+    """The settings of protocol ``name`` (:data:`PROTOCOLS`) for ``seed``: ``steps`` scales the base's steps,
+    ``lr_decay`` given as a fraction of the steps becomes that step."""
+    from .utils import lookup
+
+    over = dict(lookup(PROTOCOLS, name, "protocol"))
+    steps = base.steps * int(over.pop("steps", 1))
+    if "lr_decay" in over:
+        over["lr_decay"] = str(int(round(float(over["lr_decay"]) * steps)))
+    return dataclasses.replace(base, **over, steps=steps, seed=seed)
+
+
+def _train_and_score(args: tuple[str, str, str, RunSettings, int]) -> dict:
+    """Worker: train one run (or read back a finished one) and score its ``best.pt`` on the validation composites."""
+    data_dir, run_dir, name, settings, bg_per_fg = args
+    import torch
+
+    from .calibration import score_model, train_run, validation_composites
+    from .checkpoints import load_model
+
+    torch.set_num_threads(max(1, settings.threads))
+    run = Path(run_dir)
+    scores_file = run / "validation.json"
+    if scores_file.is_file():
+        done = json.loads(scores_file.read_text())
+        if done.get("settings") == dataclasses.asdict(settings):
+            return done["row"]
+    t0 = time.time()
+    result = train_run(data_dir, run, settings, progress=False)
+    wall = time.time() - t0 if result.wall_s is None else result.wall_s
+    comps = validation_composites(data_dir, val_fraction=settings.val_fraction, split_seed=settings.split_seed,
+                                  bg_per_fg=bg_per_fg)
+    scores = score_model(load_model(result.best_path), comps, metrics=("sad", "mse"))["all"]
+    row = {"protocol": name, "seed": settings.seed, "steps": settings.steps, "best_step": result.best_step,
+           "val_sad": scores["sad"], "val_mse": scores["mse"], "images": scores["count"], "train_s": round(wall, 1)}
+    from .utils import atomic_write_text
+
+    atomic_write_text(scores_file, json.dumps({"settings": dataclasses.asdict(settings), "row": row}, indent=1))
+    return row
+
+
+def run_study(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, protocols: Sequence[str], seeds: int, *,
+              jobs: int = 2, bg_per_fg: int = 2, base: RunSettings = BASE) -> list[dict]:
+    """Train and score every (protocol, seed); rows in protocol order. Seeds first within a round, so a study cut
+    short still has every protocol at the same number of seeds."""
+    tasks = [(str(data_dir), str(Path(runs_dir) / f"{name}-seed{seed}"), name,
+              protocol_settings(name, base, seed), bg_per_fg) for seed in range(seeds) for name in protocols]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        rows = []
+        for row in pool.map(_train_and_score, tasks):
+            print(f"{row['protocol']:12s} seed {row['seed']}: validation SAD {row['val_sad']:.3f} "
+                  f"({row['train_s']:.0f} s)", flush=True)
+            rows.append(row)
+    order = {n: i for i, n in enumerate(protocols)}
+    return sorted(rows, key=lambda r: (order[r["protocol"]], r["seed"]))
+
+
+def noise_table(rows: Sequence[dict]) -> list[dict]:
+    """Per protocol: seeds, mean and std (ddof 1) of the validation SAD, the coefficient of variation, the mean
+    training time per run and the noise at equal cost ``std × sqrt(s per run)``."""
+    out = []
+    for name in dict.fromkeys(r["protocol"] for r in rows):
+        sads = np.array([r["val_sad"] for r in rows if r["protocol"] == name])
+        secs = float(np.mean([r["train_s"] for r in rows if r["protocol"] == name]))
+        std = float(np.std(sads, ddof=1)) if len(sads) > 1 else math.nan
+        out.append({"protocol": name, "seeds": len(sads), "steps": rows[[r["protocol"] for r in rows].index(name)]["steps"],
+                    "val_sad": float(sads.mean()), "val_sad_std": std, "cv_percent": 100 * std / float(sads.mean()),
+                    "s_per_run": secs, "noise_at_equal_cost": std * math.sqrt(secs)})
+    return out
+
+
+def table_markdown(table: Sequence[dict]) -> str:
+    lines = ["| protocol | steps | seeds | validation SAD, mean ± std | std / mean | s per run | std × √(s per run) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in table:
+        lines.append(f"| {r['protocol']} | {r['steps']} | {r['seeds']} | {r['val_sad']:.3f} ± {r['val_sad_std']:.3f} | "
+                     f"{r['cv_percent']:.1f} % | {r['s_per_run']:.0f} | {r['noise_at_equal_cost']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(rows: Sequence[dict], table: Sequence[dict]):
+    """Each run's validation SAD per protocol (dots) with the mean ± std (bar), cost on a second axis."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    names = [t["protocol"] for t in table]
+    for i, name in enumerate(names):
+        ys = [r["val_sad"] for r in rows if r["protocol"] == name]
+        ax.plot([i] * len(ys), ys, "o", color="0.55", ms=4, zorder=2)
+        t = table[i]
+        ax.errorbar([i + 0.15], [t["val_sad"]], yerr=[t["val_sad_std"]], fmt="s", color="C0", capsize=4, zorder=3)
+    ax.set_xticks(range(len(names)), names, rotation=20)
+    ax.set_ylabel("validation SAD (no-KD student)")
+    ax.set_title("Training protocol vs seed-to-seed noise (validation split)")
+    ax2 = ax.twinx()
+    ax2.bar(range(len(names)), [t["s_per_run"] for t in table], width=0.5, color="C1", alpha=0.18, zorder=1)
+    ax2.set_ylabel("seconds per run", color="C1")
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m matting_lib.protocol_study", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="dataset root (the default profile's: data/synthetic-comp1k)")
+    p.add_argument("--runs-dir", required=True, help="where the study's runs go (resumable)")
+    p.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), help=f"of: {', '.join(PROTOCOLS)}")
+    p.add_argument("--seeds", type=int, default=6)
+    p.add_argument("-j", "--jobs", type=int, default=2, help="runs in parallel, one torch thread each")
+    p.add_argument("--bg-per-fg", type=int, default=2, help="validation composites per held-out foreground")
+    p.add_argument("--out", default=None, help="write OUT.csv, OUT.md and OUT.png (e.g. docs/protocol_study)")
+    args = p.parse_args(argv)
+    unknown = [n for n in args.protocols if n not in PROTOCOLS]
+    if unknown or args.seeds < 2 or args.jobs < 1:
+        p.error(f"unknown protocol(s) {unknown}; valid: {', '.join(PROTOCOLS)}" if unknown else
+                "--seeds must be at least 2 (a standard deviation needs two) and -j at least 1")
+    rows = run_study(args.data, args.runs_dir, args.protocols, args.seeds, jobs=args.jobs, bg_per_fg=args.bg_per_fg)
+    table = noise_table(rows)
+    text = table_markdown(table)
+    print(text)
+    if args.out:
+        from .calibration import write_csv
+        from .figures import save_figure
+        from .utils import atomic_write_text
+
+        write_csv(f"{args.out}.csv", rows)
+        atomic_write_text(f"{args.out}.md", text)
+        save_figure(figure(rows, table), Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
