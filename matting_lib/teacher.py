@@ -50,6 +50,7 @@ class TeacherParams:
     seed: int = 0
     num_workers: int = 0
     threads: int = 0
+    ddp_processes: int = 1  # train mode: above 1, one DDP training under torchrun (matting_lib.train_ddp)
     public_checkpoint: str = ""
     shipped_checkpoint: str = ""
     max_test_images: int = 0
@@ -59,7 +60,7 @@ class TeacherParams:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r}; valid modes: {', '.join(MODES)}")
-        check_counts(self, at_least_1=("crop_size", "batch_size", "steps", "val_samples"),
+        check_counts(self, at_least_1=("crop_size", "batch_size", "steps", "val_samples", "ddp_processes"),
                      at_least_0=("epoch_length", "val_every", "num_workers", "threads", "max_test_images"))
         if not (self.width > 0 and self.lr > 0 and 0 < self.val_fraction < 1):
             raise ValueError(f"width and lr must be > 0 and val_fraction in (0, 1), got width={self.width}, "
