@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -106,6 +108,14 @@ def sbatch_script(folder: str | Path, params: dict[str, Any]) -> str:
     return ex._make_submission_file_text(ex._submitit_command_str, "")
 
 
+def _local_job_alive(pid: int) -> bool:
+    """Whether a local-submitit job's controller process runs (reaped here when it is our child that ended)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:  # started by an earlier call of the pipeline
+        return pid_alive(pid)
+
+
 class SubmititRunner:
     """Submits and follows a stage's jobs (see the module docstring). ``kind``: ``"slurm"`` or
     ``"local-submitit"``; ``opts``: the ``--slurm-*`` options (see :func:`slurm_parameters`)."""
@@ -184,7 +194,7 @@ class SubmititRunner:
             return ("finished", "") if err is None else ("failed", str(err).strip())
         if rec["executor"] == "local-submitit":
             proc = getattr(handle, "_process", None)
-            alive = proc.poll() is None if proc is not None else pid_alive(int(rec["job_id"]))
+            alive = proc.poll() is None if proc is not None else _local_job_alive(int(rec["job_id"]))
             return ("running", "") if alive else ("failed", "its process ended without a result")
         info = handle.get_info(mode="force")
         slurm_state = (info.get("State") or "UNKNOWN").split()[0]
@@ -206,9 +216,10 @@ class SubmititRunner:
     # ------------------------------------------------------------------ a stage
     def _failure(self, rec: dict, detail: str) -> str:
         self._retire(rec)
-        last = [ln for ln in detail.splitlines() if ln.strip()][-3:]
-        return (f"{rec['key']} (job {rec['job_id']}): " + " / ".join(last) + f"\n    log: {rec['stdout']}"
-                f"\n    errors: {rec['stderr']}")
+        # submitit's error holds the job's traceback: keep its last exception (with its message) only
+        found = re.findall(r"^(?:[A-Za-z_][\w.]*\.)?(\w+(?:Error|Exception): .*?)(?=\n-{10,}|\Z)", detail, re.M | re.S)
+        what = found[-1].strip() if found else detail.strip()
+        return (f"{rec['key']} (job {rec['job_id']}): {what}\n    log: {rec['stdout']}\n    errors: {rec['stderr']}")
 
     def run(self, stage: str, todo: list[Job]) -> bool:
         """Submit (or re-attach to) the stage's jobs; wait for them unless detached. Returns True when the stage
