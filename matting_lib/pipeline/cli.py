@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import cpu_env  # standard library only, like this package
 from .common import DEFAULT_RUNS, REPO, STAGES, Job, PipelineError, ProfileError
-from .executors import EXECUTORS, make_runner, option_problems
+from .executors import EXECUTORS, LocalRunner, option_problems
 from .plan import plan_jobs
 from .profiles import apply_overrides, figures_dir_for, load_profile
 from .state import executed_path, job_fingerprint, job_state, marker_path, verify_outputs
@@ -51,6 +51,15 @@ def run_job(job: Job, runs_root: Path, profile: str, *, log=print, env: dict[str
     return wall
 
 
+def make_runner(args: argparse.Namespace, runs_root: Path, parallel: int):
+    """Where the jobs run (``--executor``): :class:`~.executors.LocalRunner` or :class:`~.slurm.SubmititRunner`."""
+    if args.executor == "local":
+        return LocalRunner(run_job, runs_root, args.profile, parallel)
+    from .slurm import SubmititRunner  # imports submitit
+
+    return SubmititRunner.from_args(args, run_job, runs_root)
+
+
 def resolve_profile(args: argparse.Namespace) -> dict[str, Any]:
     """The profile with ``--set``, ``--adobe-root`` and ``--public-teacher`` applied (not yet validated)."""
     prof = apply_overrides(load_profile(args.profile), args.set or [])
@@ -85,7 +94,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
             done, why = job_state(j, runs_root, args.profile)
             print(f"{'done' if done else 'todo':5s} {j.key:40s} {j.notebook.name}" + ("" if done else f"  ({why})"))
         return 0
-    runner = make_runner(args, run_job, runs_root, parallel)
+    runner = make_runner(args, runs_root, parallel)
     if args.print_sbatch:
         runner.print_scripts(jobs_to_run)
         return 0

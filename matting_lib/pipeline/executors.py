@@ -163,14 +163,3 @@ class LocalRunner:
                 self.run_job(job, self.runs_root, self.profile)
         return True
 
-    def close(self) -> None:
-        pass
-
-
-def make_runner(args, run_job: RunJob, runs_root: Path, parallel: int):
-    """The runner of ``args.executor`` (``LocalRunner`` or :class:`matting_lib.pipeline.slurm.SubmititRunner`)."""
-    if args.executor == "local":
-        return LocalRunner(run_job, runs_root, args.profile, parallel)
-    from .slurm import SubmititRunner
-
-    return SubmititRunner.from_args(args, run_job, runs_root)
