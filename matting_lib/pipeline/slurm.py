@@ -256,9 +256,7 @@ class SubmititRunner:
                 handles[job.key] = (self._submit(job), self._read(job.key))
                 states[job.key] = ("queued", "")
                 live.append(job.key)
-            if self.detach and (live or pending):
-                for key in live:
-                    self.log(f"[{self.profile}] {key}: job {handles[key][1]['job_id']} {states[key][0]}")
+            if self.detach and (live or pending):  # (each job was reported when submitted or by report())
                 self.log(f"[{self.profile}] detached: {len(live)} job(s) of stage {stage!r} queued or running"
                          + (f", {len(pending)} waiting to be submitted" if pending else "") +
                          "; rerun the same command to see their state and go on")
