@@ -123,9 +123,9 @@ def test_without_gpus_or_parallel_runs_no_device_is_set(monkeypatch, tmp_path):
 
 def test_the_job_device_reaches_the_notebook_kernel(tmp_path):
     nb = tmp_path / "env.ipynb"
-    nbformat.write(new_notebook(cells=[new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-                                       new_code_cell("import os\nprint('device', os.environ['CUDA_VISIBLE_DEVICES'])")]),
-                   str(nb))
+    cells = [new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+             new_code_cell("import os\nprint('device', os.environ['CUDA_VISIBLE_DEVICES'])")]
+    nbformat.write(new_notebook(cells=cells), str(nb))
     job = common.Job("explorer", "env", {}, notebook=nb, limits={"cell_timeout_s": 120, "job_timeout_s": 300})
     cli.run_job(job, tmp_path, "p", log=lambda *_: None, env={"CUDA_VISIBLE_DEVICES": "3"})
     out = json.loads(state.executed_path(tmp_path, "p", job).read_text())

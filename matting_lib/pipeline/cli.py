@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", choices=STAGES, default=None, help="run only this stage")
     p.add_argument("--force", action="store_true", help="re-run stages even when their outputs are up to date")
     p.add_argument("-j", "--jobs", type=int, default=None, help="student runs in parallel, CPU threads split between "
-                   "them (default: the profile's distill.jobs, else 1)")
+                   "them, one GPU each on a machine with several (default: the profile's distill.jobs, else 1)")
     p.add_argument("--retrain-teacher", action="store_true", help="train the teacher from scratch instead of "
                    "verifying the shipped one (hours on a CPU)")
     p.add_argument("--adobe-root", default="", help="folder with the Adobe dataset and COCO/VOC backgrounds "
@@ -164,15 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-sbatch", action="store_true", help="with --executor slurm: print the sbatch script of "
                    "every notebook run, as submitit writes it, and submit nothing (no SLURM needed)")
     slurm = p.add_argument_group("SLURM (--executor slurm; each notebook run is one job)")
-    slurm.add_argument("--slurm-partition", default=None, help="partition (default: the cluster's)")
-    slurm.add_argument("--slurm-gpus", type=int, default=None, help="GPUs per job (default: 1; the data stage "
-                       "gets none, a teacher with teacher.ddp_processes = N gets N)")
-    slurm.add_argument("--slurm-time", default=None, help="time limit per job in SLURM syntax, e.g. 72:00:00 or "
-                       "3-00:00:00; a job at its limit is requeued and resumes (default: 24:00:00)")
-    slurm.add_argument("--slurm-cpus", type=int, default=None, help="CPU cores per job (default: the cluster's)")
-    slurm.add_argument("--slurm-mem", default=None, help="memory per job, e.g. 64G (default: the cluster's)")
-    slurm.add_argument("--slurm-account", default=None, help="account to charge (default: yours)")
-    slurm.add_argument("--slurm-qos", default=None, help="quality of service (default: the cluster's)")
+    for name, metavar, kind, text in (
+            ("partition", "P", str, "partition (default: the cluster's)"),
+            ("gpus", "N", int, "GPUs per job (default: 1; the data stage gets none, a teacher with "
+                               "teacher.ddp_processes = N gets N)"),
+            ("time", "T", str, "time limit per job in SLURM syntax, e.g. 72:00:00 or 3-00:00:00; a job at its "
+                               "limit is requeued and resumes (default: 24:00:00)"),
+            ("cpus", "N", int, "CPU cores per job (default: the cluster's)"),
+            ("mem", "M", str, "memory per job, e.g. 64G (default: the cluster's)"),
+            ("account", "A", str, "account to charge (default: yours)"),
+            ("qos", "Q", str, "quality of service (default: the cluster's)")):
+        slurm.add_argument(f"--slurm-{name}", metavar=metavar, type=kind, default=None, help=text)
     p.add_argument("--check-args", action="store_true", help=argparse.SUPPRESS)
     return p
 
