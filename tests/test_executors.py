@@ -1,5 +1,5 @@
 """Where the pipeline's jobs run: the executor options checked before anything runs, one GPU per parallel student
-run on a multi-GPU machine (a fake GPU list stands in for the GPUs this machine lacks), the job's device in its
+run on a multi-GPU machine (a fake GPU list stands in for the GPUs, so no GPU is needed), the job's device in its
 kernel's environment, and the sbatch script submitit writes for the SLURM executor, made without a cluster."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _students(n):
 
 
 def test_parallel_student_runs_get_one_gpu_each_round_robin(monkeypatch, tmp_path):
-    """A fake 4-GPU machine (``visible_gpus`` replaced: this machine has none), -j 4, ten student runs of uneven
+    """A fake 4-GPU machine (``visible_gpus`` replaced: no GPU needed), -j 4, ten student runs of uneven
     length: the first four start on GPUs 0-3, and no two runs that overlap in time share a GPU."""
     monkeypatch.setattr(executors, "visible_gpus", lambda: ["0", "1", "2", "3"])
     lock, running, seen, log = threading.Lock(), {}, [], []

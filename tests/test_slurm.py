@@ -1,4 +1,4 @@
-"""The submitit executors on this machine, through submitit's LocalExecutor: the smoke profile gives the same
+"""The submitit executors on one machine, through submitit's LocalExecutor: the smoke profile gives the same
 runs.csv as a local run; a job preempted mid-training is requeued and finishes with the weights of an
 uninterrupted one; a detached pipeline reports its jobs and picks them up again."""
 
@@ -129,7 +129,7 @@ def test_failed_job_is_reported_with_its_log_and_submitted_again(tmp_path):
 
 def test_smoke_profile_through_submitit_gives_the_local_runs_csv(smoke_run, tmp_path):
     """``--executor local-submitit`` (every notebook run a submitit job) against the local smoke run of the test
-    session (``-j 2`` both): the rows of the configurations both ran are equal, every metric value exactly."""
+    run (``-j 2`` both): the rows of the configurations both ran are equal, every metric value exactly."""
     local_runs, _, _ = smoke_run
     cmd = [sys.executable, "-m", "matting_lib.pipeline", "--profile", "smoke", "-j", "2", "--runs-dir",
            str(tmp_path), "--executor", "local-submitit", "--set", 'distill.configs=["student","spatial"]']

@@ -105,6 +105,7 @@ def sbatch_script(folder: str | Path, params: dict[str, Any]) -> str:
     cluster; the parameters go through submitit's own validation (a wrong name or value raises ``ValueError``)."""
     ex = _OfflineSlurmExecutor(folder)
     ex.update_parameters(**params)
+    # the text SlurmExecutor writes before calling sbatch (submitit has no public call that only renders it)
     return ex._make_submission_file_text(ex._submitit_command_str, "")
 
 
