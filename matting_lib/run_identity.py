@@ -50,7 +50,7 @@ CODE = {
     "data": ("datasets.py", "compositing.py", "trimap.py", "layout.py"),
     "networks": ("models.py",),
     "training": ("datasets.py", "compositing.py", "trimap.py", "layout.py", "models.py", "losses.py", "kd_losses.py",
-                 "distill.py", "training.py", "settings.py", "utils.py"),
+                 "distill.py", "training.py", "train_ddp.py", "settings.py", "utils.py"),
     "evaluation": ("evaluation.py", "metrics/__init__.py", "metrics/kernels.py", "metrics/folder.py", "layout.py"),
     "tables": ("results.py", "figures.py", "paper.py", "profiling.py", "paired_stats.py", "paired_report.py"),
     "explorer": ("explorer.py", "figures.py", "kd_losses.py"),

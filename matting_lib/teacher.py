@@ -20,7 +20,7 @@ from torch import nn
 
 from . import settings
 from .metrics import METRIC_KEYS
-from .settings import TrainSettings, override
+from .settings import TrainSettings, override, setting
 from .utils import check_counts, repo_path
 
 MODES = ("train", "load", "import")
@@ -39,6 +39,7 @@ class TeacherParams(TrainSettings):
     profile: str = "default"
     data_dir: str = "data/synthetic-comp1k"
     mode: str = "load"
+    ddp_processes: int = setting(1)  # train mode: above 1, one DDP training under torchrun (matting_lib.train_ddp)
     public_checkpoint: str = ""
     shipped_checkpoint: str = ""
     max_test_images: int = 0
@@ -49,7 +50,7 @@ class TeacherParams(TrainSettings):
         super().__post_init__()
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r}; valid modes: {', '.join(MODES)}")
-        check_counts(self, at_least_0=("max_test_images",))
+        check_counts(self, at_least_1=("ddp_processes",), at_least_0=("max_test_images",))
         if self.mode == "import" and not self.public_checkpoint:
             raise ValueError("mode='import' needs public_checkpoint: the path of DIM-PyTorch's BEST_checkpoint.tar "
                              "(run_all.sh --public-teacher PATH)")

@@ -40,7 +40,8 @@ def test_student_identity_covers_what_is_trained(tmp_path, data):
     ident = run_identity.student_identity(p, teacher, data)
     assert ident["kind"] == "student" and ident["teacher"] and ident["dataset"].startswith("files:")
     assert ident["distill"]["types"] == ["spatial"] and ident["target"] == {"steps": 5}
-    assert ident["code"] == run_identity.code_digest("training") and ident["extendable"] is True
+    assert ident["code"] == run_identity.code_digest("training")
+    assert ident["extendable"] is False  # 5 steps, validated every 100: the last step is not a regular one
     assert "config" not in ident["params"] and "runs_dir" not in ident["params"]  # the resolved config counts
     same = DistillRunParams(config="spatial", steps=5, threads=2, num_workers=3, max_test_images=1,
                             figures_dir="elsewhere", runs_dir="elsewhere", teacher_checkpoint="x")

@@ -24,6 +24,8 @@ stopped. A lock per ``<runs-dir>/<profile>`` refuses a second pipeline on the sa
 
 Modules: :mod:`~matting_lib.pipeline.common` (shared names, errors, :class:`Job`), :mod:`~.profiles`,
 :mod:`~.plan` (profile to jobs), :mod:`~.validate`, :mod:`~.state` (up to date or not), :mod:`~.execute`
-(papermill under limits), :mod:`~.runlock`, :mod:`~.cli` (``run_all.sh``'s options and the run loop). The
-package imports only the standard library at import time, so ``--help`` and argument checks are instant.
+(papermill under limits), :mod:`~.runlock`, :mod:`~.executors` (where the jobs run: this machine, one GPU per
+parallel student run), :mod:`~.slurm` (each notebook run a submitit job: SLURM or submitit's local executor),
+:mod:`~.cli` (``run_all.sh``'s options and the run loop). The package imports only the standard library at import
+time (submitit only when a submitit executor is chosen), so ``--help`` and argument checks are instant.
 """

@@ -1,6 +1,6 @@
 """``run_all.sh``'s command line and run loop: plan the profile's jobs, skip those up to date, execute the rest in
-stage order (student runs in parallel with ``-j``), under one lock per runs folder. Standard library only at
-import time."""
+stage order (student runs in parallel with ``-j``; on this machine, or as SLURM jobs: :mod:`.executors`), under
+one lock per runs folder. Standard library only at import time."""
 
 from __future__ import annotations
 
@@ -9,20 +9,21 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from .. import cpu_env  # standard library only, like this package
 from .common import DEFAULT_RUNS, REPO, STAGES, Job, PipelineError, ProfileError
+from .executors import EXECUTORS, LocalRunner, option_problems
 from .plan import plan_jobs
 from .profiles import apply_overrides, figures_dir_for, load_profile
 from .state import executed_path, job_fingerprint, job_state, marker_path, verify_outputs
 
 
 # ----------------------------------------------------------------------------------------------- execution
-def run_job(job: Job, runs_root: Path, profile: str, *, log=print) -> float:
-    """Execute one notebook under its limits; verify its outputs; write its marker. Returns wall seconds."""
+def run_job(job: Job, runs_root: Path, profile: str, *, log=print, env: dict[str, str] | None = None) -> float:
+    """Execute one notebook under its limits (``env`` added to its kernel's environment); verify its outputs;
+    write its marker. Returns wall seconds."""
     from .execute import execute_notebook
     from ..utils import atomic_write_text
 
@@ -34,7 +35,8 @@ def run_job(job: Job, runs_root: Path, profile: str, *, log=print) -> float:
     marker.unlink(missing_ok=True)
     t0 = time.time()
     log(f"[{profile}] {job.key}: running {job.notebook.name} -> {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
-    execute_notebook(job.notebook, out, job.params, job=job.key, stage=job.stage, cwd=REPO, **job.limits)
+    execute_notebook(job.notebook, out, job.params, job=job.key, stage=job.stage, cwd=REPO, env=env,
+                     **job.limits)
     problems = verify_outputs(job.outputs, job)
     if problems:
         raise PipelineError(f"{job.notebook.name} finished in job {job.key!r} but its outputs do not verify: "
@@ -61,6 +63,15 @@ def retrain_afresh(job: Job, profile: str, *, log=print) -> Path | None:
     aside = move_aside(folder)
     log(f"[{profile}] {job.key}: --force: moved the previous training {folder.name} to {aside.name}; training afresh")
     return aside
+
+
+def make_runner(args: argparse.Namespace, runs_root: Path, parallel: int):
+    """Where the jobs run (``--executor``): :class:`~.executors.LocalRunner` or :class:`~.slurm.SubmititRunner`."""
+    if args.executor == "local":
+        return LocalRunner(run_job, runs_root, args.profile, parallel)
+    from .slurm import SubmititRunner  # imports submitit
+
+    return SubmititRunner.from_args(args, run_job, runs_root)
 
 
 def resolve_profile(args: argparse.Namespace) -> dict[str, Any]:
@@ -97,6 +108,10 @@ def run_pipeline(args: argparse.Namespace) -> int:
             done, why = job_state(j, runs_root, args.profile)
             print(f"{'done' if done else 'todo':5s} {j.key:40s} {j.notebook.name}" + ("" if done else f"  ({why})"))
         return 0
+    runner = make_runner(args, runs_root, parallel)
+    if args.print_sbatch:
+        runner.print_scripts(jobs_to_run)
+        return 0
     figures = figures_dir_for(args.profile, runs_root, args.figures_dir)
     from ..output_safety import check_output_folder
 
@@ -118,17 +133,9 @@ def run_pipeline(args: argparse.Namespace) -> int:
                     todo.append(j)
                     if args.force:
                         retrain_afresh(j, args.profile)
-            if stage == "distill" and parallel > 1 and len(todo) > 1:
-                with ThreadPoolExecutor(max_workers=parallel) as pool:
-                    futures = [pool.submit(run_job, j, runs_root, args.profile) for j in todo]
-                    errors = [f.exception() for f in futures if f.exception() is not None]
-                if errors:
-                    raise errors[0]
-                ran += todo
-            else:
-                for j in todo:
-                    run_job(j, runs_root, args.profile)
-                    ran.append(j)
+            if not runner.run(stage, todo):  # --detach: jobs still queued or running
+                return 0
+            ran += todo
         # wall time since run_all.sh started (its environment checks included), not since the lock was taken
         start = min(t0, float(os.environ.get("MATTING_START_TIME") or t0))
         print(f"[{args.profile}] pipeline finished in {time.time() - start:.0f} s wall time ({len(ran)} notebook "
@@ -159,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-run stages even when their outputs are up to date; "
                    "trainings start afresh (the previous run folder is kept as <run>.stale-<UTC time>)")
     p.add_argument("-j", "--jobs", type=int, default=None, help="student runs in parallel, CPU threads split between "
-                   "them (default: the profile's distill.jobs, else 1)")
+                   "them, one GPU each on a machine with several (default: the profile's distill.jobs, else 1)")
     p.add_argument("--retrain-teacher", action="store_true", help="train the teacher from scratch instead of "
                    "verifying the shipped one (hours on a CPU)")
     p.add_argument("--adobe-root", default="", help="folder with the Adobe dataset and COCO/VOC backgrounds "
@@ -174,6 +181,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures-dir", default=None, help="where this run's tables and figures go (default: "
                    "figures/<profile> for the default --runs-dir, else <runs-dir>/<profile>/figures)")
     p.add_argument("--list", action="store_true", help="list the notebook runs and whether each is up to date")
+    p.add_argument("--executor", choices=EXECUTORS, default="local", help="where the notebook runs execute: "
+                   "local (this machine; with -j N and several GPUs one GPU per parallel student run, round robin), "
+                   "slurm (one SLURM job per notebook run through submitit; see docs/cluster.md), local-submitit "
+                   "(the slurm path with submitit's local executor, to try it without a cluster) (default: local)")
+    p.add_argument("--detach", action="store_true", help="submitit executors: submit the jobs that are ready and "
+                   "return; the same command later reports what finished, failed or is queued and goes on")
+    p.add_argument("--print-sbatch", action="store_true", help="with --executor slurm: print the sbatch script of "
+                   "every notebook run, as submitit writes it, and submit nothing (no SLURM needed)")
+    slurm = p.add_argument_group("SLURM (--executor slurm; each notebook run is one job)")
+    for name, metavar, kind, text in (
+            ("partition", "P", str, "partition (default: the cluster's)"),
+            ("gpus", "N", int, "GPUs per job (default: 1; the data stage gets none, a teacher with "
+                               "teacher.ddp_processes = N gets N)"),
+            ("time", "T", str, "time limit per job in SLURM syntax, e.g. 72:00:00 or 3-00:00:00; a job at its "
+                               "limit is requeued and resumes (default: 24:00:00)"),
+            ("cpus", "N", int, "CPU cores per job (default: the cluster's)"),
+            ("mem", "M", str, "memory per job, e.g. 64G (default: the cluster's)"),
+            ("account", "A", str, "account to charge (default: yours)"),
+            ("qos", "Q", str, "quality of service (default: the cluster's)")):
+        slurm.add_argument(f"--slurm-{name}", metavar=metavar, type=kind, default=None, help=text)
     p.add_argument("--check-args", action="store_true", help=argparse.SUPPRESS)
     return p
 
@@ -185,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.seeds is not None and args.seeds < 1:
         print(f"run_all.sh: error: --seeds must be at least 1, got {args.seeds}", file=sys.stderr)
+        return 2
+    problems = option_problems(args) + (["--print-sbatch needs --executor slurm"] if args.print_sbatch and
+                                        args.executor != "slurm" else [])
+    if problems:
+        print("run_all.sh: error: " + "; ".join(problems), file=sys.stderr)
         return 2
     try:
         if args.check_args:  # the base interpreter, before the environment exists: standard-library checks only

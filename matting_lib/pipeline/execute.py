@@ -106,6 +106,7 @@ def _ipc_kernel_manager() -> type:
 
     class IPCKernelManager(AsyncKernelManager):
         _watch: JobWatch | None = None
+        _extra_env: dict[str, str] = {}  # set in the kernel's environment (e.g. the job's CUDA_VISIBLE_DEVICES)
 
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
@@ -120,6 +121,11 @@ def _ipc_kernel_manager() -> type:
         def _ip_default(self) -> str:  # a private folder per kernel: parallel jobs never race for socket names
             self._ipc_dir = tempfile.mkdtemp(prefix="matting-kernel-")
             return os.path.join(self._ipc_dir, "ipc")
+
+        async def _async_pre_start_kernel(self, **kw: Any) -> Any:
+            if self._extra_env:
+                kw["env"] = {**kw.get("env", os.environ), **self._extra_env}
+            return await super()._async_pre_start_kernel(**kw)
 
         @default("client_factory")
         def _client_factory_default(self) -> type:
@@ -142,14 +148,17 @@ def _ipc_kernel_manager() -> type:
     return IPCKernelManager
 
 
-def kernel_manager_for(watch: JobWatch | None) -> type:
-    """The IPC kernel manager class, bound to ``watch`` (one subclass per job, so parallel jobs keep apart)."""
+def kernel_manager_for(watch: JobWatch | None, env: dict[str, str] | None = None) -> type:
+    """The IPC kernel manager class, bound to ``watch`` and adding ``env`` to the kernel's environment (one
+    subclass per job, so parallel jobs keep apart)."""
     base = _ipc_kernel_manager()
-    return base if watch is None else type("JobKernelManager", (base,), {"_watch": watch})
+    if watch is None and not env:
+        return base
+    return type("JobKernelManager", (base,), {"_watch": watch, "_extra_env": dict(env or {})})
 
 
 # ----------------------------------------------------------------------------------------------- the watchdog
-@dataclass
+@dataclass(eq=False)  # hashed by identity: kept in the set of running executions
 class JobWatch:
     """Wall-clock limit of one job: after ``limit_s`` seconds it kills the job's kernel (its whole process group,
     DataLoader workers included); nbclient then raises ``DeadKernelError`` within a second. It also records which
@@ -169,13 +178,19 @@ class JobWatch:
         self._timer = threading.Timer(self.limit_s, self._expire)
         self._timer.daemon = True
         self._timer.start()
+        _RUNNING.add(self)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._timer.cancel()
+        _RUNNING.discard(self)
 
     def _expire(self) -> None:
         self.expired = True
+        self.kill_kernels()
+
+    def kill_kernels(self) -> None:
+        """Kill the job's kernels now (their process groups)."""
         for km in list(self.managers):
             prov = getattr(km, "provisioner", None)
             pid, pgid = getattr(prov, "pid", None), getattr(prov, "pgid", None)
@@ -193,12 +208,23 @@ class JobWatch:
         return f"at cell {self.cell_index} (`{self.cell_line}`)"
 
 
+_RUNNING: set[JobWatch] = set()  # the executions in progress in this process
+
+
+def kill_running_kernels() -> None:
+    """Kill the kernel of every notebook execution in progress in this process: a job that is preempted or
+    requeued (:mod:`matting_lib.pipeline.slurm`) must not leave a kernel training on behind it."""
+    for watch in list(_RUNNING):
+        watch.kill_kernels()
+
+
 # ----------------------------------------------------------------------------------------------- one execution
 def execute_notebook(notebook: Path, out: Path, params: dict, *, job: str, stage: str, cwd: Path,
-                     cell_timeout_s: float, job_timeout_s: float) -> None:
+                     cell_timeout_s: float, job_timeout_s: float, env: dict[str, str] | None = None) -> None:
     """Execute ``notebook`` into ``out`` with papermill under the limits above; raise ``PipelineError`` on failure.
 
-    ``job``/``stage`` name the job and its profile table in messages (e.g. ``distill.cell_timeout_s``)."""
+    ``job``/``stage`` name the job and its profile table in messages (e.g. ``distill.cell_timeout_s``); ``env``
+    is added to the kernel's environment."""
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
@@ -208,7 +234,7 @@ def execute_notebook(notebook: Path, out: Path, params: dict, *, job: str, stage
     with JobWatch(job_timeout_s) as watch:
         try:
             pm.execute_notebook(str(notebook), str(out), parameters=params, cwd=str(cwd), progress_bar=False,
-                                kernel_name="python3", kernel_manager_class=kernel_manager_for(watch),
+                                kernel_name="python3", kernel_manager_class=kernel_manager_for(watch, env),
                                 execution_timeout=max(1, math.ceil(cell_timeout_s)),
                                 on_cell_execute=watch.on_cell_execute)
         except PapermillExecutionError as err:
