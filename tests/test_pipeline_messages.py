@@ -65,3 +65,26 @@ def test_pipeline_kernels_are_shut_down_without_sigint(tmp_path):
         assert not flag.exists(), "the kernel's process group got a SIGINT at shutdown"
     finally:
         os.kill(pid, signal.SIGKILL)  # the child this test started
+
+
+def test_progress_counts_runs_and_estimates_the_time_left_by_stage():
+    from matting_lib.pipeline.common import Job
+    from matting_lib.pipeline.progress import Progress
+
+    now = [1000.0]
+    jobs = [Job("teacher", "teacher", {})] + [Job("distill", f"kd-s{i}", {}) for i in range(4)] + \
+           [Job("results", "results", {})]
+    lines = []
+    prog = Progress(jobs, parallel=2, profile="p", start=1000.0, log=lines.append, clock=lambda: now[0])
+    assert prog.estimate_left() is None  # nothing finished: no estimate yet
+    now[0] = 1030.0
+    prog.finished(jobs[0], 30.0)
+    # 4 students and the results at the teacher's 30 s each (no stage mean yet), students 2 at a time
+    assert lines[-1] == "[p] [1/6] teacher finished in 30 s; 30 s elapsed, about 90 s left"
+    now[0] = 1150.0
+    tracked = prog.wrap(lambda job, *a, **k: 120.0)
+    assert tracked(jobs[1], "runs", "p") == 120.0
+    assert lines[-1] == "[p] [2/6] kd-s0 finished in 2 min; 2 min elapsed, about 4 min left"  # 3×120/2 s + the results at the 75 s mean
+    for j in jobs[2:]:
+        prog.finished(j, 60.0)
+    assert lines[-1].startswith("[p] [6/6] results finished in 60 s;") and "left" not in lines[-1]

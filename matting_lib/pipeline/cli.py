@@ -16,6 +16,7 @@ from .. import cpu_env  # standard library only, like this package
 from .common import DEFAULT_RUNS, REPO, STAGES, Job, PipelineError, ProfileError
 from .executors import EXECUTORS, LocalRunner, option_problems
 from .plan import plan_jobs
+from .progress import Progress
 from .profiles import apply_overrides, figures_dir_for, load_profile
 from .state import executed_path, job_fingerprint, job_state, marker_path, verify_outputs
 
@@ -65,10 +66,24 @@ def retrain_afresh(job: Job, profile: str, *, log=print) -> Path | None:
     return aside
 
 
-def make_runner(args: argparse.Namespace, runs_root: Path, parallel: int):
-    """Where the jobs run (``--executor``): :class:`~.executors.LocalRunner` or :class:`~.slurm.SubmititRunner`."""
+def _progress(args: argparse.Namespace, jobs: list[Job], runs_root: Path, parallel: int) -> Progress | None:
+    """The overall ``[k/N]`` progress of a local run: N counts the jobs not up to date and those downstream of them
+    (they run again once their inputs change); None for a listing or another executor."""
+    if args.list or args.executor != "local":
+        return None
+    todo: set[str] = set()
+    for job in jobs:  # in stage order, so a job's upstream is decided before it
+        if args.force or any(n in todo for n in job.needs) or not job_state(job, runs_root, args.profile)[0]:
+            todo.add(job.key)
+    start = min(time.time(), float(os.environ.get("MATTING_START_TIME") or time.time()))
+    return Progress([j for j in jobs if j.key in todo], parallel=parallel, profile=args.profile, start=start)
+
+
+def make_runner(args: argparse.Namespace, runs_root: Path, parallel: int, *, progress: Progress | None = None):
+    """Where the jobs run (``--executor``): :class:`~.executors.LocalRunner` or :class:`~.slurm.SubmititRunner`;
+    a local runner reports each finished job to ``progress``."""
     if args.executor == "local":
-        return LocalRunner(run_job, runs_root, args.profile, parallel)
+        return LocalRunner(progress.wrap(run_job) if progress else run_job, runs_root, args.profile, parallel)
     from .slurm import SubmititRunner  # imports submitit
 
     return SubmititRunner.from_args(args, run_job, runs_root)
@@ -108,7 +123,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
             done, why = job_state(j, runs_root, args.profile)
             print(f"{'done' if done else 'todo':5s} {j.key:40s} {j.notebook.name}" + ("" if done else f"  ({why})"))
         return 0
-    runner = make_runner(args, runs_root, parallel)
+    runner = make_runner(args, runs_root, parallel, progress=_progress(args, jobs_to_run, runs_root, parallel))
     if args.print_sbatch:
         runner.print_scripts(jobs_to_run)
         return 0
