@@ -151,6 +151,14 @@ PAPER_CONFIGS: dict[str, DistillConfig] = {
 }
 
 
+#: The layer ablation of the paper's Table 3 as named configurations (spatial+channel on each other layer set of
+#: :data:`LAYER_ABLATION`), named by :func:`config_label`, e.g. ``spatial+channel-Lconv3.conv4.conv5.dconv5``;
+#: conv2-5 is ``spatial+channel`` itself. ``profiles/ablation.toml`` runs them.
+ABLATION_CONFIGS: dict[str, DistillConfig] = {}
+#: Every configuration a profile may name (``distill.configs``): the paper's Table 1 and the Table 3 ablation.
+CONFIGS: dict[str, DistillConfig] = dict(PAPER_CONFIGS)
+
+
 def _split(text: str) -> list[str]:
     return [tok for tok in re.split(r"[,+\s]+", text.strip()) if tok]
 
@@ -201,7 +209,7 @@ def make_config(config: str = "", *, types: str = "", weights: str = "", layers:
     (:func:`parse_layers`); ``teacher_alpha_weight`` < 0 or None keeps the configuration's; empty strings
     keep the configuration's values. Without ``config`` the defaults are those of the similarity configs.
     """
-    base = lookup(PAPER_CONFIGS, config, "configuration") if config else DistillConfig()
+    base = lookup(CONFIGS, config, "configuration") if config else DistillConfig()
     changes: dict[str, Any] = {}
     if types.strip():
         changes["types"] = parse_types(types)
@@ -236,6 +244,13 @@ def config_label(config: DistillConfig) -> str:
     if config.teacher_alpha_weight != ref.teacher_alpha_weight:
         label += f"-t{config.teacher_alpha_weight:g}"
     return label
+
+
+for _key, _layers in LAYER_ABLATION.items():
+    if _layers != DEFAULT_LAYERS:
+        _cfg_l = dataclasses.replace(PAPER_CONFIGS["spatial+channel"], layers=_layers)
+        ABLATION_CONFIGS[config_label(_cfg_l)] = _cfg_l
+CONFIGS.update(ABLATION_CONFIGS)
 
 
 def run_name(config: DistillConfig | str, seed: int) -> str:

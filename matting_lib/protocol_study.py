@@ -17,7 +17,9 @@ foregrounds; never the test set):
 * ``*-x2`` — twice the steps (more steps per seed instead of more seeds).
 
 For each protocol: mean and standard deviation over seeds of the validation SAD, the wall time per run, and the
-noise at equal cost, ``std × sqrt(seconds per run)`` (the standard error a fixed budget buys is proportional to it).
+noise at equal cost, ``std × sqrt(steps / base steps)`` (the standard error a fixed budget of training steps buys is
+proportional to it; every protocol's step costs the same, so steps, not the measured seconds of a shared machine,
+are the cost).
 
 Command line (resumable: finished runs are read back, never retrained; ``-j`` runs in parallel, one torch thread
 each)::
@@ -117,7 +119,7 @@ def run_study(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, protocol
 
 def noise_table(rows: Sequence[dict]) -> list[dict]:
     """Per protocol: seeds, mean and std (ddof 1) of the validation SAD, the coefficient of variation, the mean
-    training time per run and the noise at equal cost ``std × sqrt(s per run)``."""
+    training time per run and the noise at equal cost ``std × sqrt(steps / base steps)``."""
     out = []
     for name in dict.fromkeys(r["protocol"] for r in rows):
         sads = np.array([r["val_sad"] for r in rows if r["protocol"] == name])
@@ -125,12 +127,13 @@ def noise_table(rows: Sequence[dict]) -> list[dict]:
         std = float(np.std(sads, ddof=1)) if len(sads) > 1 else math.nan
         out.append({"protocol": name, "seeds": len(sads), "steps": rows[[r["protocol"] for r in rows].index(name)]["steps"],
                     "val_sad": float(sads.mean()), "val_sad_std": std, "cv_percent": 100 * std / float(sads.mean()),
-                    "s_per_run": secs, "noise_at_equal_cost": std * math.sqrt(secs)})
+                    "s_per_run": secs, "noise_at_equal_cost": std * math.sqrt(
+                        rows[[r["protocol"] for r in rows].index(name)]["steps"] / BASE.steps)})
     return out
 
 
 def table_markdown(table: Sequence[dict]) -> str:
-    lines = ["| protocol | steps | seeds | validation SAD, mean ± std | std / mean | s per run | std × √(s per run) |",
+    lines = ["| protocol | steps | seeds | validation SAD, mean ± std | std / mean | s per run | std × √(steps / 500) |",
              "|---|---|---|---|---|---|---|"]
     for r in table:
         lines.append(f"| {r['protocol']} | {r['steps']} | {r['seeds']} | {r['val_sad']:.3f} ± {r['val_sad_std']:.3f} | "

@@ -90,14 +90,26 @@ def table_rows(summary: dict[str, dict[str, Stat]], *, baseline: str = "student"
             s = summary[cfg][m]
             row[m], row[f"{m}_std"] = s.mean, s.std
             row[f"{m}_rel"] = paper.relative_change(s.mean, base[m].mean) if base and base[m].mean else None
-            if cfg in paper.TABLE1:
-                pv = paper.table1_row(cfg)[m]
+            published = _published(cfg)
+            if published is not None:
+                pv = published[m]
                 row[f"paper_{m}"] = pv
                 row[f"paper_{m}_rel"] = paper.relative_change(pv, paper.table1_row(baseline)[m])
             else:
                 row[f"paper_{m}"] = row[f"paper_{m}_rel"] = None
         rows.append(row)
     return rows
+
+
+def _published(cfg: str) -> dict[str, float] | None:
+    """The paper's numbers of a row: Table 1's, or Table 3's for a layer-ablation configuration; None otherwise."""
+    if cfg in paper.TABLE1:
+        return paper.table1_row(cfg)
+    from .distill import ABLATION_CONFIGS
+
+    if cfg in ABLATION_CONFIGS and ABLATION_CONFIGS[cfg].layers in paper.TABLE3:
+        return dict(zip(METRIC_KEYS, paper.TABLE3[ABLATION_CONFIGS[cfg].layers]))
+    return None
 
 
 _DIGITS = {"sad": 2, "mse": 4, "grad": 2, "conn": 2}
@@ -183,6 +195,10 @@ PAPER_ORDERINGS: tuple[tuple[str, str, str], ...] = (
     ("OFD improves on the no-KD student", "ofd", "student"),
     ("the no-KD student beats batch similarity", "student", "batch"),
     ("the no-KD student beats FSP", "student", "fsp"),
+    # Table 3 (profiles/ablation.toml): distilling encoder stages 2-5 beats every other layer set
+    ("conv2-5 beats conv3-5 + dconv5 (Table 3)", "spatial+channel", "spatial+channel-Lconv3.conv4.conv5.dconv5"),
+    ("conv2-5 beats conv4-5 + dconv5-4 (Table 3)", "spatial+channel", "spatial+channel-Lconv4.conv5.dconv5.dconv4"),
+    ("conv2-5 beats conv5 + dconv5-3 (Table 3)", "spatial+channel", "spatial+channel-Lconv5.dconv5.dconv4.dconv3"),
 )
 
 

@@ -377,3 +377,22 @@ def test_force_moves_a_training_aside_so_that_it_retrains(tmp_path):
     assert aside.name.startswith("kd-student-seed0.stale-") and "--force" in log[0]
     assert cli.retrain_afresh(job, "smoke", log=log.append) is None  # nothing there: nothing to move
     assert cli.retrain_afresh(common.Job("results", "results", {}), "smoke") is None  # trains nothing
+
+
+def test_ablation_profile_plans_table3s_layer_sets_with_the_papers_numbers(tmp_path):
+    """profiles/ablation.toml: spatial+channel on the paper's four layer sets, each a named configuration whose
+    run, row and paper numbers (Table 3) follow from its name."""
+    from matting_lib import distill, results
+
+    prof = profiles.load_profile("ablation")
+    validate.validate_profile(prof, full=True)
+    jobs = plan.plan_jobs("ablation", prof, runs_root=tmp_path)
+    validate.check_jobs(jobs)
+    names = [c for c in prof["distill"]["configs"] if c in distill.ABLATION_CONFIGS]
+    assert len(names) == 3 and {distill.ABLATION_CONFIGS[n].layers for n in names} | {distill.DEFAULT_LAYERS} == \
+        set(distill.LAYER_ABLATION.values())
+    for n in names:  # the run a job plans is the run notebook 03 names
+        assert distill.DistillRunParams(config=n).run_name == f"kd-{n}-seed0" in {j.key for j in jobs}
+    summary = {c: {m: results.Stat(1.0, 0.0, 1) for m in results.METRIC_KEYS} for c in ["student", *names]}
+    rows = {r["config"]: r for r in results.table_rows(summary)}
+    assert rows[names[0]]["paper_sad"] == 98.25 and rows[names[0]]["name"].endswith("conv3-5 + dconv5")

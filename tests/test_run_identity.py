@@ -161,3 +161,17 @@ def test_code_groups_name_existing_modules():
     missing = sorted({m for mods in run_identity.CODE.values() for m in mods
                       if not (run_identity.PACKAGE / m).is_file()})
     assert not missing, f"run_identity.CODE names files that do not exist: {missing}"
+
+
+def test_protocol_settings_and_the_noise_table():
+    from matting_lib import protocol_study as ps
+
+    step = ps.protocol_settings("step-x2", seed=3)
+    assert (step.steps, step.lr_decay, step.seed, step.lr_schedule) == (1000, "800", 3, "step")
+    assert ps.protocol_settings("ema").ema_decay == 0.98 and ps.protocol_settings("cosine").lr_schedule == "cosine"
+    rows = [{"protocol": "a", "seed": s, "steps": 500, "val_sad": v, "train_s": 100.0} for s, v in enumerate((5, 7))] + \
+           [{"protocol": "b", "seed": s, "steps": 1000, "val_sad": v, "train_s": 200.0} for s, v in enumerate((5, 6))]
+    a, b = ps.noise_table(rows)
+    assert a["val_sad"] == 6 and a["val_sad_std"] == pytest.approx(2 ** 0.5) and a["noise_at_equal_cost"] == pytest.approx(2 ** 0.5)
+    assert b["noise_at_equal_cost"] == pytest.approx(0.5 ** 0.5 * 2 ** 0.5)  # half the seeds for the same steps
+    assert "| b | 1000 | 2 |" in ps.table_markdown([a, b])

@@ -130,10 +130,10 @@ def _notebook_key_problems(stage: str, table: dict[str, Any]) -> list[str]:
 
 
 def _config_problems(configs: list[str]) -> list[str]:
-    from ..distill import PAPER_CONFIGS
+    from ..distill import CONFIGS
 
-    return [f"distill.configs: unknown configuration {c!r}{_suggest(c, PAPER_CONFIGS)}; valid names: "
-            f"{', '.join(PAPER_CONFIGS)}" for c in configs if c not in PAPER_CONFIGS]
+    return [f"distill.configs: unknown configuration {c!r}{_suggest(c, CONFIGS)}; valid names: "
+            f"{', '.join(CONFIGS)}" for c in configs if c not in CONFIGS]
 
 
 def validate_profile(prof: dict[str, Any], *, full: bool) -> None:
