@@ -268,7 +268,26 @@ def params_from_globals(cls: type, namespace: Mapping[str, Any]) -> Any:
     if missing:
         raise ValueError(f"{cls.__name__}: the notebook defines no {', '.join(missing)}; its parameters cell must "
                          f"declare every field of {cls.__name__}")
-    return params_from_dict(cls, {n: namespace[n] for n in names}, where=f"{cls.__name__} parameters")
+    params = params_from_dict(cls, {n: namespace[n] for n in names}, where=f"{cls.__name__} parameters")
+    _check_profile_given_alone(params)
+    return params
+
+
+def _check_profile_given_alone(params: Any) -> None:
+    """A notebook run with ``-p profile smoke`` and nothing else would train and write with the default profile's
+    settings into the default profile's folders under another name: refuse it, naming what to do. (The pipeline
+    passes every path under ``<runs-dir>/<profile>``, so its runs never meet this.)"""
+    profile = getattr(params, "profile", "default")
+    if profile == "default":
+        return
+    stale = [f.name for f in dataclasses.fields(params) if isinstance(f.default, str) and "default" in f.default.split("/")
+             and getattr(params, f.name) == f.default and f.name != "profile"]
+    if stale:
+        raise ValueError(f"profile={profile!r} was given, but {', '.join(stale)} still point(s) to the default "
+                         f"profile's folders ({getattr(params, stale[0])!r}) and the other parameters are the default "
+                         f"profile's values: a notebook does not load a profile by itself. Run it through the "
+                         f"pipeline, which passes the profile's values (./run_all.sh --profile {profile} --only "
+                         f"<stage>), or pass the values and folders with -p as well")
 
 
 

@@ -86,3 +86,15 @@ def test_notebooks_opened_by_hand_run_what_the_default_profile_runs():
             by_hand = DistillRunParams(config=job.params["config"], seed=job.params["seed"])
             assert _normalised(planned) == _normalised(by_hand), job.key
             assert planned.run_name == by_hand.run_name == job.key
+
+
+def test_a_profile_given_alone_to_a_notebook_is_refused_naming_what_to_do():
+    values = {f.name: f.default for f in dataclasses.fields(DistillRunParams)}
+    with pytest.raises(ValueError, match=r"profile='smoke' was given, but .*runs_dir.*--profile smoke --only"):
+        params_from_globals(DistillRunParams, {**values, "profile": "smoke"})
+    own = {**values, "profile": "smoke", "runs_dir": "runs/smoke/students", "figures_dir": "figures/smoke",
+           "teacher_checkpoint": "runs/smoke/teacher/teacher.pt", "width": 0.125}
+    assert params_from_globals(DistillRunParams, own).width == 0.125  # the folders given too: the user means it
+    with pytest.raises(ValueError, match="run_dir"):
+        params_from_globals(TeacherParams, {**{f.name: f.default for f in dataclasses.fields(TeacherParams)},
+                                            "profile": "smoke"})
