@@ -117,20 +117,16 @@ def check_output_folder(path: str | os.PathLike, *, inputs: Iterable = (), datas
     """Refuse, before any work, a folder output: inside a dataset's inputs or an input folder, an input itself,
     a file, or a place that cannot be written (its nearest existing ancestor is read-only). Returns ``Path(path)``.
     Which of its files may be replaced is the command's business (e.g. ``--force`` for predictions)."""
-    from .utils import read_only_reason
+    from .utils import writable_ancestor
 
     out = Path(path)
     _refuse_protected(out, what, inputs, datasets, folder=True)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{what} {out} is a file, not a folder; give a folder (it is created if missing)")
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise NotADirectoryError(f"{what} {out} cannot be created: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"{what} {out} cannot be written: the folder {existing} {read_only_reason(existing)}; "
-                              f"choose another folder or fix its permissions")
+    try:
+        writable_ancestor(out, f"{what} {out} cannot be written")
+    except NotADirectoryError as err:  # a file above a folder still to be made
+        raise NotADirectoryError(str(err).replace("cannot be written", "cannot be created", 1)) from None
     return out
 
 

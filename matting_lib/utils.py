@@ -162,15 +162,23 @@ def check_writable(path: str | os.PathLike, *, what: str = "output", example: st
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{what} {path} is a folder; give a file name, e.g. {path / example}")
-    folder = path.parent
+    writable_ancestor(path.parent, f"{what} {path} cannot be written", choose="path")
+    return path
+
+
+def writable_ancestor(path: str | os.PathLike, failure: str, *, choose: str = "folder") -> Path:
+    """The nearest existing folder at or above ``path`` (where a write would create what is missing), checked to
+    be a folder this process may write; otherwise ``NotADirectoryError`` / ``PermissionError`` starting with
+    ``failure`` (e.g. ``"output x.csv cannot be written"``) and ending with what to do."""
+    folder = Path(path)
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
-        raise NotADirectoryError(f"{what} {path} cannot be written: {folder} is a file, not a folder")
+        raise NotADirectoryError(f"{failure}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"{what} {path} cannot be written: the folder {folder} {read_only_reason(folder)}; "
-                              f"choose another path or fix its permissions")
-    return path
+        raise PermissionError(f"{failure}: the folder {folder} {read_only_reason(folder)}; choose another {choose} "
+                              f"or fix its permissions")
+    return folder
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
