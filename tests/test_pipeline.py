@@ -136,16 +136,20 @@ def test_bad_set_fails_before_anything_runs(tmp_path, capsys, args, message):
     assert not any(tmp_path.iterdir()), "nothing may be created or executed"
 
 
-def test_check_args_is_standard_library_only(tmp_path):
+@pytest.mark.parametrize("args, message", [
+    (["--set", "distill.configs=spatial"], "distill.configs = 'spatial'"),
+    (["--executor", "slurm", "--slurm-time", "x"], "--slurm-time 'x'"),
+])
+def test_check_args_is_standard_library_only(args, message):
     """run_all.sh's --check-args runs under the base interpreter before the environment exists: it must report a
-    bad pipeline key there, importing nothing outside the standard library."""
+    bad pipeline key or executor option there, importing nothing outside the standard library."""
     code = ("import sys; from matting_lib.pipeline import cli; "
-            "rc = cli.main(['--check-args', '--profile', 'smoke', '--set', 'distill.configs=spatial']); "
-            "heavy = sorted(m for m in ('numpy', 'torch', 'papermill', 'nbformat', 'zmq') if m in sys.modules); "
-            "print(rc, heavy)")
+            f"rc = cli.main(['--check-args', '--profile', 'smoke', *{args!r}]); "
+            "heavy = sorted(m for m in ('numpy', 'torch', 'papermill', 'nbformat', 'submitit', 'zmq') "
+            "if m in sys.modules); print(rc, heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.stdout.strip() == "2 []", out.stdout + out.stderr
-    assert "distill.configs = 'spatial'" in out.stderr
+    assert message in out.stderr
 
 
 def test_figures_go_with_the_runs_folder(tmp_path):
