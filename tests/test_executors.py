@@ -5,8 +5,6 @@ kernel's environment, and the sbatch script submitit writes for the SLURM execut
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 
