@@ -15,7 +15,7 @@ from matting_lib.teacher import TeacherParams
 data, run, out = sys.argv[1:4]
 rank = int(os.environ["RANK"])
 p = TeacherParams(profile="smoke", data_dir=data, run_dir=run, width=0.0625, crop_size=64, batch_size=2, steps=3,
-                  val_every=3, val_samples=2, seed=0, threads=1, ddp_processes=int(os.environ["WORLD_SIZE"]))
+                  val_every=3, val_samples=2, seed=0, threads=1, num_workers=0, ddp_processes=int(os.environ["WORLD_SIZE"]))
 
 
 def first_step(step, model, logs):

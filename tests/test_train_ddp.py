@@ -87,19 +87,20 @@ def test_launch_trains_under_torchrun_and_keeps_the_folder_apart_from_one_proces
     from matting_lib.layout import DatasetLayout
 
     layout = DatasetLayout.for_root(data)
-    p = teacher.TeacherParams(profile="smoke", data_dir=str(data), run_dir=str(tmp_path / "t"), width=0.0625,
+    p = teacher.TeacherParams(profile="smoke", mode="train", data_dir=str(data), run_dir=str(tmp_path / "t"),
+                              width=0.0625,
                               crop_size=64, batch_size=2, steps=3, val_every=3, val_samples=2, threads=1,
-                              ddp_processes=2)
+                              num_workers=0, ddp_processes=2)
     lines = []
     result = train_ddp.launch(p, log=lines.append)
     assert lines[0].startswith("DDP: 2 processes × batch 2 = 4 samples per step")
     assert result.step == result.total_steps == 3 and not result.interrupted and result.best_path.is_file()
     run = tmp_path / "t" / "train"
-    assert json.loads((run / "run.json").read_text())["identity"]["ddp_processes"] == 2
+    assert json.loads((run / "run.json").read_text())["identity"]["params"]["ddp_processes"] == 2
     assert [ln.split(",")[0] for ln in (run / "log.csv").read_text().splitlines()[1:]] == ["1", "2", "3"]
     again = train_ddp.launch(p, log=lines.append)
     assert again.step == 3 and any("same training as recorded in run.json; resuming" in ln for ln in lines)
 
     model, single, _ = train_ddp.get_teacher(teacher.TeacherParams(**{**p.__dict__, "ddp_processes": 1}), layout)
     assert single.step == 3 and list(tmp_path.glob("t/train.stale-*")), "a 2-process folder was resumed by one"
-    assert "ddp_processes" not in json.loads((run / "run.json").read_text())["identity"]
+    assert json.loads((run / "run.json").read_text())["identity"]["params"]["ddp_processes"] == 1
