@@ -349,8 +349,53 @@ def ship_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, force: bo
     return dst
 
 
+def ship_student(runs_dir: str | os.PathLike, dst: str | os.PathLike, *, config: str = "spatial+channel",
+                 profile: str = "default", force: bool = False) -> Path:
+    """Ship a student of a finished profile run as ``dst`` (e.g. ``matting_lib/assets/student-default.pt``, what
+    ``python -m matting_lib.predict`` uses without ``--checkpoint``): among the seeds of ``config`` under
+    ``runs_dir/students/`` (``kd-<config>-seed<n>``, each with ``best.pt`` and ``metrics.json``), the one with the
+    lowest validation loss (the fixed validation crops that picked its ``best.pt``) — never by a test score. Writes
+    the weights alone and a manifest: the configuration, every candidate's validation loss, the chosen run's
+    identity (``run.json``: settings, data, teacher, code) and its test metrics, reported, not used."""
+    runs = Path(runs_dir) / "students"
+    prefix = f"kd-{config}-seed"
+    found = sorted(d for d in runs.glob(f"{prefix}*") if d.name[len(prefix):].isdigit()) if runs.is_dir() else []
+    records = {}
+    for run in found:
+        try:
+            rec = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # an unfinished run: not a candidate
+        if rec.get("best_val_loss") is not None and (run / "best.pt").is_file():
+            records[run] = rec
+    if not records:
+        raise CheckpointError(f"no finished {config} student under {runs} (looked for {prefix}<n>/metrics.json and "
+                              f"best.pt); run the profile first (./run_all.sh)")
+    chosen = min(records, key=lambda r: (records[r]["best_val_loss"], r.name))
+    rec = records[chosen]
+    check_ship_destination(dst, force=force, example_name="student-default.pt", inputs=(chosen / "best.pt",))
+    model = load_model(chosen / "best.pt", kind="student")
+    ckpt = load_checkpoint(chosen / "best.pt")
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(dst, model=model, config=ckpt["config"], epoch=ckpt["epoch"], step=ckpt["step"],
+                    metrics={"best_val_loss": rec["best_val_loss"]})
+    identity = json.loads((chosen / "run.json").read_text(encoding="utf-8")).get("identity")
+    write_manifest(dst, kind="student", config=config, profile=profile, seed=rec.get("seed"), run=chosen.name,
+                   width=rec.get("width"), params=rec.get("params"), steps=rec.get("steps"),
+                   best_step=rec.get("best_step"), best_val_loss=rec["best_val_loss"],
+                   chosen_by="the lowest validation loss (fixed validation crops of held-out training foregrounds) "
+                             "among the configuration's seeds; test metrics are reported, never used to choose",
+                   candidates={r.name: records[r]["best_val_loss"] for r in sorted(records)},
+                   identity=identity, test_images=rec.get("test_images"), metrics=rec.get("metrics"),
+                   note=f"python -m matting_lib.checkpoints ship-student {Path(runs_dir).as_posix()} {dst.as_posix()} "
+                        f"--config {config}")
+    return dst
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m matting_lib.checkpoints ship SRC DST [--force]``: see :func:`ship_checkpoint`."""
+    """``python -m matting_lib.checkpoints ship SRC DST [--force]``: see :func:`ship_checkpoint`;
+    ``ship-student RUNS DST [--config C]``: see :func:`ship_student`."""
     import argparse
     p = argparse.ArgumentParser(prog="python -m matting_lib.checkpoints",
                                 description="Ship a trained checkpoint with its provenance manifest.")
@@ -360,9 +405,19 @@ def main(argv: list[str] | None = None) -> int:
     ship.add_argument("dst")
     ship.add_argument("--force", action="store_true", help="replace an existing DST")
     ship.add_argument("--note", default="", help="free text stored in the manifest (e.g. the training command)")
+    student = sub.add_parser("ship-student", help="ship the student of a finished profile run with the lowest "
+                             "validation loss among a configuration's seeds (the one predict uses by default)")
+    student.add_argument("runs", help="the profile's runs folder, e.g. runs/default")
+    student.add_argument("dst", help="e.g. matting_lib/assets/student-default.pt")
+    student.add_argument("--config", default="spatial+channel", help="the configuration (default: spatial+channel)")
+    student.add_argument("--profile", default="default")
+    student.add_argument("--force", action="store_true", help="replace an existing DST")
     args = p.parse_args(argv)
     try:
-        out = ship_checkpoint(args.src, args.dst, force=args.force, **({"note": args.note} if args.note else {}))
+        if args.cmd == "ship-student":
+            out = ship_student(args.runs, args.dst, config=args.config, profile=args.profile, force=args.force)
+        else:
+            out = ship_checkpoint(args.src, args.dst, force=args.force, **({"note": args.note} if args.note else {}))
     except (ValueError, OSError) as err:  # CheckpointError, an output refused, a full disk, a read-only folder ...
         print(f"error: {err}")
         return 1

@@ -1,14 +1,15 @@
 """Matte your own photo from the command line.
 
-    python -m matting_lib.predict IMAGE TRIMAP --checkpoint CKPT --out ALPHA.png
-    python -m matting_lib.predict IMAGE --mask MASK.png --checkpoint CKPT --out ALPHA.png [--band 10]
+    python -m matting_lib.predict IMAGE TRIMAP [--checkpoint CKPT] --out ALPHA.png
+    python -m matting_lib.predict IMAGE --mask MASK.png [--checkpoint CKPT] --out ALPHA.png [--band 10]
 
 ``TRIMAP``: 8-bit grey, 0 = background, 255 = foreground, 128 = unknown (other values are snapped to the
 nearest of the three). ``--mask``: a binary foreground mask instead (non-zero = foreground); the trimap is made
 by marking a band of ``--band`` pixels on each side of the mask's edge unknown
 (:func:`matting_lib.trimap.trimap_from_mask`). ``CKPT``: a matting_lib checkpoint (``teacher.pt``, ``best.pt``,
 ...) or DIM-PyTorch's ``BEST_checkpoint.tar`` (imported safely, :mod:`matting_lib.checkpoints`), or a ``.onnx``
-file written by ``python -m matting_lib.export`` (run by onnxruntime on the CPU; same preprocessing, same PNG).
+file written by ``python -m matting_lib.export`` (run by onnxruntime on the CPU; same preprocessing, same PNG);
+without ``--checkpoint``, the shipped student ``matting_lib/assets/student-default.pt`` when there is one.
 
 ``ALPHA``: an 8-bit matte in the lossless format its suffix names (.png, .bmp, .tif, .tiff; lossy suffixes such
 as .jpg are refused). An existing ``ALPHA`` is replaced only with ``--force``, and never when it is one of the
@@ -25,6 +26,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from .pipeline.common import REPO  # standard library only
 
 
 def check_output(out: str | Path, inputs: list[str | Path | None], *, force: bool = False) -> Path:
@@ -78,6 +81,11 @@ def known_region_warning(trimap, *, mask: str | None, force_known: bool) -> str 
             f"no unknown region to estimate; {fix}")
 
 
+#: The student ``--checkpoint`` defaults to: a distilled student of the default profile's run, chosen on validation
+#: (``python -m matting_lib.checkpoints ship-student``; its manifest says which configuration and seed and why).
+SHIPPED_STUDENT = REPO / "matting_lib" / "assets" / "student-default.pt"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m matting_lib.predict", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -86,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("trimap", nargs="?", help="trimap (0 / 128 / 255); or give --mask")
     p.add_argument("--mask", help="binary foreground mask instead of a trimap")
     p.add_argument("--band", type=_count(0), default=10, help="unknown band half-width in pixels for --mask")
-    p.add_argument("--checkpoint", required=True,
-                   help="matting_lib checkpoint, DIM-PyTorch BEST_checkpoint.tar, or a .onnx from matting_lib.export")
+    p.add_argument("--checkpoint", default=None,
+                   help="matting_lib checkpoint, DIM-PyTorch BEST_checkpoint.tar, or a .onnx from matting_lib.export "
+                        "(default: the shipped student matting_lib/assets/student-default.pt)")
     p.add_argument("--out", required=True, help="output alpha matte, 8-bit: .png (or .bmp / .tif / .tiff)")
     p.add_argument("--force", action="store_true", help="replace an existing --out file (never one of the inputs)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
@@ -111,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     from .training import checked_device, resolve_device
     from .trimap import snap_trimap, trimap_from_mask
 
+    if args.checkpoint is None:
+        if not SHIPPED_STUDENT.is_file():
+            print(f"python -m matting_lib.predict: error: no --checkpoint given and no shipped student at "
+                  f"{SHIPPED_STUDENT}; pass --checkpoint (e.g. runs/default/students/kd-spatial+channel-seed0/best.pt "
+                  f"after ./run_all.sh)", file=sys.stderr)
+            return 2
+        args.checkpoint = str(SHIPPED_STUDENT)
     try:
         check_output(args.out, [args.image, args.trimap, args.mask, args.checkpoint], force=args.force)
         for path, what in ((args.image, "photo"), (args.trimap, "trimap"), (args.mask, "mask")):

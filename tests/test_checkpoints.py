@@ -500,3 +500,45 @@ def test_ship_with_a_corrupt_manifest_names_it(tmp_path, capsys):
     ck.manifest_path(src).write_text("[1, 2]")
     with pytest.raises(ck.CheckpointError, match="not a JSON object"):
         ck.check_manifest(src)
+
+
+def test_ship_student_takes_the_lowest_validation_loss_and_predict_uses_it_by_default(tmp_path, monkeypatch):
+    """ship-student chooses among a configuration's seeds by validation loss, never by test score; predict without
+    --checkpoint uses the shipped student, and says what to do when none ships."""
+    import json
+
+    import cv2
+    import numpy as np
+    import torch
+
+    from matting_lib import checkpoints, predict
+    from matting_lib.models import build_student
+
+    for seed, val, sad in ((0, 0.30, 1.0), (1, 0.20, 9.0), (2, None, 0.5)):  # seed 2 unfinished
+        run = tmp_path / "runs" / "students" / f"kd-spatial+channel-seed{seed}"
+        run.mkdir(parents=True)
+        torch.manual_seed(seed)
+        checkpoints.save_checkpoint(run / "best.pt", model=build_student(0.0625), config={}, epoch=0, step=5,
+                                    metrics={})
+        (run / "run.json").write_text(json.dumps({"identity": {"kind": "student", "code": "c"}}))
+        if val is not None:
+            (run / "metrics.json").write_text(json.dumps({"config": "spatial+channel", "seed": seed,
+                                                          "best_val_loss": val, "metrics": {"official": {"sad": sad}}}))
+    out = tmp_path / "assets" / "student-default.pt"
+    assert checkpoints.main(["ship-student", str(tmp_path / "runs"), str(out)]) == 0
+    man = checkpoints.check_manifest(out)
+    assert man["run"] == "kd-spatial+channel-seed1" and man["best_val_loss"] == 0.20  # not seed 0's better test SAD
+    assert man["candidates"] == {"kd-spatial+channel-seed0": 0.30, "kd-spatial+channel-seed1": 0.20}
+    assert checkpoints.main(["ship-student", str(tmp_path / "runs"), str(out)]) == 1  # exists: --force to replace
+    assert checkpoints.main(["ship-student", str(tmp_path / "none"), str(tmp_path / "x.pt")]) == 1
+
+    img = np.full((40, 40, 3), 128, np.uint8)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:30, 10:30] = 255
+    cv2.imwrite(str(tmp_path / "photo.png"), img)
+    cv2.imwrite(str(tmp_path / "mask.png"), mask)
+    args = [str(tmp_path / "photo.png"), "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "a.png")]
+    monkeypatch.setattr(predict, "SHIPPED_STUDENT", out)
+    assert predict.main(args) == 0 and cv2.imread(str(tmp_path / "a.png"), cv2.IMREAD_GRAYSCALE).shape == (40, 40)
+    monkeypatch.setattr(predict, "SHIPPED_STUDENT", tmp_path / "missing.pt")
+    assert predict.main(args[:-1] + [str(tmp_path / "b.png")]) == 2 and not (tmp_path / "b.png").exists()
