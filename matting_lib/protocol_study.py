@@ -72,9 +72,35 @@ def protocol_settings(name: str, base: RunSettings = BASE, seed: int = 0) -> Run
     return dataclasses.replace(base, **over, steps=steps, seed=seed)
 
 
-def _train_and_score(args: tuple[str, str, str, RunSettings, int]) -> dict:
+def train_distilled(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings: RunSettings, config: str,
+                    teacher_checkpoint: str | os.PathLike):
+    """Train (or resume) a distilled student of ``config`` with these settings, as notebook 03 trains it (the same
+    objective, data, loop and run identity), into ``run_dir``; returns :class:`matting_lib.training.TrainResult`."""
+    from . import checkpoints, run_identity
+    from .datasets import train_val_sets
+    from .distill import DistillObjective, DistillRunParams
+    from .layout import DatasetLayout
+    from .models import build_student
+    from .training import train
+    from .utils import seed_everything
+
+    fields = set(DistillRunParams.__dataclass_fields__) & set(RunSettings.__dataclass_fields__) - {"kind"}
+    p = DistillRunParams(**{k: getattr(settings, k) for k in fields}, config=config, data_dir=str(data_dir),
+                         teacher_checkpoint=str(teacher_checkpoint))
+    layout = DatasetLayout.for_root(data_dir)
+    seed_everything(p.seed)
+    train_set, val_set = train_val_sets(layout, **p.dataset_args())
+    teacher = checkpoints.load_model(teacher_checkpoint, kind="teacher")
+    student = build_student(p.width)
+    objective = DistillObjective(teacher if p.distill_config.uses_teacher else None, student, p.distill_config)
+    run_identity.prepare_run_dir(run_dir, run_identity.student_identity(p, teacher_checkpoint, layout.root),
+                                 settings=p, log=lambda *_: None)
+    return train(student, objective, train_set, val_set, p.to_train_config(progress=False), run_dir)
+
+
+def _train_and_score(args: tuple[str, str, str, RunSettings, int, str, str]) -> dict:
     """Worker: train one run (or read back a finished one) and score its ``best.pt`` on the validation composites."""
-    data_dir, run_dir, name, settings, bg_per_fg = args
+    data_dir, run_dir, name, settings, bg_per_fg, config, teacher = args
     import torch
 
     from .calibration import score_model, train_run, validation_composites
@@ -85,15 +111,19 @@ def _train_and_score(args: tuple[str, str, str, RunSettings, int]) -> dict:
     scores_file = run / "validation.json"
     if scores_file.is_file():
         done = json.loads(scores_file.read_text())
-        if done.get("settings") == dataclasses.asdict(settings):
+        if done.get("settings") == dataclasses.asdict(settings) and done["row"].get("config", "student") == config:
             return done["row"]
     t0 = time.time()
-    result = train_run(data_dir, run, settings, progress=False)
+    if config == "student":
+        result = train_run(data_dir, run, settings, progress=False)
+    else:
+        result = train_distilled(data_dir, run, settings, config, teacher)
     wall = time.time() - t0 if result.wall_s is None else result.wall_s
     comps = validation_composites(data_dir, val_fraction=settings.val_fraction, split_seed=settings.split_seed,
                                   bg_per_fg=bg_per_fg)
     scores = score_model(load_model(result.best_path), comps, metrics=("sad", "mse"))["all"]
-    row = {"protocol": name, "seed": settings.seed, "steps": settings.steps, "best_step": result.best_step,
+    row = {"protocol": name, "config": config, "seed": settings.seed, "steps": settings.steps,
+           "best_step": result.best_step,
            "val_sad": scores["sad"], "val_mse": scores["mse"], "images": scores["count"], "train_s": round(wall, 1)}
     from .utils import atomic_write_text
 
@@ -102,19 +132,33 @@ def _train_and_score(args: tuple[str, str, str, RunSettings, int]) -> dict:
 
 
 def run_study(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, protocols: Sequence[str], seeds: int, *,
-              jobs: int = 2, bg_per_fg: int = 2, base: RunSettings = BASE) -> list[dict]:
-    """Train and score every (protocol, seed); rows in protocol order. Seeds first within a round, so a study cut
-    short still has every protocol at the same number of seeds."""
-    tasks = [(str(data_dir), str(Path(runs_dir) / f"{name}-seed{seed}"), name,
-              protocol_settings(name, base, seed), bg_per_fg) for seed in range(seeds) for name in protocols]
+              jobs: int = 2, bg_per_fg: int = 2, base: RunSettings = BASE, config: str = "student",
+              teacher: str | os.PathLike = "matting_lib/assets/teacher-default.pt") -> list[dict]:
+    """Train and score every (protocol, seed) of ``config`` (``student``: no KD; else a distilled configuration
+    of :data:`matting_lib.distill.CONFIGS` from ``teacher``); rows in protocol order. Seeds first within a round,
+    so a study cut short still has every protocol at the same number of seeds."""
+    prefix = "" if config == "student" else f"{config}-"
+    tasks = [(str(data_dir), str(Path(runs_dir) / f"{prefix}{name}-seed{seed}"), name,
+              protocol_settings(name, base, seed), bg_per_fg, config, str(teacher))
+             for seed in range(seeds) for name in protocols]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         rows = []
         for row in pool.map(_train_and_score, tasks):
-            print(f"{row['protocol']:12s} seed {row['seed']}: validation SAD {row['val_sad']:.3f} "
+            print(f"{config} {row['protocol']:12s} seed {row['seed']}: validation SAD {row['val_sad']:.3f} "
                   f"({row['train_s']:.0f} s)", flush=True)
             rows.append(row)
     order = {n: i for i, n in enumerate(protocols)}
     return sorted(rows, key=lambda r: (order[r["protocol"]], r["seed"]))
+
+
+def read_rows(path: str | os.PathLike) -> list[dict]:
+    """The per-run rows a study wrote (``OUT.csv``), numbers as numbers."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    ints, floats = ("seed", "steps", "best_step", "images"), ("val_sad", "val_mse", "train_s")
+    return [{k: int(v) if k in ints else float(v) if k in floats else v for k, v in r.items()} for r in rows]
 
 
 def noise_table(rows: Sequence[dict]) -> list[dict]:
@@ -130,6 +174,33 @@ def noise_table(rows: Sequence[dict]) -> list[dict]:
                     "s_per_run": secs, "noise_at_equal_cost": std * math.sqrt(
                         rows[[r["protocol"] for r in rows].index(name)]["steps"] / BASE.steps)})
     return out
+
+
+def paired_table(students: Sequence[dict], distilled: Sequence[dict], *, level: float = 0.95) -> list[dict]:
+    """Per protocol, the paired relative difference of a distilled configuration against the no-KD student of the
+    same seed (validation SAD), as Table 1 pairs them: mean, per-seed std and the t-interval's half-width
+    (:func:`matting_lib.paired_stats` conventions), over the seeds both have."""
+    from scipy import stats
+
+    out = []
+    for name in dict.fromkeys(r["protocol"] for r in distilled):
+        base = {r["seed"]: r["val_sad"] for r in students if r["protocol"] == name}
+        d = np.array([r["val_sad"] / base[r["seed"]] - 1 for r in distilled
+                      if r["protocol"] == name and r["seed"] in base])
+        if len(d) < 2:
+            continue
+        lo, hi = stats.ttest_1samp(d, 0.0).confidence_interval(level)
+        out.append({"protocol": name, "seeds": len(d), "mean": float(d.mean()), "std": float(d.std(ddof=1)),
+                    "half_width": float((hi - lo) / 2)})
+    return out
+
+
+def paired_markdown(table: Sequence[dict], config: str) -> str:
+    lines = [f"| protocol | seeds | {config} vs no-KD student, mean | per-seed std | 95 % half-width |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['protocol']} | {r['seeds']} | {100 * r['mean']:+.1f} % | {100 * r['std']:.1f} % | "
+              f"{100 * r['half_width']:.1f} % |" for r in table]
+    return "\n".join(lines) + "\n"
 
 
 def table_markdown(table: Sequence[dict]) -> str:
@@ -171,14 +242,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-j", "--jobs", type=int, default=2, help="runs in parallel, one torch thread each")
     p.add_argument("--bg-per-fg", type=int, default=2, help="validation composites per held-out foreground")
     p.add_argument("--out", default=None, help="write OUT.csv, OUT.md and OUT.png (e.g. docs/protocol_study)")
+    p.add_argument("--config", default="student", help="student (no KD) or a distilled configuration, e.g. "
+                   "spatial+channel: then the paired difference against the no-KD runs of --runs-dir is reported")
+    p.add_argument("--teacher", default="matting_lib/assets/teacher-default.pt", help="the teacher of --config")
     args = p.parse_args(argv)
     unknown = [n for n in args.protocols if n not in PROTOCOLS]
     if unknown or args.seeds < 2 or args.jobs < 1:
         p.error(f"unknown protocol(s) {unknown}; valid: {', '.join(PROTOCOLS)}" if unknown else
                 "--seeds must be at least 2 (a standard deviation needs two) and -j at least 1")
-    rows = run_study(args.data, args.runs_dir, args.protocols, args.seeds, jobs=args.jobs, bg_per_fg=args.bg_per_fg)
+    rows = run_study(args.data, args.runs_dir, args.protocols, args.seeds, jobs=args.jobs, bg_per_fg=args.bg_per_fg,
+                     config=args.config, teacher=args.teacher)
     table = noise_table(rows)
     text = table_markdown(table)
+    if args.config != "student":  # the no-KD runs of the same protocols and seeds, trained (or read back) too
+        students = run_study(args.data, args.runs_dir, args.protocols, args.seeds, jobs=args.jobs,
+                             bg_per_fg=args.bg_per_fg)
+        text += "\n" + paired_markdown(paired_table(students, rows), args.config)
     print(text)
     if args.out:
         from .calibration import write_csv

@@ -175,3 +175,18 @@ def test_protocol_settings_and_the_noise_table():
     assert a["val_sad"] == 6 and a["val_sad_std"] == pytest.approx(2 ** 0.5) and a["noise_at_equal_cost"] == pytest.approx(2 ** 0.5)
     assert b["noise_at_equal_cost"] == pytest.approx(0.5 ** 0.5 * 2 ** 0.5)  # half the seeds for the same steps
     assert "| b | 1000 | 2 |" in ps.table_markdown([a, b])
+
+
+def test_protocol_paired_table_is_scipys_t_interval_on_the_per_seed_ratios():
+    from scipy import stats
+
+    from matting_lib import protocol_study as ps
+
+    students = [{"protocol": "a", "seed": s, "val_sad": v} for s, v in enumerate((5.0, 8.0, 6.0, 7.0))]
+    kd = [{"protocol": "a", "seed": s, "val_sad": v} for s, v in enumerate((4.0, 6.0, 5.4))]  # seed 3 unfinished
+    (row,) = ps.paired_table(students, kd)
+    d = [4 / 5 - 1, 6 / 8 - 1, 5.4 / 6 - 1]
+    lo, hi = stats.t.interval(0.95, 2, loc=sum(d) / 3, scale=stats.sem(d))
+    assert row["seeds"] == 3 and row["mean"] == pytest.approx(sum(d) / 3)
+    assert row["half_width"] == pytest.approx((hi - lo) / 2)
+    assert "| a | 3 | -18.3 % |" in ps.paired_markdown([row], "spatial+channel")
