@@ -22,7 +22,7 @@ proportional to it; every protocol's step costs the same, so steps, not the meas
 are the cost).
 
 Command line (resumable: finished runs are read back, never retrained; ``-j`` runs in parallel, one torch thread
-each)::
+each; prints the tables docs/calibration.md shows)::
 
     python -m matting_lib.protocol_study --data data/synthetic-comp1k --runs-dir runs/protocol --seeds 6 -j 2 \\
         --out docs/protocol_study
@@ -203,6 +203,37 @@ def paired_markdown(table: Sequence[dict], config: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seed_effect(rows: Sequence[dict], protocols: Sequence[str]) -> dict:
+    """How much of the spread is the seed itself: a two-way analysis (seed × protocol, one run per cell, additive
+    model) of the validation SAD over ``protocols`` (same steps) and the seeds every one of them has. Returns the
+    shares of the sum of squares (seed, protocol, residual), the seed factor's F-test p-value
+    (``scipy.stats.f``) and the residual standard deviation relative to the mean: the part of a run's score that
+    pairing by seed does not remove."""
+    from scipy import stats
+
+    seeds = sorted(set.intersection(*({r["seed"] for r in rows if r["protocol"] == p} for p in protocols)))
+    m = np.array([[next(r["val_sad"] for r in rows if r["protocol"] == p and r["seed"] == s) for p in protocols]
+                  for s in seeds])
+    grand = m.mean()
+    seed_eff, prot_eff = m.mean(1) - grand, m.mean(0) - grand
+    resid = m - grand - seed_eff[:, None] - prot_eff[None, :]
+    n_s, n_p = m.shape
+    ss_seed, ss_prot, ss_res = n_p * (seed_eff ** 2).sum(), n_s * (prot_eff ** 2).sum(), (resid ** 2).sum()
+    total = ss_seed + ss_prot + ss_res
+    df_res = (n_s - 1) * (n_p - 1)
+    f_seed = (ss_seed / (n_s - 1)) / (ss_res / df_res)
+    return {"seeds": n_s, "protocols": list(protocols), "seed_share": ss_seed / total, "protocol_share": ss_prot / total,
+            "residual_share": ss_res / total, "seed_p": float(stats.f.sf(f_seed, n_s - 1, df_res)),
+            "residual_std_relative": float(np.sqrt(ss_res / df_res) / grand)}
+
+
+def seed_effect_sentence(e: dict) -> str:
+    return (f"Over {', '.join(e['protocols'])} ({e['seeds']} seeds each), the seed accounts for "
+            f"{100 * e['seed_share']:.0f} % of the sum of squares of the validation SAD (F-test p = {e['seed_p']:.1g}), "
+            f"the protocol for {100 * e['protocol_share']:.0f} %, the rest {100 * e['residual_share']:.0f} % "
+            f"(residual std {100 * e['residual_std_relative']:.1f} % of the mean).\n")
+
+
 def table_markdown(table: Sequence[dict]) -> str:
     lines = ["| protocol | steps | seeds | validation SAD, mean ± std | std / mean | s per run | std × √(steps / 500) |",
              "|---|---|---|---|---|---|---|"]
@@ -241,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=6)
     p.add_argument("-j", "--jobs", type=int, default=2, help="runs in parallel, one torch thread each")
     p.add_argument("--bg-per-fg", type=int, default=2, help="validation composites per held-out foreground")
-    p.add_argument("--out", default=None, help="write OUT.csv, OUT.md and OUT.png (e.g. docs/protocol_study)")
+    p.add_argument("--out", default=None, help="write the runs to OUT.csv and the figure to OUT.png (e.g. "
+                   "docs/protocol_study); the tables are printed")
     p.add_argument("--config", default="student", help="student (no KD) or a distilled configuration, e.g. "
                    "spatial+channel: then the paired difference against the no-KD runs of --runs-dir is reported")
     p.add_argument("--teacher", default="matting_lib/assets/teacher-default.pt", help="the teacher of --config")
@@ -254,6 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      config=args.config, teacher=args.teacher)
     table = noise_table(rows)
     text = table_markdown(table)
+    same_steps = [t["protocol"] for t in table if t["steps"] == BASE.steps]
+    if len(same_steps) > 1:
+        text += "\n" + seed_effect_sentence(seed_effect(rows, same_steps))
     if args.config != "student":  # the no-KD runs of the same protocols and seeds, trained (or read back) too
         students = run_study(args.data, args.runs_dir, args.protocols, args.seeds, jobs=args.jobs,
                              bg_per_fg=args.bg_per_fg)
@@ -262,11 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         from .calibration import write_csv
         from .figures import save_figure
-        from .utils import atomic_write_text
 
         write_csv(f"{args.out}.csv", rows)
-        atomic_write_text(f"{args.out}.md", text)
-        save_figure(figure(rows, table), Path(args.out))
+        save_figure(figure(rows, table), Path(args.out), formats=("png",))
     return 0
 
 
