@@ -30,6 +30,22 @@ def _few_threads():
     torch.set_num_threads(old)
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_cpu_pin():
+    """A test that runs the pipeline in-process (``cli.main``) pins the CPU kernels in ``os.environ``
+    (:func:`matting_lib.cpu_env.pin`); undo it afterwards, so later subprocesses (torchrun ranks, notebooks) start
+    with the kernels this test process's torch was initialised with."""
+    from matting_lib import cpu_env
+
+    before = {k: os.environ.get(k) for k in cpu_env.PINNED_ENV}
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture
 def read_only_dir(tmp_path, monkeypatch):
     """A folder ``tmp_path/ro`` that the code under test sees as read-only. Root writes anywhere, so as root
