@@ -36,7 +36,8 @@ import numpy as np
 
 from . import cpu_env
 from .metrics import METRIC_KEYS
-from .settings import TrainSettings, identity_values, override, record, setting
+from .run_identity import identity_values, record
+from .settings import TrainSettings, override, setting
 
 # ------------------------------------------------------------------------------------------ settings
 @dataclass(frozen=True)

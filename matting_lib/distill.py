@@ -63,8 +63,8 @@ from torch import Tensor, nn
 
 from .kd_losses import KD_LOSSES, SPATIAL_MODES, KDLoss, TermContext, ofd_margin
 from .losses import alpha_loss, unknown_mask
-from . import settings
 from .run_identity import student_run_name
+from .run_identity import record as fields_record
 from .settings import TrainSettings, override
 from .models import LAYERS, build_channel_adapters, build_connector, frozen_inference_copy
 from .teacher_cache import TeacherOutputCache
@@ -314,7 +314,7 @@ def student_record(p: DistillRunParams, *, student: nn.Module, n_extra: int, sco
             "metrics": {conv: s["mean"] for conv, s in scores.items()}, "steps": result.step,
             "best_step": result.best_step, "best_val_loss": result.best_val_loss, "checkpoint": result.best_path.name,
             "teacher_checkpoint": str(teacher_checkpoint) if cfg.uses_teacher else None,
-            "parameters": settings.record(p)}
+            "parameters": fields_record(p)}
 
 
 # ------------------------------------------------------------------------------------------- objective

@@ -36,7 +36,6 @@ import json
 import math
 import os
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -113,12 +112,11 @@ def _train_and_score(args: tuple[str, str, str, RunSettings, int, str, str]) -> 
         done = json.loads(scores_file.read_text())
         if done.get("settings") == dataclasses.asdict(settings) and done["row"].get("config", "student") == config:
             return done["row"]
-    t0 = time.time()
     if config == "student":
         result = train_run(data_dir, run, settings, progress=False)
     else:
         result = train_distilled(data_dir, run, settings, config, teacher)
-    wall = time.time() - t0 if result.wall_s is None else result.wall_s
+    wall = result.wall_s
     comps = validation_composites(data_dir, val_fraction=settings.val_fraction, split_seed=settings.split_seed,
                                   bg_per_fg=bg_per_fg)
     scores = score_model(load_model(result.best_path), comps, metrics=("sad", "mse"))["all"]
@@ -166,13 +164,14 @@ def noise_table(rows: Sequence[dict]) -> list[dict]:
     training time per run and the noise at equal cost ``std × sqrt(steps / base steps)``."""
     out = []
     for name in dict.fromkeys(r["protocol"] for r in rows):
-        sads = np.array([r["val_sad"] for r in rows if r["protocol"] == name])
-        secs = float(np.mean([r["train_s"] for r in rows if r["protocol"] == name]))
+        mine = [r for r in rows if r["protocol"] == name]
+        sads = np.array([r["val_sad"] for r in mine])
         std = float(np.std(sads, ddof=1)) if len(sads) > 1 else math.nan
-        out.append({"protocol": name, "seeds": len(sads), "steps": rows[[r["protocol"] for r in rows].index(name)]["steps"],
-                    "val_sad": float(sads.mean()), "val_sad_std": std, "cv_percent": 100 * std / float(sads.mean()),
-                    "s_per_run": secs, "noise_at_equal_cost": std * math.sqrt(
-                        rows[[r["protocol"] for r in rows].index(name)]["steps"] / BASE.steps)})
+        steps = mine[0]["steps"]
+        out.append({"protocol": name, "seeds": len(sads), "steps": steps, "val_sad": float(sads.mean()),
+                    "val_sad_std": std, "cv_percent": 100 * std / float(sads.mean()),
+                    "s_per_run": float(np.mean([r["train_s"] for r in mine])),
+                    "noise_at_equal_cost": std * math.sqrt(steps / BASE.steps)})
     return out
 
 

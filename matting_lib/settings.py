@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .run_identity import IDENTITY, identity_values, record  # noqa: F401  (the marking is read there)
+from .run_identity import IDENTITY  # the key the identity reads the marking under
 from .utils import check_counts, parse_decay_steps
 
 

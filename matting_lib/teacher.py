@@ -18,8 +18,8 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from . import settings
 from .metrics import METRIC_KEYS
+from .run_identity import record as fields_record
 from .settings import TrainSettings, override, setting
 from .utils import check_counts, repo_path
 
@@ -62,7 +62,7 @@ class TeacherParams(TrainSettings):
 
     def record(self) -> dict[str, Any]:
         """Every parameter as stored in ``teacher.pt`` and the manifest (shipped path resolved)."""
-        return {**settings.record(self), "shipped_checkpoint": str(self.shipped_path)}
+        return {**fields_record(self), "shipped_checkpoint": str(self.shipped_path)}
 
 
 def get_teacher(p: TeacherParams, layout) -> tuple[nn.Module, Any, dict | None]:

@@ -112,7 +112,8 @@ def test_prepare_run_dir_refuses_unknown_or_damaged_runs(tmp_path):
 
 
 def test_identity_fields_are_marked_on_the_settings_dataclass():
-    from matting_lib.settings import TrainSettings, identity_values
+    from matting_lib.run_identity import identity_values
+    from matting_lib.settings import TrainSettings
 
     same, target = identity_values(DistillRunParams())
     assert target == {"steps": 500}

@@ -55,13 +55,20 @@ def _check_checkpoint(path: Path, job: Any) -> str | None:
     return None
 
 
-def _check_metrics(path: Path, job: Any) -> str | None:
+def _read_json(path: Path, what: str) -> tuple[Any, str | None]:
+    """``(content, None)``, or ``(None, the problem)`` when ``path`` is missing or not readable JSON."""
     try:
-        rec = _json(path)
+        return _json(path), None
     except FileNotFoundError:
-        return f"{path} is missing"
+        return None, f"{what}{path} is missing"
     except (OSError, ValueError) as err:
-        return f"{path} is not readable JSON ({err})"
+        return None, f"{what}{path} is not readable{' JSON' if not what else ''} ({err})"
+
+
+def _check_metrics(path: Path, job: Any) -> str | None:
+    rec, problem = _read_json(path, "")
+    if problem:
+        return problem
     if not isinstance(rec, dict) or "config" not in rec or "metrics" not in rec:
         return f"{path} lacks 'config' or 'metrics'"
     return None
@@ -79,12 +86,9 @@ def _check_tables(path: Path, job: Any) -> str | None:
 
 
 def _check_notebook(path: Path, job: Any) -> str | None:
-    try:
-        nb = _json(path)
-    except FileNotFoundError:
-        return f"executed notebook {path} is missing"
-    except (OSError, ValueError) as err:
-        return f"executed notebook {path} is not readable ({err})"
+    nb, problem = _read_json(path, "executed notebook ")
+    if problem:
+        return problem
     if nb.get("metadata", {}).get("papermill", {}).get("exception"):
         return f"executed notebook {path} records a failure"
     return None
