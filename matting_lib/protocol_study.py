@@ -176,9 +176,10 @@ def noise_table(rows: Sequence[dict]) -> list[dict]:
 
 
 def paired_table(students: Sequence[dict], distilled: Sequence[dict], *, level: float = 0.95) -> list[dict]:
-    """Per protocol, the paired relative difference of a distilled configuration against the no-KD student of the
-    same seed (validation SAD), as Table 1 pairs them: mean, per-seed std and the t-interval's half-width
-    (:func:`matting_lib.paired_stats` conventions), over the seeds both have."""
+    """Per protocol, the paired relative difference of the runs ``distilled`` against the runs ``students`` of the
+    same protocol and seed (validation SAD; the no-KD student, or another distilled configuration), as Table 1
+    pairs them: mean, per-seed std and the t-interval's half-width (:func:`matting_lib.paired_stats` conventions),
+    over the seeds both have."""
     from scipy import stats
 
     out = []
@@ -194,8 +195,9 @@ def paired_table(students: Sequence[dict], distilled: Sequence[dict], *, level: 
     return out
 
 
-def paired_markdown(table: Sequence[dict], config: str) -> str:
-    lines = [f"| protocol | seeds | {config} vs no-KD student, mean | per-seed std | 95 % half-width |",
+def paired_markdown(table: Sequence[dict], config: str, against: str = "student") -> str:
+    other = "no-KD student" if against == "student" else against
+    lines = [f"| protocol | seeds | {config} vs {other}, mean | per-seed std | 95 % half-width |",
              "|---|---|---|---|---|"]
     lines += [f"| {r['protocol']} | {r['seeds']} | {100 * r['mean']:+.1f} % | {100 * r['std']:.1f} % | "
               f"{100 * r['half_width']:.1f} % |" for r in table]
@@ -274,13 +276,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="write the runs to OUT.csv and the figure to OUT.png (e.g. "
                    "docs/protocol_study); the tables are printed")
     p.add_argument("--config", default="student", help="student (no KD) or a distilled configuration, e.g. "
-                   "spatial+channel: then the paired difference against the no-KD runs of --runs-dir is reported")
+                   "spatial+channel: then its paired difference against the runs of --against is reported")
     p.add_argument("--teacher", default="matting_lib/assets/teacher-default.pt", help="the teacher of --config")
+    p.add_argument("--against", default="student", help="with --config: pair it against this configuration's runs "
+                   "of the same protocols and seeds (trained or read back; default: the no-KD student)")
     args = p.parse_args(argv)
     unknown = [n for n in args.protocols if n not in PROTOCOLS]
     if unknown or args.seeds < 2 or args.jobs < 1:
         p.error(f"unknown protocol(s) {unknown}; valid: {', '.join(PROTOCOLS)}" if unknown else
                 "--seeds must be at least 2 (a standard deviation needs two) and -j at least 1")
+    from .distill import CONFIGS
+
+    bad = [c for c in (args.config, args.against) if c not in CONFIGS]
+    if bad:
+        p.error(f"unknown configuration {bad[0]!r}; valid: {', '.join(CONFIGS)}")
     rows = run_study(args.data, args.runs_dir, args.protocols, args.seeds, jobs=args.jobs, bg_per_fg=args.bg_per_fg,
                      config=args.config, teacher=args.teacher)
     table = noise_table(rows)
@@ -288,10 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     same_steps = [t["protocol"] for t in table if t["steps"] == BASE.steps]
     if len(same_steps) > 1:
         text += "\n" + seed_effect_sentence(seed_effect(rows, same_steps))
-    if args.config != "student":  # the no-KD runs of the same protocols and seeds, trained (or read back) too
-        students = run_study(args.data, args.runs_dir, args.protocols, args.seeds, jobs=args.jobs,
-                             bg_per_fg=args.bg_per_fg)
-        text += "\n" + paired_markdown(paired_table(students, rows), args.config)
+    if args.config != "student":  # the runs paired with, same protocols and seeds, trained (or read back) too
+        others = run_study(args.data, args.runs_dir, args.protocols, args.seeds, jobs=args.jobs,
+                           bg_per_fg=args.bg_per_fg, config=args.against, teacher=args.teacher)
+        text += "\n" + paired_markdown(paired_table(others, rows), args.config, args.against)
     print(text)
     if args.out:
         from .calibration import write_csv
