@@ -270,6 +270,7 @@ class DistillRunParams(TrainSettings):
     """
 
     threads: int = override(TrainSettings, "threads", 1)  # the default profile's: numbers independent of -j
+    ema_decay: float = override(TrainSettings, "ema_decay", 0.98)  # the default profile's (docs/calibration.md)
     profile: str = "default"
     config: str = "spatial+channel"
     types: str = ""

@@ -191,17 +191,20 @@ def test_protocol_paired_table_is_scipys_t_interval_on_the_per_seed_ratios():
     assert row["seeds"] == 3 and row["mean"] == pytest.approx(sum(d) / 3)
     assert row["half_width"] == pytest.approx((hi - lo) / 2)
     assert "| a | 3 | -18.3 % |" in ps.paired_markdown([row], "spatial+channel")
+    assert "| protocol | seeds | spatial+channel vs spatial, mean |" in ps.paired_markdown([row], "spatial+channel",
+                                                                                           "spatial")
 
 
 def test_protocol_study_tables_in_the_docs_are_the_commands_output_on_the_committed_runs():
     """docs/calibration.md shows what python -m matting_lib.protocol_study prints for the per-run CSV files it
-    wrote: docs/protocol_study.csv (the no-KD student) and docs/protocol_study_kd.csv (spatial+channel, paired
-    with the no-KD runs of the same protocol and seed)."""
+    wrote: docs/protocol_study.csv (the no-KD student), docs/protocol_study_kd.csv (spatial+channel) and
+    docs/protocol_study_kd_spatial.csv (spatial), each distilled one paired with the no-KD runs of the same protocol
+    and seed, and spatial+channel paired with spatial."""
     from conftest import REPO
     from matting_lib import protocol_study as ps
 
     page = (REPO / "docs" / "calibration.md").read_text(encoding="utf-8")
-    for name in ("protocol_study.csv", "protocol_study_kd.csv"):
+    for name in ("protocol_study.csv", "protocol_study_kd.csv", "protocol_study_kd_spatial.csv"):
         rows = ps.read_rows(REPO / "docs" / name)
         table = ps.noise_table(rows)
         same = [t["protocol"] for t in table if t["steps"] == ps.BASE.steps]
@@ -210,3 +213,7 @@ def test_protocol_study_tables_in_the_docs_are_the_commands_output_on_the_commit
             students = ps.read_rows(REPO / "docs" / "protocol_study.csv")
             text += "\n" + ps.paired_markdown(ps.paired_table(students, rows), rows[0]["config"])
         assert text in page, f"docs/calibration.md: regenerate the table of docs/{name}"
+    spatial, both = (ps.read_rows(REPO / "docs" / f"protocol_study_kd{x}.csv") for x in ("_spatial", ""))
+    pair = ps.paired_markdown(ps.paired_table(spatial, both), "spatial+channel", "spatial")
+    assert pair in page, "docs/calibration.md: regenerate the spatial+channel vs spatial table"
+    assert "--config spatial+channel --against spatial" in page
