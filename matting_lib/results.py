@@ -152,6 +152,23 @@ def to_markdown(rows: list[dict], *, title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_compact_markdown(rows: list[dict], metric: str = "sad") -> str:
+    """Table 1 in eight columns (the README's): the four metrics as mean ± std, the paired change of ``metric`` vs
+    the no-KD student with its 95 % interval (rows from :func:`matting_lib.paired_report.with_intervals`), and the
+    paper's change of ``metric``."""
+    if metric not in _interval_metrics(rows):
+        raise ValueError(f"the rows carry no paired interval of {metric!r}; pass them through "
+                         "matting_lib.paired_report.with_intervals first")
+    m = metric.upper()
+    head = ["Method", "seeds"] + [k.upper() for k in METRIC_KEYS] + [f"Δ{m} vs no KD [95% CI]", f"paper Δ{m}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["name"], str(r["n"])] + [Stat(r[k], r[f"{k}_std"], r["n"]).fmt(_DIGITS[k]) for k in METRIC_KEYS]
+        cells += [_ci(r, metric) or "—", _pct(r[f"paper_{metric}_rel"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def to_csv(rows: list[dict]) -> str:
     """All columns of :func:`table_rows` as CSV (machine-readable; relative changes as fractions)."""
     buf = io.StringIO()

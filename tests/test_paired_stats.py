@@ -178,6 +178,13 @@ def test_table1_carries_the_paired_interval_column():
     assert "ΔSAD paired [95% CI]" in md and f"| {want.fmt()} |" in md
     assert "paired" not in results.to_markdown(plain)  # rows without intervals: the table as before
     assert r"$\Delta$SAD [95\% CI]" in results.to_latex(rows) and "sad_rel_high" in results.to_csv(rows)
+    compact = results.to_compact_markdown(rows).splitlines()
+    assert compact[0] == "| Method | seeds | SAD | MSE | GRAD | CONN | ΔSAD vs no KD [95% CI] | paper ΔSAD |"
+    spatial = next(ln for ln in compact if ln.startswith("| DIM-spatial |")).split(" | ")
+    assert spatial[-2] == want.fmt() and spatial[-1] == f"{100 * by['spatial']['paper_sad_rel']:+.1f}% |"
+    assert next(ln for ln in compact if ln.startswith("| DIM-student")).split(" | ")[-2] == "—"
+    with pytest.raises(ValueError, match="with_intervals"):
+        results.to_compact_markdown(plain)
 
 
 def test_forest_plot_draws_the_computed_intervals_and_the_papers_values():
