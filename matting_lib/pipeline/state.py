@@ -9,8 +9,9 @@ for every job):
     dataset     the data folder: its test composites (``Composition-1k/merged/*.png``) exist
     checkpoint  a matting_lib checkpoint that loads (``weights_only``) with its ``format``, ``arch`` and weights
     metrics     a run's ``metrics.json``: valid JSON with ``config`` and ``metrics``
-    tables      the results folder: Table 1 (both conventions; Markdown, CSV, LaTeX), ``summary.md``, ``costs.md``,
-                ``runs.csv``, and the CSV has a row for the teacher and for every configuration of the job
+    tables      the results folder: Table 1 (both conventions; Markdown, CSV, LaTeX; ``table1_compact.md``),
+                ``summary.md``, ``costs.md``, ``runs.csv``, and the CSV has a row for the teacher and for every
+                configuration of the job
     notebook    an executed notebook (valid JSON; papermill recorded no exception)
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 TABLE_FILES = tuple(f"table1_{conv}.{ext}" for conv in ("official", "spkd") for ext in ("md", "csv", "tex")) + (
-    "summary.md", "costs.md", "runs.csv")
+    "table1_compact.md", "summary.md", "costs.md", "runs.csv")
 
 
 def _json(path: Path) -> Any:
