@@ -2,7 +2,7 @@
 records (:mod:`matting_lib.paired_stats` does the statistics); also a command that pools committed ``runs.csv``
 files::
 
-    python -m matting_lib.paired_report docs/default_runs*.csv
+    python -m matting_lib.paired_report docs/constant_lr_runs*.csv
 
 All differences are relative, SAD_A / SAD_B − 1 per seed (fractions in the returned data, percent in text).
 """
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m matting_lib.paired_report", description=(
         "Verdicts on the paper's orderings from per-run metrics (runs.csv files written by notebook 04), "
         "paired by (file, seed) and pooled over the files."))
-    ap.add_argument("files", nargs="+", help="runs.csv files (e.g. docs/default_runs*.csv)")
+    ap.add_argument("files", nargs="+", help="runs.csv files (e.g. docs/constant_lr_runs*.csv)")
     ap.add_argument("--method", choices=("t", "bootstrap"), default="t", help="interval (default: t)")
     ap.add_argument("--margin", type=float, default=0.03, help="equivalence margin, a fraction (default 0.03)")
     ap.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")

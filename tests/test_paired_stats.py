@@ -239,9 +239,9 @@ def test_statistics_page_shows_the_commands_current_output(monkeypatch):
     page = (REPO / "docs" / "statistics.md").read_text(encoding="utf-8")
     extra = [("ofd", "spatial+channel"), ("channel", "spatial+channel"), ("spatial", "spatial+channel"),
              ("batch+spatial+channel", "spatial+channel"), ("fsp", "student"), ("batch", "student")]
-    assert "python -m matting_lib.paired_report docs/default_runs*.csv " + " ".join(
+    assert "python -m matting_lib.paired_report docs/constant_lr_runs*.csv " + " ".join(
         f"--pair {a}:{b}" for a, b in extra) in page
-    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("default_runs*.csv"))
+    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("constant_lr_runs*.csv"))
     out = paired_report.report_markdown(paired_report.pooled_records(files), extra)
     assert out in page, "regenerate docs/statistics.md with the command it states"
 

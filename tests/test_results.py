@@ -169,10 +169,11 @@ def test_teacher_gap_sentence():
     assert results.teacher_gap_sentence({"student": {"sad": S(100, 1, 3)}}) == ""
 
 
-# The committed runs of the default profile, one per machine and teacher forward (docs/reproducibility.md), in the
-# order of the docs' columns; the first is the run of Table 1.
-RUN_FILES = ("default_runs", "default_runs_epyc_avx2", "default_runs_xeon_avx512_plain_teacher",
-             "default_runs_epyc_avx512_plain_teacher")
+# The committed runs: first the default profile's run of Table 1, then the runs of the paper's constant-lr protocol
+# at 3 seeds, one per machine and teacher forward (docs/reproducibility.md), in the order of the docs' columns.
+RUN_FILES = ("default_runs", "constant_lr_runs_xeon_avx512", "constant_lr_runs_epyc_avx2",
+             "constant_lr_runs_xeon_avx512_plain_teacher", "constant_lr_runs_epyc_avx512_plain_teacher")
+CONSTANT_LR = RUN_FILES[1:]
 
 
 def _runs(name: str) -> list[dict]:
@@ -183,22 +184,24 @@ def _runs(name: str) -> list[dict]:
 
 def _per_run_table(cell, configs) -> str:
     """One row per configuration, one column per committed run: ``cell(row of results.table_rows)``."""
-    rows = {name: {r["config"]: r for r in results.table_rows(results.summarise(_runs(name)))} for name in RUN_FILES}
-    head = ["configuration", f"`{RUN_FILES[0]}`"] + [f"`{n.removeprefix('default_runs')}`" for n in RUN_FILES[1:]]
+    rows = {name: {r["config"]: r for r in results.table_rows(results.summarise(_runs(name)))} for name in CONSTANT_LR}
+    head = ["configuration"] + [f"`{n.removeprefix('constant_lr_runs_')}`" for n in CONSTANT_LR]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for config in configs:
         label = "student (no KD)" if config == "student" else config
-        lines.append("| " + " | ".join([label] + [cell(rows[n][config]) for n in RUN_FILES]) + " |")
+        lines.append("| " + " | ".join([label] + [cell(rows[n][config]) for n in CONSTANT_LR]) + " |")
     return "\n".join(lines) + "\n"
 
 
 def sad_per_run_table() -> str:
-    """Test SAD, mean ± std over seeds, of every student configuration in each run (docs/reproducibility.md)."""
+    """Test SAD, mean ± std over seeds, of every student configuration in each constant-lr run
+    (docs/reproducibility.md)."""
     return _per_run_table(lambda r: results.Stat(r["sad"], r["sad_std"], r["n"]).fmt(2), results.ROW_ORDER[1:])
 
 
 def delta_per_run_table() -> str:
-    """ΔSAD vs the no-KD student of the teacher and every KD configuration in each run (docs/results.md)."""
+    """ΔSAD vs the no-KD student of the teacher and every KD configuration in each constant-lr run
+    (docs/results.md)."""
     configs = [c for c in results.ROW_ORDER if c != "student"]
     return _per_run_table(lambda r: f"{100 * r['sad_rel']:+.1f}%", configs)
 
@@ -249,7 +252,7 @@ def test_readme_table1_is_generated_from_the_committed_per_run_metrics():
 
 def test_results_page_is_generated_from_the_committed_runs():
     """docs/results.md's tables and summary are notebook 04's output on docs/default_runs.csv, its per-run table
-    and docs/reproducibility.md's are computed from the four committed runs, and every committed run is listed."""
+    and docs/reproducibility.md's are computed from the four constant-lr runs, and every committed run is listed."""
     from conftest import REPO
 
     page = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
@@ -258,11 +261,13 @@ def test_results_page_is_generated_from_the_committed_runs():
     assert delta_per_run_table() in page, "docs/results.md: regenerate the per-run ΔSAD table"
     repro = (REPO / "docs" / "reproducibility.md").read_text(encoding="utf-8")
     assert sad_per_run_table() in repro, "docs/reproducibility.md: regenerate the per-run SAD table"
-    committed = {p.stem for p in (REPO / "docs").glob("default_runs*.csv")}
+    committed = {p.stem for pattern in ("default_runs*.csv", "constant_lr_runs*.csv")
+                 for p in (REPO / "docs").glob(pattern)}
     assert committed == set(RUN_FILES), f"docs/ holds runs {sorted(committed)}; list each in RUN_FILES and the docs"
     configs = {r["config"] for r in _runs(RUN_FILES[0])}
     for name in RUN_FILES:
-        assert f"({name}.csv)" in repro, f"docs/reproducibility.md does not link docs/{name}.csv"
+        assert f"({name}.csv)" in repro or f"({name}.csv)" in page, f"docs/reproducibility.md or docs/results.md " \
+            f"does not link docs/{name}.csv"
         have = {(r["config"], r["seed"]) for r in _runs(name) if r["config"] != "teacher"}
         seeds = len({seed for _, seed in have})
         want = {(c, s) for c in configs - {"teacher"} for s in range(seeds)}
