@@ -88,3 +88,19 @@ def test_progress_counts_runs_and_estimates_the_time_left_by_stage():
     for j in jobs[2:]:
         prog.finished(j, 60.0)
     assert lines[-1].startswith("[p] [6/6] results finished in 60 s;") and "left" not in lines[-1]
+
+
+def test_progress_estimates_each_configuration_by_its_own_runs():
+    """The no-KD student of a seed composes the batches its seed's distilled runs read: its duration must not be
+    taken for theirs once a distilled run has finished."""
+    from matting_lib.pipeline.common import Job
+    from matting_lib.pipeline.progress import Progress
+
+    jobs = [Job("distill", f"kd-{c}-seed{s}", {"config": c}) for s in range(2) for c in ("student", "at", "ofd")]
+    prog = Progress(jobs, parallel=1, log=lambda _: None, clock=lambda: 0.0, start=0.0)
+    prog.finished(jobs[0], 300.0)  # student seed 0: every other run estimated at 300 s
+    assert prog.estimate_left() == 5 * 300.0
+    prog.finished(jobs[1], 100.0)  # at seed 0: ofd (unseen) takes the median of the stage's means (200 s)
+    assert prog.estimate_left() == 300.0 + 100.0 + 2 * 200.0
+    prog.finished(jobs[2], 50.0)
+    assert prog.estimate_left() == 300.0 + 100.0 + 50.0
