@@ -6,7 +6,7 @@ scikit-image, a locked dependency); the mask is OpenCV's GrabCut from a rectangl
 mask a user would bring. The matte comes
 from the command-line tool itself (``--mask``: the mask's edge ± ``--band`` px is the unknown region)::
 
-    .venv/bin/python scripts/real_photo_example.py --checkpoint matting_lib/assets/teacher-default.pt \\
+    .venv/bin/python scripts/real_photo_example.py --checkpoint matting_lib/assets/student-default.pt \\
         --out docs/real_photo_example.png
 """
 
