@@ -180,18 +180,17 @@ def paired_table(students: Sequence[dict], distilled: Sequence[dict], *, level: 
     same protocol and seed (validation SAD; the no-KD student, or another distilled configuration), as Table 1
     pairs them: mean, per-seed std and the t-interval's half-width (:func:`matting_lib.paired_stats` conventions),
     over the seeds both have."""
-    from scipy import stats
+    from .paired_stats import confidence_interval
 
     out = []
     for name in dict.fromkeys(r["protocol"] for r in distilled):
         base = {r["seed"]: r["val_sad"] for r in students if r["protocol"] == name}
-        d = np.array([r["val_sad"] / base[r["seed"]] - 1 for r in distilled
-                      if r["protocol"] == name and r["seed"] in base])
+        d = [r["val_sad"] / base[r["seed"]] - 1 for r in distilled if r["protocol"] == name and r["seed"] in base]
         if len(d) < 2:
             continue
-        lo, hi = stats.ttest_1samp(d, 0.0).confidence_interval(level)
-        out.append({"protocol": name, "seeds": len(d), "mean": float(d.mean()), "std": float(d.std(ddof=1)),
-                    "half_width": float((hi - lo) / 2)})
+        ci = confidence_interval(d, level=level)
+        out.append({"protocol": name, "seeds": ci.n, "mean": ci.mean, "std": ci.std,
+                    "half_width": (ci.high - ci.low) / 2})
     return out
 
 

@@ -132,6 +132,11 @@ def _ci(r: dict, m: str) -> str:
     return _pct(mean) + ("" if math.isnan(low) else f" [{100 * low:+.1f}, {100 * high:+.1f}]")
 
 
+def _ours(r: dict) -> list[str]:
+    """A row's first Markdown cells: its name, its number of seeds and each metric as mean ± std."""
+    return [r["name"], str(r["n"])] + [Stat(r[m], r[f"{m}_std"], r["n"]).fmt(_DIGITS[m]) for m in METRIC_KEYS]
+
+
 def to_markdown(rows: list[dict], *, title: str = "") -> str:
     """A Markdown table: ours (mean ± std, change vs no-KD, and the paired change with its 95 % interval where the
     rows carry one) | the paper's (value, change vs no-KD)."""
@@ -142,9 +147,7 @@ def to_markdown(rows: list[dict], *, title: str = "") -> str:
     lines = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(head) + " |",
                                                         "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["name"], str(r["n"])]
-        cells += [Stat(r[m], r[f"{m}_std"], r["n"]).fmt(_DIGITS[m]) for m in METRIC_KEYS]
-        cells += [_pct(r[f"{m}_rel"]) for m in METRIC_KEYS]
+        cells = _ours(r) + [_pct(r[f"{m}_rel"]) for m in METRIC_KEYS]
         cells += [_ci(r, m) for m in ci]
         cells += ["" if r[f"paper_{m}"] is None else f"{r[f'paper_{m}']:.{_DIGITS[m]}f}" for m in METRIC_KEYS]
         cells += [_pct(r[f"paper_{m}_rel"]) for m in METRIC_KEYS]
@@ -163,8 +166,7 @@ def to_compact_markdown(rows: list[dict], metric: str = "sad") -> str:
     head = ["Method", "seeds"] + [k.upper() for k in METRIC_KEYS] + [f"Δ{m} vs no KD [95% CI]", f"paper Δ{m}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["name"], str(r["n"])] + [Stat(r[k], r[f"{k}_std"], r["n"]).fmt(_DIGITS[k]) for k in METRIC_KEYS]
-        cells += [_ci(r, metric) or "—", _pct(r[f"paper_{metric}_rel"])]
+        cells = _ours(r) + [_ci(r, metric) or "—", _pct(r[f"paper_{metric}_rel"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -208,21 +208,23 @@ def delta_per_run_table() -> str:
 
 def generated_results() -> dict[str, str]:
     """What notebook 04 makes of docs/default_runs.csv: both Table 1 conventions and the summary paragraph."""
-    from matting_lib import paired_report
-
     recs = _runs(RUN_FILES[0])
-    tables = {conv: paired_report.with_intervals(results.table_rows(results.summarise(recs, conv)), recs,
-                                                 convention=conv) for conv in ("official", "spkd")}
+    tables = _table1(recs)
     return {"official": results.to_markdown(tables["official"]), "spkd": results.to_markdown(tables["spkd"]),
             "summary": _summary_quote(recs)}
 
 
-def readme_table1() -> str:
-    """The README's compact Table 1: notebook 04's official rows with their paired intervals, eight columns."""
+def _table1(recs) -> dict[str, list[dict]]:
+    """Notebook 04's Table 1 rows per convention, with their paired intervals."""
     from matting_lib import paired_report
 
-    recs = _runs(RUN_FILES[0])
-    return results.to_compact_markdown(paired_report.with_intervals(results.table_rows(results.summarise(recs)), recs))
+    return {conv: paired_report.with_intervals(results.table_rows(results.summarise(recs, conv)), recs,
+                                               convention=conv) for conv in ("official", "spkd")}
+
+
+def readme_table1() -> str:
+    """The README's compact Table 1: notebook 04's official rows with their paired intervals, eight columns."""
+    return results.to_compact_markdown(_table1(_runs(RUN_FILES[0]))["official"])
 
 
 def _summary_quote(recs) -> str:

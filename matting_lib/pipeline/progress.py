@@ -32,8 +32,8 @@ class Progress:
     def __init__(self, jobs: Iterable[Any], *, parallel: int = 1, profile: str = "", start: float | None = None,
                  log: Callable[[str], None] = print, clock: Callable[[], float] = time.time):
         self.left: dict[Hashable, int] = {}
-        for job in jobs:
-            self.left[_group(job)] = self.left.get(_group(job), 0) + 1
+        for group in map(_group, jobs):
+            self.left[group] = self.left.get(group, 0) + 1
         self.total, self.done = sum(self.left.values()), 0
         self.parallel, self.profile, self.log, self.clock = max(1, parallel), profile, log, clock
         self.start = clock() if start is None else start
@@ -60,8 +60,9 @@ class Progress:
         """Record that ``job`` finished after ``wall`` seconds; log and return the progress line."""
         with self._lock:
             self.done += 1
-            self.left[_group(job)] = max(0, self.left.get(_group(job), 1) - 1)
-            self.walls.setdefault(_group(job), []).append(float(wall))
+            group = _group(job)
+            self.left[group] = max(0, self.left.get(group, 1) - 1)
+            self.walls.setdefault(group, []).append(float(wall))
             left = self.estimate_left()
             line = (f"[{self.profile}] [{self.done}/{self.total}] {job.key} finished in {_minutes(wall)}; "
                     f"{_minutes(self.clock() - self.start)} elapsed"
