@@ -157,12 +157,54 @@ def report_markdown(records: Sequence[Mapping], extra: Sequence[tuple[str, str]]
     return "\n".join(out + ["", precision] + ([""] + [f"- {t}" for t in twice] if twice else [])) + "\n"
 
 
+def _student_sads(records: Sequence[Mapping], convention: str) -> dict[tuple[str, int], float]:
+    return {(r["config"], int(r["seed"])): float(r["metrics"][convention]["sad"]) for r in records
+            if r.get("seed") is not None and r["config"] != "teacher"}
+
+
+def compare_markdown(a: Sequence[Mapping], b: Sequence[Mapping], names: tuple[str, str] = ("A", "B"),
+                     **kw) -> str:
+    """Two runs of one profile side by side (neither pooled with the other): how many student runs are
+    bit-identical and how far apart the rest are, then every ordering of the paper and every pair among
+    :data:`~matting_lib.paired_stats.STRONG` with each run's verdict and interval, and which verdicts differ.
+    Keywords ``metric``, ``convention``, ``level``, ``method``, ``margin`` pass to
+    :func:`matting_lib.paired_stats.compare`."""
+    conv = kw.get("convention", "official")
+    sa, sb = _student_sads(a, conv), _student_sads(b, conv)
+    common = sorted(set(sa) & set(sb))
+    if not common:
+        raise ValueError(f"{names[0]} and {names[1]} have no student run (configuration, seed) in common")
+    diff = [abs(sa[k] - sb[k]) for k in common]
+    teacher = [float(r["metrics"][conv]["sad"]) for recs in (a, b) for r in recs if r["config"] == "teacher"]
+    t_line = ("" if len(teacher) != 2 else " The teacher's test SAD is " + (
+        f"identical ({teacher[0]:.6f})." if teacher[0] == teacher[1] else f"{teacher[0]:.6f} against {teacher[1]:.6f}."))
+    lines = [f"Student runs in both: {len(common)}; bit-identical SAD: {sum(d == 0 for d in diff)}; mean |ΔSAD| per "
+             f"run {statistics.mean(diff):.3f}, largest {max(diff):.3f}.{t_line}", ""]
+    ra, rb = orderings(a, **kw), orderings(b, **kw)
+    pa, pb = strong_pairs(a, **kw), strong_pairs(b, **kw)
+    seen = {frozenset((r["a"], r["b"])) for r in ra}
+    rows = list(zip(ra, rb)) + [(x, y) for x, y in zip(pa, pb) if frozenset((x["a"], x["b"])) not in seen]
+    if [(x["a"], x["b"]) for x, _ in rows] != [(y["a"], y["b"]) for _, y in rows]:
+        raise ValueError(f"{names[0]} and {names[1]} do not hold the same configurations: compare runs of one profile")
+    lines += [f"| claim: A is better than B | {names[0]} | {names[1]} | same verdict |", "|---|---|---|---|"]
+    lines += [f"| {x['claim']} | {x['verdict']}, {x['interval'].fmt()} | {y['verdict']}, {y['interval'].fmt()} | "
+              f"{'yes' if x['verdict'] == y['verdict'] else '**no**'} |" for x, y in rows]
+    differ = [f"{x['claim']} ({x['verdict']} → {y['verdict']})" for x, y in rows if x["verdict"] != y["verdict"]]
+    lines += ["", f"Same verdict on {len(rows) - len(differ)} of {len(rows)}"
+              + (f"; different on: {'; '.join(differ)}." if differ else ".")
+              + f" Median {_level(kw.get('level', 0.95))} half-width over the {len(pa)} strong pair{'s' if len(pa) != 1 else ''}: "
+              f"{_pct(median_half_width(pa))} ({names[0]}), {_pct(median_half_width(pb))} ({names[1]})."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Print :func:`report_markdown` for the pooled ``runs.csv`` files named on the command line."""
     ap = argparse.ArgumentParser(prog="python -m matting_lib.paired_report", description=(
         "Verdicts on the paper's orderings from per-run metrics (runs.csv files written by notebook 04), "
         "paired by (file, seed) and pooled over the files."))
     ap.add_argument("files", nargs="+", help="runs.csv files (e.g. docs/constant_lr_runs*.csv)")
+    ap.add_argument("--compare", action="store_true",
+                    help="two runs.csv files of one profile side by side, verdict by verdict, not pooled")
     ap.add_argument("--method", choices=("t", "bootstrap"), default="t", help="interval (default: t)")
     ap.add_argument("--margin", type=float, default=0.03, help="equivalence margin, a fraction (default 0.03)")
     ap.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
@@ -181,14 +223,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     if bad:
         ap.error(f"--pair takes A:B (two configuration names), got {', '.join(bad)}")
     extra = [tuple(p.split(":")) for p in args.pair]
+    kw = dict(method=args.method, margin=args.margin, level=args.level, convention=args.convention)
+    if args.compare:
+        if len(args.files) != 2 or extra:
+            ap.error("--compare takes exactly two runs.csv files and no --pair")
+        try:
+            print(compare_markdown(*(pooled_records([f]) for f in args.files), names=tuple(args.files), **kw), end="")
+        except ValueError as e:
+            ap.error(str(e))
+        return
     records = pooled_records(args.files)
     have = {r["config"] for r in records}
     unknown = sorted({c for pair in extra for c in pair} - have)
     if unknown:
         ap.error(f"--pair names {', '.join(unknown)}, which the files have no runs of; they have "
                  f"{', '.join(sorted(have))}")
-    print(report_markdown(records, extra, method=args.method, margin=args.margin, level=args.level,
-                          convention=args.convention), end="")
+    print(report_markdown(records, extra, **kw), end="")
 
 
 if __name__ == "__main__":

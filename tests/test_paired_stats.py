@@ -246,3 +246,34 @@ def test_statistics_page_shows_the_commands_current_output(monkeypatch):
     assert out in page, "regenerate docs/statistics.md with the command it states"
 
 
+
+
+def test_compare_two_runs_verdict_by_verdict(tmp_path, capsys):
+    """--compare puts two runs of one profile side by side: bit-identical runs counted, each run's verdict and
+    interval per ordering, and the orderings whose verdicts differ named."""
+    a = _records({k: list(v) for k, v in SADS.items()})
+    # the second run: the same no-KD students, spatial 5 % worse on every seed, batch now as good as the student
+    other = {**{k: list(v) for k, v in SADS.items()}, "spatial": list(SADS["spatial"] * 1.05),
+             "batch": list(STUDENT * (1 + NOISE))}
+    b = _records(other)
+    text = paired_report.compare_markdown(a, b, names=("x.csv", "y.csv"))
+    assert text.startswith(f"Student runs in both: 25; bit-identical SAD: 15; mean |ΔSAD| per run "
+                           f"{np.mean([0.05 * s for s in SADS['spatial']] + [0.0] * 15 + list(abs(STUDENT * (1 + NOISE) - SADS['batch']))):.3f}")
+    rows = {ln.split(" | ")[0][2:]: ln for ln in text.splitlines() if ln.startswith("| ") and "claim" not in ln}
+    assert rows["the no-KD student beats batch similarity"].endswith("| reversed, " + paired_stats.compare(
+        a, "student", "batch")["interval"].fmt() + " | equivalent, " + paired_stats.compare(
+        b, "student", "batch")["interval"].fmt() + " | **no** |")
+    assert rows["spatial similarity improves on the no-KD student"].endswith("| yes |")
+    assert "DIM-channel is better than DIM-spatial" in rows  # a strong pair that is not one of the paper's orderings
+    assert "Same verdict on 4 of 5; different on: the no-KD student beats batch similarity (reversed → equivalent)." \
+        in text
+    for i, recs in enumerate((a, b)):
+        (tmp_path / f"r{i}.csv").write_text(results.runs_csv(recs))
+    paired_report.main(["--compare", str(tmp_path / "r0.csv"), str(tmp_path / "r1.csv")])
+    assert capsys.readouterr().out == paired_report.compare_markdown(a, b, names=(str(tmp_path / "r0.csv"),
+                                                                                  str(tmp_path / "r1.csv")))
+    with pytest.raises(SystemExit):
+        paired_report.main(["--compare", str(tmp_path / "r0.csv")])
+    assert "--compare takes exactly two runs.csv files" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="x.csv and y.csv have no student run"):
+        paired_report.compare_markdown(a, _records({"teacher": [1.0]}), names=("x.csv", "y.csv"))
