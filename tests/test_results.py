@@ -274,3 +274,27 @@ def test_results_page_is_generated_from_the_committed_runs():
         seeds = len({seed for _, seed in have})
         want = {(c, s) for c in configs - {"teacher"} for s in range(seeds)}
         assert have == want, f"docs/{name}.csv: not every configuration at seeds 0-{seeds - 1}"
+
+
+def ablation_results() -> str:
+    """What notebook 04 makes of docs/ablation_runs.csv (profiles/ablation.toml): the compact table with paired
+    intervals and the generated summary, whose last orderings are Table 3's."""
+    from matting_lib import paired_report
+
+    recs = _runs("ablation_runs")
+    rows = paired_report.with_intervals(results.table_rows(results.summarise(recs)), recs)
+    return results.to_compact_markdown(rows) + "\n" + _summary_quote(recs)
+
+
+def test_results_page_shows_table3_from_the_committed_ablation_run():
+    """docs/results.md's Table 3 is notebook 04's output on docs/ablation_runs.csv, which holds every configuration
+    and seed of profiles/ablation.toml."""
+    import tomllib
+
+    from conftest import REPO
+
+    distill = tomllib.loads((REPO / "profiles" / "ablation.toml").read_text())["distill"]
+    have = sorted((r["config"], r["seed"]) for r in _runs("ablation_runs") if r["config"] != "teacher")
+    assert have == sorted((c, s) for c in distill["configs"] for s in range(distill["seeds"]))
+    page = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
+    assert ablation_results() in page, "docs/results.md: regenerate Table 3 from docs/ablation_runs.csv"
