@@ -16,11 +16,13 @@ from .utils import atomic_write
 
 
 def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:
-    """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` (atomically); returns the paths."""
+    """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` (atomically); returns the paths. The extension is appended,
+    so a stem with dots (a layer-set run such as ``03_kd-spatial+channel-Lconv3.conv4.conv5.dconv5-seed0_terms``)
+    keeps its whole name."""
     stem = Path(stem)
     paths = []
     for ext in formats:
-        p = stem.with_suffix(f".{ext}")
+        p = stem.with_name(f"{stem.name}.{ext}")
         atomic_write(p, lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=dpi, bbox_inches="tight"))
         paths.append(p)
     return paths
@@ -67,17 +69,16 @@ def forest_plot(rows: Sequence[Mapping], metric: str = "sad", *, margin: float =
                                   for i, r in enumerate(rows)]).reshape(-1, 2).T)
     theirs = np.array([np.nan if r.get(f"paper_{metric}_rel") is None else 100 * r[f"paper_{metric}_rel"]
                        for r in rows])
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.6))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.6), layout="constrained")
     ax.axvspan(-100 * margin, 100 * margin, color="tab:green", alpha=0.12, label=f"±{100 * margin:g} % band")
     ax.axvline(0, color="black", lw=0.8)
     ax.errorbar(mean, y, xerr=err, fmt="o", capsize=3, color="tab:blue", label="this run: paired mean, 95 % CI")
     ax.scatter(theirs, y, marker="D", color="tab:gray", zorder=3, label="paper (Composition-1k)")
-    ax.set_yticks(y, [r["config"] for r in rows])
+    ax.set_yticks(y, [r.get("name", r["config"]) for r in rows])
     ax.set_xlabel(f"{metric.upper()} change vs no-KD student (%), per seed {metric.upper()}_A / "
                   f"{metric.upper()}_student − 1\n(negative = better)")
     ax.set_title(title or f"{metric.upper()} change over the no-KD student, paired by seed")
-    ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3)
-    fig.tight_layout()
+    fig.legend(frameon=False, fontsize=8, loc="outside lower center", ncol=3)  # below the axis label, never on it
     return fig
 
 

@@ -193,7 +193,8 @@ def test_forest_plot_draws_the_computed_intervals_and_the_papers_values():
     fig = figures.forest_plot(rows)
     ax = fig.axes[0]
     shown = [r for r in rows if r["config"] != "student"]  # fsp, batch, spatial, channel in the paper's order
-    assert [t.get_text() for t in ax.get_yticklabels()] == [r["config"] for r in shown]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [r["name"] for r in shown]  # the table's names
+    assert [t.get_text() for t in ax.get_yticklabels()][0] == "DIM-FSP"
     assert list(ax.get_yticks()) == [3, 2, 1, 0]  # the table's first row at the top
     bar = ax.containers[0]
     assert list(bar.lines[0].get_ydata()) == [3, 2, 1, 0]
@@ -205,6 +206,9 @@ def test_forest_plot_draws_the_computed_intervals_and_the_papers_values():
     band = ax.patches[0]  # axvspan: a rectangle from x = -3 % to +3 %
     assert (band.get_x(), band.get_x() + band.get_width()) == pytest.approx((-3.0, 3.0))
     assert any(list(line.get_xdata()) == [0, 0] for line in ax.lines)  # the zero line
+    fig.canvas.draw()  # the legend sits below the axis label, not on it
+    (legend,) = fig.legends
+    assert legend.get_window_extent().y1 <= ax.xaxis.label.get_window_extent().y0
 
 
 def test_cli_pools_runs_csv_files(tmp_path, capsys):

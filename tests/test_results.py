@@ -126,6 +126,11 @@ def test_figures_render_and_save(tmp_path):
     assert [t.get_text() for t in bars.axes[0].get_xticklabels()] == ["spatial", "channel"]
     paths = figures.save_figure(bars, tmp_path / "bars")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
+    dotted = [figures.save_figure(bars, tmp_path / f"03_kd-spatial+channel-Lconv3.conv4.conv5.dconv5-seed{i}_terms")
+              for i in (0, 1)]  # a layer-set run's name has dots: each seed keeps its own files
+    assert [p.name for p in dotted[1]] == ["03_kd-spatial+channel-Lconv3.conv4.conv5.dconv5-seed1_terms.png",
+                                           "03_kd-spatial+channel-Lconv3.conv4.conv5.dconv5-seed1_terms.pdf"]
+    assert all(p.is_file() for ps in dotted for p in ps)
     log = tmp_path / "log.csv"
     log.write_text("step,loss,val_loss\n1,1.0,\n2,0.5,0.7\n3,0.4,\n")
     parsed = figures.read_log(log)
