@@ -303,3 +303,18 @@ def test_results_page_shows_table3_from_the_committed_ablation_run():
     assert have == sorted((c, s) for c in distill["configs"] for s in range(distill["seeds"]))
     page = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
     assert ablation_results() in page, "docs/results.md: regenerate Table 3 from docs/ablation_runs.csv"
+
+
+def test_ablation_run_repeats_the_default_runs_it_shares_bit_for_bit():
+    """docs/reproducibility.md: the ablation run's no-KD and spatial+channel runs (and the teacher's row) equal the
+    default run's exactly, the same code on the same machine."""
+    from conftest import REPO
+
+    def sads(name):
+        return {(r["config"], r["seed"]): r["metrics"]["official"]["sad"] for r in _runs(name)}
+
+    default, ablation = sads("default_runs"), sads("ablation_runs")
+    shared = set(default) & set(ablation)
+    assert {c for c, _ in shared} == {"teacher", "student", "spatial+channel"} and len(shared) == 15
+    assert all(default[k] == ablation[k] for k in shared)
+    assert "repeated the 14 no-KD and spatial+channel runs" in (REPO / "docs" / "reproducibility.md").read_text()
