@@ -35,22 +35,21 @@ def relative_improvement_bars(rows: Sequence[Mapping], metric: str = "sad", *, t
     error bars of ±1 std over seeds, relative to the student's mean.
     """
     rows = [r for r in rows if r["config"] not in ("teacher", "student")]
-    names = [r["config"] for r in rows]
+    names = [r.get("name", r["config"]) for r in rows]
     ours = np.array([100 * (r[f"{metric}_rel"] or 0.0) for r in rows])
     base = {r["config"]: r for r in rows}
     err = np.array([100 * r[f"{metric}_std"] / (r[metric] / (1 + r[f"{metric}_rel"])) if r[f"{metric}_rel"] is not None
                     and r["n"] > 1 else 0.0 for r in base.values()])
     theirs = np.array([100 * r[f"paper_{metric}_rel"] if r[f"paper_{metric}_rel"] is not None else np.nan for r in rows])
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names) + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names) + 2) + 2, 3.8), layout="constrained")
     ax.bar(x - 0.2, ours, 0.4, yerr=err, capsize=3, label="this run", color="tab:blue")
     ax.bar(x + 0.2, theirs, 0.4, label="paper (Composition-1k)", color="tab:gray")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, names, rotation=35, ha="right")
     ax.set_ylabel(f"{metric.upper()} change vs no-KD student (%)\n(negative = better)")
     ax.set_title(title or f"Relative {metric.upper()} change over the no-KD student")
-    ax.legend(frameon=False)
-    fig.tight_layout()
+    fig.legend(frameon=False, loc="outside right upper")  # beside the axes, never on a bar
     return fig
 
 

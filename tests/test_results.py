@@ -123,7 +123,7 @@ def test_figures_render_and_save(tmp_path):
     student = paper.table1_row("student")["sad"]
     assert [b.get_height() for b in theirs] == pytest.approx(
         [100 * paper.relative_change(paper.table1_row(c)["sad"], student) for c in ("spatial", "channel")])
-    assert [t.get_text() for t in bars.axes[0].get_xticklabels()] == ["spatial", "channel"]
+    assert [t.get_text() for t in bars.axes[0].get_xticklabels()] == ["DIM-spatial", "DIM-channel"]  # the table's
     paths = figures.save_figure(bars, tmp_path / "bars")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
     dotted = [figures.save_figure(bars, tmp_path / f"03_kd-spatial+channel-Lconv3.conv4.conv5.dconv5-seed{i}_terms")
