@@ -318,3 +318,23 @@ def test_ablation_run_repeats_the_default_runs_it_shares_bit_for_bit():
     assert {c for c, _ in shared} == {"teacher", "student", "spatial+channel"} and len(shared) == 15
     assert all(default[k] == ablation[k] for k in shared)
     assert "repeated the 14 no-KD and spatial+channel runs" in (REPO / "docs" / "reproducibility.md").read_text()
+
+
+def test_reproducibility_page_compares_the_default_run_at_two_thread_counts():
+    """docs/reproducibility.md holds the output of `paired_report --compare` on the committed default run and its
+    second run at two torch threads per student, which holds the profile's seeds of every configuration it names."""
+    import tomllib
+
+    from conftest import REPO
+    from matting_lib import paired_report
+
+    seeds = tomllib.loads((REPO / "profiles" / "default.toml").read_text())["distill"]["seeds"]
+    configs = ["student", "fsp", "ofd", "batch", "spatial", "channel", "spatial+channel", "batch+spatial+channel"]
+    have = sorted((r["config"], r["seed"]) for r in _runs("default_threads2_runs") if r["config"] != "teacher")
+    assert have == sorted((c, s) for c in configs for s in range(seeds))
+    page = (REPO / "docs" / "reproducibility.md").read_text(encoding="utf-8")
+    files = ("docs/default_runs.csv", "docs/default_threads2_runs.csv")
+    assert f"python -m matting_lib.paired_report --compare {files[0]} {files[1]}" in page
+    out = paired_report.compare_markdown(*(_runs(f.removeprefix("docs/").removesuffix(".csv")) for f in files),
+                                         names=files)
+    assert out in page, "docs/reproducibility.md: regenerate the thread-count comparison"
