@@ -37,9 +37,8 @@ def relative_improvement_bars(rows: Sequence[Mapping], metric: str = "sad", *, t
     rows = [r for r in rows if r["config"] not in ("teacher", "student")]
     names = [r.get("name", r["config"]) for r in rows]
     ours = np.array([100 * (r[f"{metric}_rel"] or 0.0) for r in rows])
-    base = {r["config"]: r for r in rows}
     err = np.array([100 * r[f"{metric}_std"] / (r[metric] / (1 + r[f"{metric}_rel"])) if r[f"{metric}_rel"] is not None
-                    and r["n"] > 1 else 0.0 for r in base.values()])
+                    and r["n"] > 1 else 0.0 for r in rows])
     theirs = np.array([100 * r[f"paper_{metric}_rel"] if r[f"paper_{metric}_rel"] is not None else np.nan for r in rows])
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names) + 2) + 2, 3.8), layout="constrained")

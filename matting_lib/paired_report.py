@@ -157,8 +157,9 @@ def report_markdown(records: Sequence[Mapping], extra: Sequence[tuple[str, str]]
     return "\n".join(out + ["", precision] + ([""] + [f"- {t}" for t in twice] if twice else [])) + "\n"
 
 
-def _student_sads(records: Sequence[Mapping], convention: str) -> dict[tuple[str, int], float]:
-    return {(r["config"], int(r["seed"])): float(r["metrics"][convention]["sad"]) for r in records
+def _student_values(records: Sequence[Mapping], convention: str, metric: str) -> dict[tuple[str, int], float]:
+    """Every seeded student run's ``metric`` by (configuration, seed)."""
+    return {(r["config"], int(r["seed"])): float(r["metrics"][convention][metric]) for r in records
             if r.get("seed") is not None and r["config"] != "teacher"}
 
 
@@ -169,17 +170,17 @@ def compare_markdown(a: Sequence[Mapping], b: Sequence[Mapping], names: tuple[st
     :data:`~matting_lib.paired_stats.STRONG` with each run's verdict and interval, and which verdicts differ.
     Keywords ``metric``, ``convention``, ``level``, ``method``, ``margin`` pass to
     :func:`matting_lib.paired_stats.compare`."""
-    conv = kw.get("convention", "official")
-    sa, sb = _student_sads(a, conv), _student_sads(b, conv)
+    conv, m = kw.get("convention", "official"), kw.get("metric", "sad")
+    sa, sb = _student_values(a, conv, m), _student_values(b, conv, m)
     common = sorted(set(sa) & set(sb))
     if not common:
         raise ValueError(f"{names[0]} and {names[1]} have no student run (configuration, seed) in common")
     diff = [abs(sa[k] - sb[k]) for k in common]
-    teacher = [float(r["metrics"][conv]["sad"]) for recs in (a, b) for r in recs if r["config"] == "teacher"]
-    t_line = ("" if len(teacher) != 2 else " The teacher's test SAD is " + (
+    teacher = [float(r["metrics"][conv][m]) for recs in (a, b) for r in recs if r["config"] == "teacher"]
+    t_line = ("" if len(teacher) != 2 else f" The teacher's test {m.upper()} is " + (
         f"identical ({teacher[0]:.6f})." if teacher[0] == teacher[1] else f"{teacher[0]:.6f} against {teacher[1]:.6f}."))
-    lines = [f"Student runs in both: {len(common)}; bit-identical SAD: {sum(d == 0 for d in diff)}; mean |ΔSAD| per "
-             f"run {statistics.mean(diff):.3f}, largest {max(diff):.3f}.{t_line}", ""]
+    lines = [f"Student runs in both: {len(common)}; bit-identical {m.upper()}: {sum(d == 0 for d in diff)}; mean "
+             f"|Δ{m.upper()}| per run {statistics.mean(diff):.3f}, largest {max(diff):.3f}.{t_line}", ""]
     ra, rb = orderings(a, **kw), orderings(b, **kw)
     pa, pb = strong_pairs(a, **kw), strong_pairs(b, **kw)
     seen = {frozenset((r["a"], r["b"])) for r in ra}
