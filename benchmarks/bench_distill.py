@@ -2,7 +2,7 @@
 
 1. Spatial similarity loss, explicit (B·HW×HW matrices) vs the exact low-memory form (C×C products only),
    forward + backward, on random features of the shapes the paper's networks produce on each layer
-   (teacher/student channels from matting_lib.models at ``--width``; H×W = size / 2^stage).
+   (teacher/student channels from matting_lib.networks.models at ``--width``; H×W = size / 2^stage).
 2. One training step (forward, backward, Adam step) of the student with each distillation configuration,
    relative to the plain student step (no teacher).
 
@@ -77,7 +77,7 @@ def _timed(fn, device: torch.device, repeats: int) -> tuple[float, int]:
 
 
 def worker_spatial(job: dict, device: torch.device) -> dict:
-    from matting_lib.kd_losses import similarity_loss
+    from matting_lib.distillation.kd_losses import similarity_loss
 
     g = torch.Generator(device=device).manual_seed(0)
     feats = [(torch.randn(job["batch"], cs, h, h, generator=g, device=device).relu().requires_grad_(True),
@@ -95,8 +95,8 @@ def worker_spatial(job: dict, device: torch.device) -> dict:
 
 
 def worker_step(job: dict, device: torch.device) -> dict:
-    from matting_lib.distill import DistillObjective, make_config
-    from matting_lib.models import build_student, build_teacher
+    from matting_lib.distillation.distill import DistillObjective, make_config
+    from matting_lib.networks.models import build_student, build_teacher
 
     torch.manual_seed(0)
     cfg = make_config(job["config"], spatial_mode=job.get("mode", ""))
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=320, help="input side in pixels (crop size)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--width", type=float, default=1.0, help="network width (1.0 = the paper's networks)")
-    p.add_argument("--layers", default="conv2-5", help="distilled layers (matting_lib.distill.parse_layers)")
+    p.add_argument("--layers", default="conv2-5", help="distilled layers (matting_lib.distillation.distill.parse_layers)")
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions after one warm-up")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--threads", type=int, default=0, help="torch threads in each worker (0 = torch's default)")
@@ -175,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out))
         return 0
 
-    from matting_lib.distill import parse_layers
-    from matting_lib.models import build_student, build_teacher
+    from matting_lib.distillation.distill import parse_layers
+    from matting_lib.networks.models import build_student, build_teacher
 
     layers = parse_layers(args.layers)
     t_ch, s_ch = build_teacher(args.width).feature_channels, build_student(args.width).feature_channels

@@ -9,10 +9,10 @@
   not depend on their values), median of ``--repeats`` forward passes after one warm-up. PyTorch eager runs under
   ``torch.inference_mode`` with ``torch.set_num_threads(--threads)``; onnxruntime (CPUExecutionProvider, default
   graph optimisations) with ``intra_op_num_threads = --threads`` and one inter-op thread. Each network is exported
-  once (dynamic H×W) with :func:`matting_lib.export.export_onnx` and runs every size from that one file.
-* Parity: each checkpoint is exported, then :func:`matting_lib.evaluation.evaluate_model` predicts and scores the
+  once (dynamic H×W) with :func:`matting_lib.inference.export.export_onnx` and runs every size from that one file.
+* Parity: each checkpoint is exported, then :func:`matting_lib.inference.evaluation.evaluate_model` predicts and scores the
   Composition-1k-layout test set of ``--data`` once with the PyTorch network and once with the ``.onnx``
-  (:class:`matting_lib.export.OnnxMatting`); the official-convention means are printed to 4 decimals with the
+  (:class:`matting_lib.inference.export.OnnxMatting`); the official-convention means are printed to 4 decimals with the
   number of PNG pixels that differ.
 Numbers depend on the machine and on everything else running on it; compare ratios measured in one run, on a quiet
 machine. The Markdown table (``--out``) is refused if the file exists, unless ``--force``.
@@ -31,17 +31,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from matting_lib.export import OnnxMatting, export_checkpoint, export_onnx, onnx_session
-from matting_lib.models import build_model, count_parameters
-from matting_lib.profiling import latency_ms
-from matting_lib.utils import atomic_write_text
+from matting_lib.inference.export import OnnxMatting, export_checkpoint, export_onnx, onnx_session
+from matting_lib.networks.models import build_model, count_parameters
+from matting_lib.networks.profiling import latency_ms
+from matting_lib.files import atomic_write_text
 
 KINDS = ("teacher", "student")
 
 
 def ort_latency_ms(session, size: int, repeats: int) -> float:
     """Median wall time (ms) of one onnxruntime run on a (1, 4, size, size) input, after one warm-up run
-    (the same protocol as :func:`matting_lib.profiling.latency_ms`)."""
+    (the same protocol as :func:`matting_lib.networks.profiling.latency_ms`)."""
     x = torch.randn(1, 4, size, size).numpy()
     name = session.get_inputs()[0].name
     session.run(None, {name: x})
@@ -102,18 +102,18 @@ def latency_markdown(rows: list[dict], header: str) -> str:
 
 def parity(checkpoints: list[Path], data: Path, limit: int, threads: int, workdir: Path) -> list[dict]:
     """Official-convention test-set means through PyTorch and onnxruntime, per checkpoint."""
-    from matting_lib.compositing import list_test_items
-    from matting_lib.layout import DatasetLayout
-    from matting_lib.evaluation import evaluate_model
-    from matting_lib.layout import read_gray
-    from matting_lib.checkpoints import load_any_model
+    from matting_lib.data.compositing import list_test_items
+    from matting_lib.data.layout import DatasetLayout
+    from matting_lib.inference.evaluation import evaluate_model
+    from matting_lib.data.layout import read_gray
+    from matting_lib.networks.checkpoints import load_any_model
 
     torch.set_num_threads(threads)
     items = list_test_items(DatasetLayout.for_root(data))[: limit or None]
     missing = [it.image_path for it in items if not Path(it.image_path).is_file()]
     if missing:
         raise SystemExit(f"error: {len(missing)} test composite(s) of {data} are missing (e.g. {missing[0]}); "
-                         f"build the test set first (notebook 01, or matting_lib.compositing.build_test_set)")
+                         f"build the test set first (notebook 01, or matting_lib.data.compositing.build_test_set)")
     results = []
     for i, ckpt in enumerate(checkpoints):
         onnx_path = export_checkpoint(ckpt, workdir / f"parity{i}.onnx")

@@ -1,4 +1,4 @@
-"""Amortised cost of a KD run with the shared caches (matting_lib.batch_cache, matting_lib.teacher_cache), and the
+"""Amortised cost of a KD run with the shared caches (matting_lib.data.batch_cache, matting_lib.distillation.teacher_cache), and the
 training-step layouts (channels_last, torch.compile), measured side by side.
 
 Two tables:
@@ -40,10 +40,10 @@ from matting_lib import cpu_env
 CHILD = r"""
 import json, sys, time, torch
 from matting_lib import cpu_env
-from matting_lib.distill import DistillObjective, PAPER_CONFIGS
-from matting_lib.models import build_student, build_teacher
-from matting_lib.teacher_cache import TeacherOutputCache
-from matting_lib.training import AlphaObjective
+from matting_lib.distillation.distill import DistillObjective, PAPER_CONFIGS
+from matting_lib.networks.models import build_student, build_teacher
+from matting_lib.distillation.teacher_cache import TeacherOutputCache
+from matting_lib.training.loop import AlphaObjective
 a = json.loads(sys.argv[1])
 torch.set_num_threads(a["threads"])
 torch.manual_seed(0)
@@ -82,13 +82,14 @@ print(json.dumps({"s_per_step": sum(times) / len(times), "digest": digest, "cpu"
 
 LOOP_CHILD = r"""
 import json, sys, time, torch
-from matting_lib.batch_cache import BatchCache
-from matting_lib.datasets import train_val_sets
-from matting_lib.distill import DistillObjective, PAPER_CONFIGS
-from matting_lib.layout import DatasetLayout
-from matting_lib.models import build_student, build_teacher
-from matting_lib.teacher_cache import TeacherOutputCache
-from matting_lib.training import TrainConfig, train
+from matting_lib.data.batch_cache import BatchCache
+from matting_lib.data.datasets import train_val_sets
+from matting_lib.distillation.distill import DistillObjective, PAPER_CONFIGS
+from matting_lib.data.layout import DatasetLayout
+from matting_lib.networks.models import build_student, build_teacher
+from matting_lib.distillation.teacher_cache import TeacherOutputCache
+from matting_lib.settings import TrainConfig
+from matting_lib.training.loop import train
 a = json.loads(sys.argv[1])
 torch.set_num_threads(a["threads"])
 torch.manual_seed(0)

@@ -5,7 +5,7 @@
 
 * Loader: samples/s of ``MattingTrainDataset`` through a ``DataLoader`` (batch ``--batch``), per crop size
   and worker count, after one warm-up batch (workers started, foregrounds cached).
-* Training: images/s of Adam steps with the alpha loss of ``matting_lib.models.build_student(--width)`` at the
+* Training: images/s of Adam steps with the alpha loss of ``matting_lib.networks.models.build_student(--width)`` at the
   same crop size and batch, on ``--threads`` torch threads (a small stand-in conv net if models is missing).
 * Ratio = loader samples/s / training images/s: above 1 the loader keeps up; with workers it runs in
   other processes, so the relevant comparison is the workers > 0 row.
@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from matting_lib.layout import DatasetLayout
-from matting_lib.datasets import MattingTrainDataset
-from matting_lib.profiling import train_images_per_s
+from matting_lib.data.layout import DatasetLayout
+from matting_lib.data.datasets import MattingTrainDataset
+from matting_lib.networks.profiling import train_images_per_s
 
 
 def stand_in_net() -> torch.nn.Module:
@@ -35,7 +35,7 @@ def stand_in_net() -> torch.nn.Module:
 
 def build_net(width: float) -> tuple[torch.nn.Module, str]:
     try:
-        from matting_lib.models import build_student
+        from matting_lib.networks.models import build_student
     except ImportError:
         return stand_in_net(), "stand-in 3-conv net"
     return build_student(width=width), f"student width {width}"
@@ -73,7 +73,7 @@ def main() -> None:
     if args.data:
         root = Path(args.data)
     else:
-        from matting_lib.synthetic import generate_dataset
+        from matting_lib.data.synthetic import generate_dataset
 
         tmp = tempfile.TemporaryDirectory()
         root = generate_dataset(Path(tmp.name) / "smoke", preset="smoke", progress=False)

@@ -24,12 +24,12 @@ import sys
 
 import torch
 
-from matting_lib.models import build_model, count_parameters
-from matting_lib.profiling import count_macs, latency_ms, train_images_per_s
+from matting_lib.networks.models import build_model, count_parameters
+from matting_lib.networks.profiling import count_macs, latency_ms, train_images_per_s
 
 MEM_SCRIPT = """
 import json, resource, sys, torch
-from matting_lib.models import build_model
+from matting_lib.networks.models import build_model
 
 def peak_kb():
     # VmHWM is this process's own high-water mark; ru_maxrss would inherit the parent's across fork + exec.

@@ -74,7 +74,7 @@ def is_pinned(env: Mapping[str, str] | None = None) -> bool:
 def opencv_ipp_level() -> str | None:
     """The code level OpenCV's Intel IPP runs in this process, e.g. ``"AVX2 (l9)"`` (``"off"`` when IPP is disabled,
     None without OpenCV). IPP picks it from the CPU by itself (the pin does not reach it, see the module docstring),
-    so generated data records it (:func:`matting_lib.synthetic.generate_dataset`'s manifest)."""
+    so generated data records it (:func:`matting_lib.data.synthetic.generate_dataset`'s manifest)."""
     try:
         import cv2
 

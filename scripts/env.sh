@@ -26,7 +26,7 @@ _find_python311() {
 _env_ok() {  # $1 = interpreter; true if it imports everything from this checkout
   "$1" - <<'PY' 2>/dev/null
 import os, sys
-import torch, torchvision, cv2, numpy, scipy, papermill, ipywidgets, tqdm, onnx, onnxruntime, onnxscript, matting_lib
+import torch, torchvision, cv2, numpy, scipy, papermill, ipywidgets, tqdm, onnx, onnxruntime, onnxscript, tensorboard, matting_lib
 assert torch.__version__.split("+")[0] == "2.14.1", torch.__version__
 here = os.path.realpath(os.getcwd())
 assert os.path.realpath(os.path.dirname(os.path.dirname(matting_lib.__file__))) == here

@@ -1,5 +1,5 @@
 """One rank of the teacher's DDP training for tests/test_train_ddp.py, run by torchrun: the training of
-``python -m matting_lib.train_ddp`` (:func:`matting_lib.train_ddp.train_teacher`), recording the gradients of the
+``python -m matting_lib.training.train_ddp`` (:func:`matting_lib.training.train_ddp.train_teacher`), recording the gradients of the
 first optimiser step. Usage: ``torchrun --standalone --nproc_per_node 2 ddp_teacher_worker.py DATA RUN OUT``."""
 
 import json
@@ -8,9 +8,9 @@ import sys
 
 import torch
 
-from matting_lib import train_ddp
-from matting_lib.layout import DatasetLayout
-from matting_lib.teacher import TeacherParams
+from matting_lib.training import train_ddp
+from matting_lib.data.layout import DatasetLayout
+from matting_lib.training.teacher import TeacherParams
 
 data, run, out = sys.argv[1:4]
 rank = int(os.environ["RANK"])

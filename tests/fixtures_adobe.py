@@ -44,7 +44,7 @@ def _write(path: Path, img: np.ndarray) -> None:
 def make_tiny_adobe(root: Path, *, n_train_fg: int = 3, n_test_fg: int = 2, bg_per_train_fg: int = 2,
                     bg_per_test_fg: int = 2, size: tuple[int, int] = (48, 64), seed: int = 0) -> Path:
     """Write a tiny Adobe-layout dataset under ``root`` and return ``root``. ``size`` = fg (H, W)."""
-    from matting_lib.trimap import trimap_from_distance
+    from matting_lib.data.trimap import trimap_from_distance
 
     root = Path(root)
     rng = np.random.default_rng(seed)

@@ -1,5 +1,5 @@
 """Nothing a user gives is lost: outputs never land in a dataset's inputs, on a command's inputs or over an existing
-file without --force (``matting_lib.output_safety``); a checkpoint of the wrong kind is refused where a teacher or
+file without --force (``matting_lib.data.output_safety``); a checkpoint of the wrong kind is refused where a teacher or
 a student is expected; bad values, full disks and read-only folders end in one clear message, no traceback. The
 messages listed in docs/bad_input.md are checked against the real ones here (:func:`test_docs_list_the_messages`)."""
 
@@ -17,13 +17,18 @@ import pytest
 import torch
 
 from conftest import REPO
-from matting_lib import calibration, checkpoints, distill, evaluation, explorer, predict
-from matting_lib.checkpoints import CheckpointError, save_checkpoint
-from matting_lib.layout import LayoutError, check_image_pixels
+from matting_lib.training.student import DistillRunParams
+from matting_lib.studies import calibration
+from matting_lib.networks import checkpoints
+from matting_lib.distillation import distill
+from matting_lib.inference import evaluation, predict
+from matting_lib.reporting import explorer
+from matting_lib.networks.checkpoints import CheckpointError, save_checkpoint
+from matting_lib.data.layout import LayoutError, check_image_pixels
 from matting_lib.metrics import MetricsInputError
 from matting_lib.metrics import folder as metrics_folder
-from matting_lib.models import build_student, build_teacher
-from matting_lib.output_safety import ProtectedOutputError, check_output, check_output_folder, explain_os_error
+from matting_lib.networks.models import build_student, build_teacher
+from matting_lib.data.output_safety import ProtectedOutputError, check_output, check_output_folder, explain_os_error
 from matting_lib.pipeline import cli as pipeline
 from matting_lib.pipeline.runlock import RunLock
 
@@ -123,7 +128,7 @@ def student_ckpt(tmp_path_factory):
 
 
 def test_ship_and_export_follow_the_same_rule(tmp_path, student_ckpt, capsys):
-    from matting_lib import export
+    from matting_lib.inference import export
 
     files = _fake_dataset(tmp_path / "data")
     checkpoints.write_manifest(student_ckpt, steps=0)
@@ -138,8 +143,8 @@ def test_ship_and_export_follow_the_same_rule(tmp_path, student_ckpt, capsys):
 
 # ------------------------------------------------------------------------------------------ checkpoint kinds
 def test_a_student_is_refused_where_a_teacher_is_expected(tmp_path, student_ckpt):
-    from matting_lib.layout import DatasetLayout
-    from matting_lib.teacher import TeacherParams, get_teacher
+    from matting_lib.data.layout import DatasetLayout
+    from matting_lib.training.teacher import TeacherParams, get_teacher
 
     with pytest.raises(CheckpointError, match=rf"{re.escape(str(student_ckpt))} holds a student network "
                                               r"\(76,991 parameters at width 0.125\), but a teacher is expected"):
@@ -162,10 +167,10 @@ def test_a_student_is_refused_where_a_teacher_is_expected(tmp_path, student_ckpt
 
 
 def test_negative_seeds_are_refused_by_the_parameter_checks():
-    from matting_lib.dataset_report import DataParams
-    from matting_lib.teacher import TeacherParams
+    from matting_lib.data.dataset_report import DataParams
+    from matting_lib.training.teacher import TeacherParams
 
-    for cls, name in ((distill.DistillRunParams, "seed"), (distill.DistillRunParams, "split_seed"),
+    for cls, name in ((DistillRunParams, "seed"), (DistillRunParams, "split_seed"),
                       (TeacherParams, "seed"), (DataParams, "seed")):
         with pytest.raises(ValueError, match=f"^{name} must be >= 0, got -3$"):
             cls(**{name: -3})
@@ -222,9 +227,9 @@ def test_predict_refuses_a_photo_above_the_pixel_limit_before_decoding(photo, tm
 
 # ------------------------------------------------------------------------------------------ evaluation
 def test_an_unreadable_ground_truth_keeps_the_scored_rows(tmp_path, student_ckpt):
-    from matting_lib.compositing import build_test_set, list_test_items
-    from matting_lib.layout import DatasetLayout
-    from matting_lib.synthetic import generate_dataset
+    from matting_lib.data.compositing import build_test_set, list_test_items
+    from matting_lib.data.layout import DatasetLayout
+    from matting_lib.data.synthetic import generate_dataset
 
     data = generate_dataset(tmp_path / "data", seed=0, preset="smoke", progress=False, splits=("test",))
     layout = DatasetLayout.for_root(data)
@@ -314,7 +319,7 @@ def test_notebook_03_refuses_a_negative_seed_and_a_student_teacher_before_writin
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    from matting_lib.synthetic import generate_dataset
+    from matting_lib.data.synthetic import generate_dataset
 
     nb = REPO / "notebooks" / "03_distill.ipynb"
     common = {"runs_dir": str(tmp_path / "students"), "figures_dir": str(tmp_path / "figs"), "width": 0.125}
@@ -347,7 +352,7 @@ def test_docs_list_the_messages(tmp_path, student_ckpt):
         "input folder": _message(check_output, gt / "im0.png", inputs=[gt], force=True, what="--out"),
         "exists": _message(check_output, tmp_path / "x.csv", what="--out"),
         "kind": _message(checkpoints.load_model, student_ckpt, kind="teacher"),
-        "seed": _message(distill.DistillRunParams, seed=-3),
+        "seed": _message(DistillRunParams, seed=-3),
         "mask empty": predict.known_region_warning(trimap0, mask="M", force_known=True),
         "mask full": predict.known_region_warning(trimap0 + 255, mask="M", force_known=True),
         "trimap no unknown": predict.known_region_warning(trimap0, mask=None, force_known=True),

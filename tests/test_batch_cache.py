@@ -8,13 +8,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from fixtures_adobe import make_tiny_adobe
-from matting_lib.batch_cache import BATCH_KEYS, BatchCache
-from matting_lib.datasets import MattingTrainDataset, train_val_sets
-from matting_lib.distill import PAPER_CONFIGS, DistillObjective
-from matting_lib.layout import DatasetLayout
-from matting_lib.models import build_student, build_teacher
-from matting_lib.teacher_cache import TeacherOutputCache
-from matting_lib.training import TrainConfig, train
+from matting_lib.data.batch_cache import BATCH_KEYS, BatchCache
+from matting_lib.data.datasets import MattingTrainDataset, train_val_sets
+from matting_lib.distillation.distill import PAPER_CONFIGS, DistillObjective
+from matting_lib.data.layout import DatasetLayout
+from matting_lib.networks.models import build_student, build_teacher
+from matting_lib.distillation.teacher_cache import TeacherOutputCache
+from matting_lib.settings import TrainConfig
+from matting_lib.training.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matting_lib import calibration, cpu_env
-from matting_lib import synthetic as S
-from matting_lib.synthetic.foregrounds import FOREGROUND_KINDS
-from matting_lib.layout import DatasetLayout, dataset_identity
+from matting_lib.studies import calibration
+from matting_lib import cpu_env
+from matting_lib.data import synthetic as S
+from matting_lib.data.synthetic.foregrounds import FOREGROUND_KINDS
+from matting_lib.data.layout import DatasetLayout, dataset_identity
 
 DATA = Path(__file__).parent / "data"
 
@@ -89,7 +90,7 @@ def smoke(tmp_path_factory):
 
 
 def test_validation_composites_are_held_out_deterministic_and_test_like(smoke):
-    from matting_lib.datasets import split_train_val
+    from matting_lib.data.datasets import split_train_val
 
     comps = calibration.validation_composites(smoke, bg_per_fg=2, val_fraction=0.34)
     layout = DatasetLayout.for_root(smoke)
@@ -131,13 +132,13 @@ def test_gap_table_pairs_every_teacher_and_student_step():
 
 
 def test_fg_kind_from_names():
-    from matting_lib.synthetic import fg_kind
+    from matting_lib.data.synthetic import fg_kind
 
     assert fg_kind("train-0012-hair.png") == "hair" and fg_kind("dog-1.png") == "other"
 
 
 def test_compare_training_data_says_when_the_data_differs(tmp_path):
-    from matting_lib.layout import compare_training_data
+    from matting_lib.data.layout import compare_training_data
 
     layout = _fake_dataset(tmp_path / "d", {"x.png": "11"}, {"numpy": "1"})
     same, msg = compare_training_data({"dataset": dataset_identity(layout)}, layout)
@@ -224,9 +225,9 @@ def test_table_markdown_at_chosen_student_steps():
 def test_ship_teacher_writes_weights_and_the_evidence_and_refuses_what_it_should(smoke, tmp_path):
     import torch
 
-    from matting_lib.checkpoints import check_manifest, load_checkpoint, load_model
-    from matting_lib.compositing import build_test_set
-    from matting_lib.evaluation import evaluate_model
+    from matting_lib.networks.checkpoints import check_manifest, load_checkpoint, load_model
+    from matting_lib.data.compositing import build_test_set
+    from matting_lib.inference.evaluation import evaluate_model
 
     layout = DatasetLayout.for_root(smoke)
     items = build_test_set(layout)
@@ -277,7 +278,7 @@ def test_ship_teacher_writes_weights_and_the_evidence_and_refuses_what_it_should
 def test_a_fresh_calibration_run_does_not_depend_on_what_the_process_drew_before(smoke, tmp_path):
     import torch
 
-    from matting_lib.checkpoints import load_checkpoint
+    from matting_lib.networks.checkpoints import load_checkpoint
 
     settings = calibration.RunSettings(kind="student", width=0.125, crop_size=48, batch_size=2, steps=1,
                                        snapshot_every=1, val_every=1, val_samples=2, num_workers=0)
@@ -294,7 +295,7 @@ def test_recorded_teacher_curve_stands_in_for_an_absent_teacher_run(smoke, tmp_p
     settings = calibration.RunSettings(kind="teacher", width=0.125, crop_size=48, batch_size=2, steps=2,
                                        snapshot_every=1, val_every=2, val_samples=2, num_workers=0,
                                        val_fraction=0.34)
-    from matting_lib.compositing import build_test_set
+    from matting_lib.data.compositing import build_test_set
 
     build_test_set(DatasetLayout.for_root(smoke))
     run, out = tmp_path / "runs" / "teacher-w0.125-c48", tmp_path / "assets" / "teacher-x.pt"

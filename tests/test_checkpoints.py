@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from matting_lib import checkpoints as ck
-from matting_lib.models import build_student, build_teacher
-from matting_lib.utils import DiskFullError
+from matting_lib.networks import checkpoints as ck
+from matting_lib.networks.models import build_student, build_teacher
+from matting_lib.files import DiskFullError
 
 # Stand-in for DIM-PyTorch's models.py (same module/class names and state-dict structure, channels / 16) so the
 # tests can write a checkpoint in the original form: a pickled DataParallel(models.DIMModel) + pickled optimizer.
@@ -125,7 +125,7 @@ LOADER = textwrap.dedent("""
     import importlib.util, json, os, sys
     import torch
     from matting_lib.checkpoints import UnsafeCheckpointError, load_dim_pytorch
-    from matting_lib.models import build_teacher
+    from matting_lib.networks.models import build_teacher
     out, marker_a, marker_b = sys.argv[1], sys.argv[2], sys.argv[3]
     assert importlib.util.find_spec("models") is None, "the original classes must not be importable here"
     exp = torch.load(os.path.join(out, "expected.pt"), weights_only=True)
@@ -358,7 +358,7 @@ def _loaders():
 
 def test_torchscript_archive_is_refused_by_every_loader_before_torch_sees_it(torchscript_archive, tmp_path,
                                                                                monkeypatch, capsys):
-    from matting_lib import predict
+    from matting_lib.inference import predict
 
     path, marker = torchscript_archive
     real_load, real_jit_load = torch.load, torch.jit.load
@@ -511,8 +511,9 @@ def test_ship_student_takes_the_lowest_validation_loss_and_predict_uses_it_by_de
     import numpy as np
     import torch
 
-    from matting_lib import checkpoints, predict
-    from matting_lib.models import build_student
+    from matting_lib.networks import checkpoints
+    from matting_lib.inference import predict
+    from matting_lib.networks.models import build_student
 
     for seed, val, sad in ((0, 0.30, 1.0), (1, 0.20, 9.0), (2, None, 0.5)):  # seed 2 unfinished
         run = tmp_path / "runs" / "students" / f"kd-spatial+channel-seed{seed}"

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from fixtures_adobe import make_tiny_adobe
-from matting_lib.compositing import build_test_set, build_train_composites, composite, list_test_items, upscaled_size
-from matting_lib.layout import DatasetLayout, LayoutError, read_alpha, read_rgb, read_trimap
-from matting_lib.layout_check import check_layout, link_dataset
-from matting_lib.utils import sha256_file
+from matting_lib.data.compositing import build_test_set, build_train_composites, composite, list_test_items, upscaled_size
+from matting_lib.data.layout import DatasetLayout, LayoutError, read_alpha, read_rgb, read_trimap
+from matting_lib.data.layout_check import check_layout, link_dataset
+from matting_lib.files import sha256_file
 
 
 # ----------------------------------------------------------------------------------------------- rules

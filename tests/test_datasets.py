@@ -8,13 +8,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from fixtures_adobe import make_tiny_adobe
-from matting_lib.compositing import build_test_set
-from matting_lib.dataset_report import DataParams, compare_with_composition_1k, matte_statistics
-from matting_lib.datasets import (IMAGENET_MEAN, IMAGENET_STD, MattingTestDataset, MattingTrainDataset, make_input,
-                                  split_train_val)
-from matting_lib.layout import DatasetLayout, LayoutError
-from matting_lib.synthetic import generate_dataset
-from matting_lib.utils import params_from_dict
+from matting_lib.data.compositing import build_test_set
+from matting_lib.data.dataset_report import DataParams, compare_with_composition_1k, matte_statistics
+from matting_lib.data.datasets import IMAGENET_MEAN, IMAGENET_STD, MattingTestDataset, MattingTrainDataset, make_input, split_train_val
+from matting_lib.data.layout import DatasetLayout, LayoutError
+from matting_lib.data.synthetic import generate_dataset
+from matting_lib.params import params_from_dict
 
 TRIMAP_VALUES = torch.tensor([0.0, 128 / 255, 1.0])
 

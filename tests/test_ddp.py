@@ -25,8 +25,8 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    import matting_lib.training as training
-    from matting_lib.models import build_student
+    import matting_lib.training.loop as training
+    from matting_lib.networks.models import build_student
 
     saves = []
     real_save = training.save_checkpoint

@@ -1,4 +1,4 @@
-"""Distillation losses (matting_lib.kd_losses) and the student objective (matting_lib.distill).
+"""Distillation losses (matting_lib.distillation.kd_losses) and the student objective (matting_lib.distillation.distill).
 
 Pure-tensor invariants on random features, the exact low-memory spatial form against the explicit one
 (values and gradients), and a few optimisation steps of every paper configuration on tiny networks.
@@ -11,12 +11,11 @@ import math
 import pytest
 import torch
 
-from matting_lib import distill, kd_losses
-from matting_lib.distill import (PAPER_CONFIGS, DistillConfig, DistillObjective, config_label, make_config,
-                                 parse_layers, parse_types, parse_weights, run_name)
-from matting_lib.kd_losses import (KD_LOSSES, at_loss, attention_map, fsp_loss, fsp_matrix, ofd_loss, ofd_margin,
-                                   similarity_loss, similarity_matrix, spatial_loss_efficient)
-from matting_lib.models import build_student, build_teacher, count_parameters
+from matting_lib.training.student import DistillRunParams
+from matting_lib.distillation import distill, kd_losses
+from matting_lib.distillation.distill import PAPER_CONFIGS, DistillConfig, DistillObjective, config_label, make_config, parse_layers, parse_types, parse_weights, run_name
+from matting_lib.distillation.kd_losses import KD_LOSSES, at_loss, attention_map, fsp_loss, fsp_matrix, ofd_loss, ofd_margin, similarity_loss, similarity_matrix, spatial_loss_efficient
+from matting_lib.networks.models import build_student, build_teacher, count_parameters
 
 KINDS = ("batch", "spatial", "channel")
 
@@ -438,8 +437,9 @@ class _TinySet(torch.utils.data.Dataset):
 
 
 def test_objective_in_the_training_loop_checkpoints_adapters_not_teacher(tmp_path):
-    from matting_lib.checkpoints import load_checkpoint
-    from matting_lib.training import TrainConfig, train
+    from matting_lib.networks.checkpoints import load_checkpoint
+    from matting_lib.settings import TrainConfig
+    from matting_lib.training.loop import train
 
     teacher, student = _tiny_pair(seed=6)
     obj = DistillObjective(teacher, student, PAPER_CONFIGS["spatial+channel"])
@@ -458,8 +458,9 @@ def test_objective_in_the_training_loop_checkpoints_adapters_not_teacher(tmp_pat
 def test_teacher_cache_gives_bit_identical_students(tmp_path, name):
     """One teacher forward per batch per seed: a cold cache (computes and stores) and a warm one (reads) train
     exactly the students that computing the teacher in every run trains."""
-    from matting_lib.teacher_cache import TeacherOutputCache
-    from matting_lib.training import TrainConfig, train
+    from matting_lib.distillation.teacher_cache import TeacherOutputCache
+    from matting_lib.settings import TrainConfig
+    from matting_lib.training.loop import train
 
     def run(cache, folder):
         teacher, student = _tiny_pair(seed=6)
@@ -481,7 +482,7 @@ def test_teacher_cache_gives_bit_identical_students(tmp_path, name):
 
 
 def test_teacher_cache_recomputes_damaged_entries_and_keys_by_teacher(tmp_path):
-    from matting_lib.teacher_cache import TeacherOutputCache
+    from matting_lib.distillation.teacher_cache import TeacherOutputCache
 
     x = _tiny_batch(seed=3)["input"]
     out = (torch.rand(2, 1, 64, 64), {"conv2": torch.rand(2, 3, 16, 16)})
@@ -503,7 +504,7 @@ def test_teacher_cache_recomputes_damaged_entries_and_keys_by_teacher(tmp_path):
 def test_frozen_inference_copy_folds_every_batchnorm_and_leaves_the_teacher_alone():
     """The KD teacher's forward: the BN-folded channels_last copy computes the eval-mode teacher's function (float
     rounding apart), shares nothing with it, and DistillObjective takes its teacher outputs from it."""
-    from matting_lib.models import frozen_inference_copy
+    from matting_lib.networks.models import frozen_inference_copy
 
     torch.manual_seed(0)
     teacher = build_teacher(0.0625)
@@ -544,16 +545,16 @@ def test_frozen_inference_copy_folds_every_batchnorm_and_leaves_the_teacher_alon
 
 # ------------------------------------------------------------------------------------------- notebook 03's params
 def test_distill_run_params_validate_and_name_the_run():
-    p = distill.DistillRunParams()
+    p = DistillRunParams()
     assert p.distill_config == make_config("spatial+channel") and p.run_name == "kd-spatial+channel-seed0"
     assert p.lr_decay_steps == ()
-    q = distill.DistillRunParams(config="spatial", layers="conv3-5,dconv5", seed=2, lr_decay="300,400")
+    q = DistillRunParams(config="spatial", layers="conv3-5,dconv5", seed=2, lr_decay="300,400")
     assert q.run_name == run_name(make_config("spatial", layers="conv3-5,dconv5"), 2) != "kd-spatial-seed2"
     assert q.distill_config.layers == ("conv3", "conv4", "conv5", "dconv5") and q.lr_decay_steps == (300, 400)
-    assert distill.DistillRunParams(config="at", teacher_alpha_weight=0.0).distill_config.teacher_alpha_weight == 0.0
+    assert DistillRunParams(config="at", teacher_alpha_weight=0.0).distill_config.teacher_alpha_weight == 0.0
     for bad, match in [({"config": "spatail"}, "spatail.*valid"), ({"steps": 0}, "steps must be >= 1"),
                        ({"val_every": -1}, "val_every must be >= 0"), ({"width": 0.0}, "width and lr must be > 0"),
                        ({"lr_decay": "10,x"}, "lr_decay='10,x'"), ({"layers": "conv9"}, "conv9"),
                        ({"spatial_mode": "fast"}, "spatial_mode")]:
         with pytest.raises(ValueError, match=match):
-            distill.DistillRunParams(**bad)
+            DistillRunParams(**bad)

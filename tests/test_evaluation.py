@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from fixtures_adobe import make_tiny_adobe
-from matting_lib import evaluation as ev
-from matting_lib.checkpoints import save_checkpoint
-from matting_lib.compositing import list_test_items
-from matting_lib.layout import DatasetLayout, read_rgb, read_trimap
+from matting_lib.inference import evaluation as ev
+from matting_lib.networks.checkpoints import save_checkpoint
+from matting_lib.data.compositing import list_test_items
+from matting_lib.data.layout import DatasetLayout, read_rgb, read_trimap
 from matting_lib.metrics import evaluate_alpha
-from matting_lib.models import build_student
-from matting_lib.synthetic import generate_dataset
+from matting_lib.networks.models import build_student
+from matting_lib.data.synthetic import generate_dataset
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_module_help_runs():
 
 
 def test_an_onnx_export_scores_like_its_checkpoint(test_only, ckpt, model, tmp_path):
-    from matting_lib.export import export_onnx
+    from matting_lib.inference.export import export_onnx
 
     onnx_path = export_onnx(model, tmp_path / "student.onnx")
     a = ev.evaluate_checkpoint(ckpt, test_only, device="cpu", workers=0, progress=False)

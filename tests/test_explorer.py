@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from matting_lib.explorer import SimilarityExplorer, cluster_order, mean_differences
-from matting_lib.models import build_channel_adapters, build_student, build_teacher
+from matting_lib.reporting.explorer import SimilarityExplorer, cluster_order, mean_differences
+from matting_lib.networks.models import build_channel_adapters, build_student, build_teacher
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_show_displays_the_widget_and_a_static_picture_of_the_initial_view(explo
 
 
 def test_similarity_panels_share_the_scale_of_each_kind():
-    from matting_lib import figures
+    from matting_lib.reporting import figures
 
     fig = figures.similarity_panels({"t": {"batch": np.eye(3), "spatial": np.full((2, 2), 0.5)},
                                      "s": {"batch": np.full((3, 3), 0.2), "spatial": np.full((2, 2), -0.5)}})
@@ -124,8 +124,8 @@ def test_overview_and_mean_differences(explorer):
 
 
 def test_trained_students_and_load_models(tmp_path):
-    from matting_lib import explorer as E
-    from matting_lib.checkpoints import save_checkpoint
+    from matting_lib.reporting import explorer as E
+    from matting_lib.networks.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
     t, s = build_teacher(0.125), build_student(0.125)

@@ -14,11 +14,11 @@ import torch
 from onnx import TensorProto, helper
 
 from conftest import REPO
-from matting_lib import evaluation as ev
-from matting_lib import export as ex
-from matting_lib import predict
-from matting_lib.checkpoints import check_manifest, save_checkpoint
-from matting_lib.models import build_student, build_teacher, count_parameters
+from matting_lib.inference import evaluation as ev
+from matting_lib.inference import export as ex
+from matting_lib.inference import predict
+from matting_lib.networks.checkpoints import check_manifest, save_checkpoint
+from matting_lib.networks.models import build_student, build_teacher, count_parameters
 
 ODD_SIZES = [(2, 37, 53), (1, 64, 96), (1, 101, 77)]  # (N, H, W); none but 64 divisible by 32
 
@@ -235,8 +235,8 @@ def test_benchmark_quick_mode_runs(nets, tmp_path, capsys):
     import importlib.util
 
     from fixtures_adobe import make_tiny_adobe
-    from matting_lib.compositing import build_test_set
-    from matting_lib.layout import DatasetLayout
+    from matting_lib.data.compositing import build_test_set
+    from matting_lib.data.layout import DatasetLayout
 
     spec = importlib.util.spec_from_file_location("bench_export", REPO / "benchmarks" / "bench_export.py")
     bench = importlib.util.module_from_spec(spec)

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from conftest import REPO, SHARED
-from matting_lib.models import (DECODER_LAYERS, ENCODER_LAYERS, LAYERS, build_channel_adapters, build_model,
-                                build_student, build_teacher, count_parameters, scale_channels)
+from matting_lib.networks.models import DECODER_LAYERS, ENCODER_LAYERS, LAYERS, build_channel_adapters, build_model, build_student, build_teacher, count_parameters, scale_channels
 
 
 # The 126 state-dict keys and shapes of DIM-PyTorch's public checkpoint (a copy of the project's

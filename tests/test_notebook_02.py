@@ -23,9 +23,9 @@ def test_notebook_02_declares_every_parameter():
 def test_notebook_02_train_then_load(tmp_path):
     import papermill as pm
 
-    from matting_lib.compositing import build_test_set
-    from matting_lib.layout import DatasetLayout
-    from matting_lib.synthetic import generate_dataset
+    from matting_lib.data.compositing import build_test_set
+    from matting_lib.data.layout import DatasetLayout
+    from matting_lib.data.synthetic import generate_dataset
 
     data = generate_dataset(tmp_path / "data", seed=0, preset="smoke", progress=False)
     build_test_set(DatasetLayout.for_root(data), progress=False)

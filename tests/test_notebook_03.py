@@ -15,11 +15,11 @@ def test_notebook_03_student_then_distilled(tmp_path):
     import papermill as pm
     import torch
 
-    from matting_lib.checkpoints import save_checkpoint
-    from matting_lib.compositing import build_test_set
-    from matting_lib.layout import DatasetLayout
-    from matting_lib.models import build_teacher
-    from matting_lib.synthetic import generate_dataset
+    from matting_lib.networks.checkpoints import save_checkpoint
+    from matting_lib.data.compositing import build_test_set
+    from matting_lib.data.layout import DatasetLayout
+    from matting_lib.networks.models import build_teacher
+    from matting_lib.data.synthetic import generate_dataset
 
     data = generate_dataset(tmp_path / "data", seed=0, preset="smoke", progress=False)
     build_test_set(DatasetLayout.for_root(data), progress=False)

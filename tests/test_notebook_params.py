@@ -10,10 +10,10 @@ import typing
 import pytest
 
 from conftest import REPO
-from matting_lib.dataset_report import DataParams
-from matting_lib.distill import DistillRunParams
-from matting_lib.teacher import TeacherParams
-from matting_lib.utils import params_from_globals
+from matting_lib.data.dataset_report import DataParams
+from matting_lib.training.student import DistillRunParams
+from matting_lib.training.teacher import TeacherParams
+from matting_lib.params import params_from_globals
 
 NOTEBOOK_PARAMS = {"01_compositing.ipynb": DataParams, "02_teacher.ipynb": TeacherParams,
                    "03_distill.ipynb": DistillRunParams}
@@ -48,7 +48,7 @@ def test_params_from_globals_names_a_missing_or_mistyped_parameter():
 def _normalised(p) -> dict:
     """Every field, paths as absolute paths (the pipeline passes absolute ones, the notebooks' defaults are relative
     to the repository), the cache folders left out (shared caches give bit-identical results: test_batch_cache)."""
-    from matting_lib.utils import repo_path
+    from matting_lib.paths import repo_path
 
     out = {}
     for f in dataclasses.fields(p):
@@ -67,10 +67,10 @@ def test_notebooks_opened_by_hand_run_what_the_default_profile_runs():
     """The notebooks' defaults are the default profile's values: notebook 01/02 with no parameter do what the
     pipeline's data and teacher jobs do, and notebook 03 with only ``config``/``seed`` set trains and evaluates
     exactly what the pipeline's student job of that configuration and seed does."""
-    from matting_lib.pipeline.common import DEFAULT_RUNS
+    from matting_lib.paths import DEFAULT_RUNS
     from matting_lib.pipeline.plan import plan_jobs
     from matting_lib.pipeline.profiles import load_profile
-    from matting_lib.utils import params_from_dict
+    from matting_lib.params import params_from_dict
 
     prof = load_profile("default")
     jobs = plan_jobs("default", prof, runs_root=DEFAULT_RUNS, threads=prof["distill"]["threads"])

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from matting_lib import figures, paired_report, paired_stats, paper, results
-from matting_lib.paired_stats import Interval, verdict, within_margin
+from matting_lib.reporting import figures, paired_report, paired_stats, paper, results
+from matting_lib.reporting.paired_stats import Interval, verdict, within_margin
 
 
 def _rec(config, seed, sad, source=""):

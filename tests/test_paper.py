@@ -7,7 +7,7 @@ import re
 import pytest
 
 from conftest import SHARED
-from matting_lib import paper
+from matting_lib.reporting import paper
 
 RESULTS_MD = SHARED / "paper" / "results.md"
 

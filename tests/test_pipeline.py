@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from matting_lib.training.student import DistillRunParams
 from matting_lib.pipeline import cli, common, plan, profiles, state, validate
 
 
@@ -77,8 +78,8 @@ def test_planned_jobs_are_checked_before_anything_runs(tmp_path, capsys, profile
 
 
 def test_one_run_name_for_the_student_folder_and_its_job(tmp_path):
-    from matting_lib import distill
-    from matting_lib.run_identity import student_run_name
+    from matting_lib.distillation import distill
+    from matting_lib.paths import student_run_name
 
     for cfg in distill.PAPER_CONFIGS:
         assert student_run_name(cfg, 3) == distill.run_name(distill.PAPER_CONFIGS[cfg], 3) \
@@ -212,8 +213,8 @@ def test_load_mode_fingerprint_follows_the_shipped_checkpoint(tmp_path):
 def _student_outputs(run):
     import torch
 
-    from matting_lib.checkpoints import save_checkpoint
-    from matting_lib.models import build_student
+    from matting_lib.networks.checkpoints import save_checkpoint
+    from matting_lib.networks.models import build_student
 
     torch.manual_seed(0)
     save_checkpoint(run / "best.pt", model=build_student(0.0625), config={}, epoch=0, step=1, metrics={})
@@ -327,7 +328,7 @@ def test_smoke_reruns_damaged_outputs_and_retrains_students_after_a_teacher_chan
     assert "kd-spatial-seed0: running" in second and "kd-student-seed0: running" in second
     assert "teacher: up to date, skipped" in second
     assert json.loads((students / "kd-spatial-seed0" / "metrics.json").read_text())["config"] == "spatial"
-    from matting_lib.checkpoints import load_model
+    from matting_lib.networks.checkpoints import load_model
 
     load_model(best)  # retrained: the damaged run was moved aside, not resumed
     assert len(list(students.glob("kd-student-seed0.stale-*"))) == 1
@@ -347,19 +348,19 @@ def test_smoke_reruns_damaged_outputs_and_retrains_students_after_a_teacher_chan
 
 
 def test_a_code_change_reruns_the_trainings_and_a_docstring_edit_does_not(tmp_path, monkeypatch):
-    """Each training job's fingerprint carries the digest of the code that trains (run_identity.CODE): a changed loss
+    """Each training job's fingerprint carries the digest of the code that trains (provenance.CODE): a changed loss
     makes the teacher and student jobs 'todo' on the next run (and their notebook moves the old run aside, see
     test_run_identity); an edited docstring or comment changes nothing."""
     import shutil
 
-    from matting_lib import run_identity
+    from matting_lib import provenance
 
     pkg = tmp_path / "matting_lib"
     shutil.copytree(REPO / "matting_lib", pkg, ignore=shutil.ignore_patterns("__pycache__", "assets"))
-    monkeypatch.setattr(run_identity, "PACKAGE", pkg)
+    monkeypatch.setattr(provenance, "PACKAGE", pkg)
     jobs = plan.plan_jobs("smoke", profiles.load_profile("smoke"), runs_root=tmp_path / "runs")
     before = {j.key: state.job_fingerprint(j, tmp_path / "runs", "smoke") for j in jobs}
-    losses = pkg / "kd_losses.py"
+    losses = pkg / "distillation" / "kd_losses.py"
     text = losses.read_text()
     losses.write_text(text.replace('"""', '"""Edited. ', 1) + "\n# a comment\n")
     assert {j.key: state.job_fingerprint(j, tmp_path / "runs", "smoke") for j in jobs} == before
@@ -386,7 +387,8 @@ def test_force_moves_a_training_aside_so_that_it_retrains(tmp_path):
 def test_ablation_profile_plans_table3s_layer_sets_with_the_papers_numbers(tmp_path):
     """profiles/ablation.toml: spatial+channel on the paper's four layer sets, each a named configuration whose
     run, row and paper numbers (Table 3) follow from its name."""
-    from matting_lib import distill, results
+    from matting_lib.distillation import distill
+    from matting_lib.reporting import results
 
     prof = profiles.load_profile("ablation")
     validate.validate_profile(prof, full=True)
@@ -396,7 +398,7 @@ def test_ablation_profile_plans_table3s_layer_sets_with_the_papers_numbers(tmp_p
     assert len(names) == 3 and {distill.ABLATION_CONFIGS[n].layers for n in names} | {distill.DEFAULT_LAYERS} == \
         set(distill.LAYER_ABLATION.values())
     for n in names:  # the run a job plans is the run notebook 03 names
-        assert distill.DistillRunParams(config=n).run_name == f"kd-{n}-seed0" in {j.key for j in jobs}
+        assert DistillRunParams(config=n).run_name == f"kd-{n}-seed0" in {j.key for j in jobs}
     summary = {c: {m: results.Stat(1.0, 0.0, 1) for m in results.METRIC_KEYS} for c in ["student", *names]}
     rows = {r["config"]: r for r in results.table_rows(summary)}
     assert rows[names[0]]["paper_sad"] == 98.25 and rows[names[0]]["name"].endswith("conv3-5 + dconv5")

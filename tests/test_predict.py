@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from matting_lib import checkpoints
-from matting_lib import evaluation as ev
-from matting_lib import predict
-from matting_lib.checkpoints import save_checkpoint
-from matting_lib.datasets import make_input
-from matting_lib.models import build_student
+from matting_lib.networks import checkpoints
+from matting_lib.inference import evaluation as ev
+from matting_lib.inference import predict
+from matting_lib.networks.checkpoints import save_checkpoint
+from matting_lib.data.datasets import make_input
+from matting_lib.networks.models import build_student
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from matting_lib.profiling import cost_markdown, cost_table, count_macs
+from matting_lib.networks.profiling import cost_markdown, cost_table, count_macs
 
 
 def test_count_macs_matches_hand_count():

@@ -71,7 +71,7 @@ def test_shipped_teacher_matches_its_manifest_and_profile(profile):
     """The teacher a profile loads is in git, intact (SHA-256), and was trained with the profile's [teacher] settings."""
     import tomllib
 
-    from matting_lib import checkpoints
+    from matting_lib.networks import checkpoints
 
     prof = tomllib.loads((REPO / "profiles" / f"{profile}.toml").read_text())
     assert prof["teacher"]["mode"] == "load"
@@ -117,7 +117,7 @@ def _package_map() -> set[str]:
 def test_package_map_matches_the_files():
     pkg = REPO / "matting_lib"
     on_disk = {p.relative_to(pkg).as_posix() for p in pkg.rglob("*.py") if "__pycache__" not in p.parts}
-    on_disk |= {p.relative_to(pkg).as_posix() + "/" for p in pkg.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    on_disk |= {p.relative_to(pkg).as_posix() + "/" for p in pkg.rglob("*") if p.is_dir() and p.name != "__pycache__"}
     # a subpackage's own __init__ is its folder's line
     on_disk -= {f"{d.rstrip('/')}/__init__.py" for d in on_disk if d.endswith("/")}
     listed = _package_map()
@@ -151,7 +151,7 @@ HISTORY_PATTERNS = {
 }
 # Legitimate uses of those words, as (file, exact phrase): a Jupyter / onnxruntime / process "session".
 HISTORY_ALLOWED = {
-    ("matting_lib/export.py", "An onnxruntime CPU session"),
+    ("matting_lib/inference/export.py", "An onnxruntime CPU session"),
     ("matting_lib/pipeline/execute.py", "jupyter_client's ``Session.send``"),
     ("matting_lib/pipeline/execute.py", "the kernel runs in its own session"),
 }

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from matting_lib import paper, results
+from matting_lib.reporting import paper, results
 from matting_lib.metrics import METRIC_KEYS
 
 
@@ -112,7 +112,7 @@ def test_figures_render_and_save(tmp_path):
     import numpy as np
     from matplotlib.container import BarContainer
 
-    from matting_lib import figures
+    from matting_lib.reporting import figures
 
     summ = {c: {m: results.Stat(v, 1.0, 3) for m, v in zip(METRIC_KEYS, (100 - i, 0.05, 50, 100))}
             for i, c in enumerate(["student", "spatial", "channel"])}
@@ -158,7 +158,7 @@ def test_best_config_excludes_teacher_and_student():
 def test_histogram_and_loss_terms_figures():
     import numpy as np
 
-    from matting_lib import figures
+    from matting_lib.reporting import figures
 
     fig = figures.histogram([1.0, 2.0, 2.5, 3.0], xlabel="SAD")
     assert fig.axes[0].get_xlabel() == "SAD" and len(fig.axes[0].patches) == 5
@@ -221,7 +221,7 @@ def generated_results() -> dict[str, str]:
 
 def _table1(recs) -> dict[str, list[dict]]:
     """Notebook 04's Table 1 rows per convention, with their paired intervals."""
-    from matting_lib import paired_report
+    from matting_lib.reporting import paired_report
 
     return {conv: paired_report.with_intervals(results.table_rows(results.summarise(recs, conv)), recs,
                                                convention=conv) for conv in ("official", "spkd")}
@@ -234,7 +234,7 @@ def readme_table1() -> str:
 
 def _summary_quote(recs) -> str:
     """Notebook 04's summary.md (teacher gap, then the paired verdicts) as a Markdown quote."""
-    from matting_lib import paired_report
+    from matting_lib.reporting import paired_report
 
     text = results.teacher_gap_sentence(results.summarise(recs)).strip() + "\n\n" + paired_report.summary_markdown(recs)
     return "\n".join(f"> {ln}" if ln else ">" for ln in text.rstrip("\n").split("\n"))
@@ -284,7 +284,7 @@ def test_results_page_is_generated_from_the_committed_runs():
 def ablation_results() -> str:
     """What notebook 04 makes of docs/ablation_runs.csv (profiles/ablation.toml): the compact table with paired
     intervals and the generated summary, whose last orderings are Table 3's."""
-    from matting_lib import paired_report
+    from matting_lib.reporting import paired_report
 
     recs = _runs("ablation_runs")
     rows = paired_report.with_intervals(results.table_rows(results.summarise(recs)), recs)
@@ -326,7 +326,7 @@ def test_reproducibility_page_compares_the_default_run_at_two_thread_counts():
     import tomllib
 
     from conftest import REPO
-    from matting_lib import paired_report
+    from matting_lib.reporting import paired_report
 
     seeds = tomllib.loads((REPO / "profiles" / "default.toml").read_text())["distill"]["seeds"]
     configs = ["student", "fsp", "ofd", "batch", "spatial", "channel", "spatial+channel", "batch+spatial+channel"]

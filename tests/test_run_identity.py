@@ -7,10 +7,12 @@ import json
 import pytest
 import torch
 
-from matting_lib import run_identity
-from matting_lib.checkpoints import save_checkpoint
-from matting_lib.distill import DistillRunParams
-from matting_lib.models import build_student, build_teacher
+from matting_lib import provenance
+from matting_lib.training import run_identity
+from matting_lib.networks import checkpoints
+from matting_lib.networks.checkpoints import save_checkpoint
+from matting_lib.training.student import DistillRunParams
+from matting_lib.networks.models import build_student, build_teacher
 
 
 def _teacher(path, seed):
@@ -30,8 +32,8 @@ def test_weights_fingerprint_follows_the_weights_not_the_file(tmp_path):
     a = _teacher(tmp_path / "a" / "teacher.pt", 0)
     b = _teacher(tmp_path / "b" / "teacher.pt", 0)
     assert a.read_bytes() != b.read_bytes()  # torch names the archive after the temporary file
-    assert run_identity.weights_fingerprint(a) == run_identity.weights_fingerprint(b)
-    assert run_identity.weights_fingerprint(_teacher(tmp_path / "c.pt", 1)) != run_identity.weights_fingerprint(a)
+    assert checkpoints.weights_fingerprint(a) == checkpoints.weights_fingerprint(b)
+    assert checkpoints.weights_fingerprint(_teacher(tmp_path / "c.pt", 1)) != checkpoints.weights_fingerprint(a)
 
 
 def test_student_identity_covers_what_is_trained(tmp_path, data):
@@ -40,7 +42,7 @@ def test_student_identity_covers_what_is_trained(tmp_path, data):
     ident = run_identity.student_identity(p, teacher, data)
     assert ident["kind"] == "student" and ident["teacher"] and ident["dataset"].startswith("files:")
     assert ident["distill"]["types"] == ["spatial"] and ident["target"] == {"steps": 5}
-    assert ident["code"] == run_identity.code_digest("training")
+    assert ident["code"] == provenance.code_digest("training")
     assert ident["extendable"] is False  # 5 steps, validated every 100: the last step is not a regular one
     assert "config" not in ident["params"] and "runs_dir" not in ident["params"]  # the resolved config counts
     same = DistillRunParams(config="spatial", steps=5, threads=2, num_workers=3, max_test_images=1,
@@ -112,7 +114,7 @@ def test_prepare_run_dir_refuses_unknown_or_damaged_runs(tmp_path):
 
 
 def test_identity_fields_are_marked_on_the_settings_dataclass():
-    from matting_lib.run_identity import identity_values
+    from matting_lib.training.run_identity import identity_values
     from matting_lib.settings import TrainSettings
 
     same, target = identity_values(DistillRunParams())
@@ -146,26 +148,26 @@ def test_code_digest_ignores_docstrings_and_comments_but_not_code(tmp_path, monk
     pkg.mkdir()
     src = 'def loss(x):\n    """Spatial loss."""\n    return 2 * x  # doubled\n'
     (pkg / "kd_losses.py").write_text(src)
-    monkeypatch.setattr(run_identity, "PACKAGE", pkg)
-    monkeypatch.setattr(run_identity, "CODE", {"g": ("kd_losses.py",)})
-    base = run_identity.code_digest("g")
+    monkeypatch.setattr(provenance, "PACKAGE", pkg)
+    monkeypatch.setattr(provenance, "CODE", {"g": ("kd_losses.py",)})
+    base = provenance.code_digest("g")
     (pkg / "kd_losses.py").write_text(src.replace("Spatial loss.", "The spatial loss, see docs.")
                                       .replace("# doubled", "# twice").replace("return 2", "return  2"))
-    assert run_identity.code_digest("g") == base  # docstring, comment and spacing edits do not count
+    assert provenance.code_digest("g") == base  # docstring, comment and spacing edits do not count
     (pkg / "kd_losses.py").write_text(src.replace("2 * x", "4 * x"))
-    assert run_identity.code_digest("g") != base  # a changed loss does
+    assert provenance.code_digest("g") != base  # a changed loss does
     (pkg / "kd_losses.py").unlink()
-    assert run_identity.code_digest("g") != base
+    assert provenance.code_digest("g") != base
 
 
 def test_code_groups_name_existing_modules():
-    missing = sorted({m for mods in run_identity.CODE.values() for m in mods
-                      if not (run_identity.PACKAGE / m).is_file()})
-    assert not missing, f"run_identity.CODE names files that do not exist: {missing}"
+    missing = sorted({m for mods in provenance.CODE.values() for m in mods
+                      if not (provenance.PACKAGE / m).is_file()})
+    assert not missing, f"provenance.CODE names files that do not exist: {missing}"
 
 
 def test_protocol_settings_and_the_noise_table():
-    from matting_lib import protocol_study as ps
+    from matting_lib.studies import protocol_study as ps
 
     step = ps.protocol_settings("step-x2", seed=3)
     assert (step.steps, step.lr_decay, step.seed, step.lr_schedule) == (1000, "800", 3, "step")
@@ -181,7 +183,7 @@ def test_protocol_settings_and_the_noise_table():
 def test_protocol_paired_table_is_scipys_t_interval_on_the_per_seed_ratios():
     from scipy import stats
 
-    from matting_lib import protocol_study as ps
+    from matting_lib.studies import protocol_study as ps
 
     students = [{"protocol": "a", "seed": s, "val_sad": v} for s, v in enumerate((5.0, 8.0, 6.0, 7.0))]
     kd = [{"protocol": "a", "seed": s, "val_sad": v} for s, v in enumerate((4.0, 6.0, 5.4))]  # seed 3 unfinished
@@ -201,7 +203,7 @@ def test_protocol_study_tables_in_the_docs_are_the_commands_output_on_the_commit
     docs/protocol_study_kd_spatial.csv (spatial), each distilled one paired with the no-KD runs of the same protocol
     and seed, and spatial+channel paired with spatial."""
     from conftest import REPO
-    from matting_lib import protocol_study as ps
+    from matting_lib.studies import protocol_study as ps
 
     page = (REPO / "docs" / "calibration.md").read_text(encoding="utf-8")
     for name in ("protocol_study.csv", "protocol_study_kd.csv", "protocol_study_kd_spatial.csv"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import REPO
-from matting_lib import run_paths
+from matting_lib.pipeline import run_paths
 from matting_lib.pipeline import common, plan, profiles
 
 

@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, {tests!r})
 from test_training import TinyMatting
 from matting_lib import training
-from matting_lib.models import build_student
+from matting_lib.networks.models import build_student
 
 torch.set_num_threads(1)
 torch.manual_seed(0)

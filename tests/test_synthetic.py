@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from matting_lib import synthetic as S
-from matting_lib.layout import DatasetLayout, LayoutError, read_alpha, read_trimap
-from matting_lib.layout_check import check_layout
-from matting_lib.synthetic import foregrounds as SF
-from matting_lib.utils import sha256_file
+from matting_lib.data import synthetic as S
+from matting_lib.data.layout import DatasetLayout, LayoutError, read_alpha, read_trimap
+from matting_lib.data.layout_check import check_layout
+from matting_lib.data.synthetic import foregrounds as SF
+from matting_lib.files import sha256_file
 
 
 def _files(root):

@@ -1,4 +1,4 @@
-"""Notebook 02's parameters (matting_lib.teacher.TeacherParams) and the manifest check; the three modes run in
+"""Notebook 02's parameters (matting_lib.training.teacher.TeacherParams) and the manifest check; the three modes run in
 tests/test_notebook_02.py."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import REPO
-from matting_lib.teacher import TeacherParams, check_against_manifest
+from matting_lib.training.teacher import TeacherParams, check_against_manifest
 
 
 # The training config stored in an older teacher.pt (keys of notebook 02's parameters then, machine path left out):

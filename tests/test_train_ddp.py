@@ -1,5 +1,5 @@
 """One teacher training on two processes: ``torchrun --standalone --nproc_per_node 2`` on CPU with gloo, through
-:mod:`matting_lib.train_ddp` (the entry point notebook 02 runs with ``ddp_processes`` > 1).
+:mod:`matting_lib.training.train_ddp` (the entry point notebook 02 runs with ``ddp_processes`` > 1).
 
 What must equal a one-process run, and is checked: each step's samples (the two ranks' batches of B together
 are the one-process batch of 2B), and the first step's gradient, which is the mean of the two ranks' gradients,
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from matting_lib.synthetic import generate_dataset
+    from matting_lib.data.synthetic import generate_dataset
 
     return generate_dataset(tmp_path_factory.mktemp("ddp") / "data", seed=0, preset="smoke", progress=False)
 
@@ -38,7 +38,7 @@ def _torchrun(*args, timeout=300):
 
 
 def _gradients(model, batch):
-    from matting_lib.losses import alpha_loss, unknown_mask
+    from matting_lib.networks.losses import alpha_loss, unknown_mask
 
     model.zero_grad(set_to_none=True)
     alpha_loss(model(batch["input"]), batch["alpha"], unknown_mask(batch["trimap"])).backward()
@@ -46,10 +46,10 @@ def _gradients(model, batch):
 
 
 def test_two_gloo_ranks_apply_the_gradient_accumulated_over_their_shards(data, tmp_path):
-    from matting_lib.datasets import train_val_sets
-    from matting_lib.layout import DatasetLayout
-    from matting_lib.models import build_teacher
-    from matting_lib.utils import seed_everything
+    from matting_lib.data.datasets import train_val_sets
+    from matting_lib.data.layout import DatasetLayout
+    from matting_lib.networks.models import build_teacher
+    from matting_lib.training.seeding import seed_everything
 
     _torchrun(str(REPO / "tests" / "ddp_teacher_worker.py"), str(data), str(tmp_path / "t"), str(tmp_path))
     assert [json.loads((tmp_path / f"rank{r}.json").read_text())["step"] for r in (0, 1)] == [3, 3]
@@ -85,8 +85,8 @@ def test_two_gloo_ranks_apply_the_gradient_accumulated_over_their_shards(data, t
 def test_launch_trains_under_torchrun_and_keeps_the_folder_apart_from_one_process(data, tmp_path):
     """Notebook 02's path: train_ddp.launch (torchrun, 2 processes) writes the training notebook 02 reads; the
     same call again finds it complete; a one-process training of the same settings does not resume it."""
-    from matting_lib import teacher, train_ddp
-    from matting_lib.layout import DatasetLayout
+    from matting_lib.training import teacher, train_ddp
+    from matting_lib.data.layout import DatasetLayout
 
     layout = DatasetLayout.for_root(data)
     p = teacher.TeacherParams(profile="smoke", mode="train", data_dir=str(data), run_dir=str(tmp_path / "t"),

@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from matting_lib.checkpoints import load_checkpoint
-from matting_lib.losses import alpha_loss, unknown_mask
-from matting_lib.models import build_student
-from matting_lib.training import REMOVED_FIELDS, AlphaObjective, TrainConfig, train, validate
+from matting_lib.networks.checkpoints import load_checkpoint
+from matting_lib.networks.losses import alpha_loss, unknown_mask
+from matting_lib.networks.models import build_student
+from matting_lib.settings import REMOVED_FIELDS, TrainConfig
+from matting_lib.training.loop import AlphaObjective, train, validate
 
 
 class TinyMatting(Dataset):
@@ -109,7 +110,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
 
 def validate_at_step_3(tmp_path):
     _run(tmp_path / "three", steps=3)
-    from matting_lib.checkpoints import load_model
+    from matting_lib.networks.checkpoints import load_model
     return validate(load_model(tmp_path / "three" / "last.pt").train(), TinyMatting(4, seed=2), batch_size=2)
 
 
@@ -203,8 +204,8 @@ def test_stored_config_without_steps_or_with_unknown_fields_is_refused():
 
 
 def test_shipped_teacher_checkpoint_still_loads():
-    from matting_lib.checkpoints import check_manifest, load_model
-    from matting_lib.models import count_parameters
+    from matting_lib.networks.checkpoints import check_manifest, load_model
+    from matting_lib.networks.models import count_parameters
 
     shipped = Path(__file__).resolve().parents[1] / "matting_lib" / "assets" / "teacher-default.pt"
     if not shipped.is_file():
@@ -240,7 +241,7 @@ def test_step_decay_schedule_logged_and_resumed_exactly(tmp_path):
 
 
 def test_snapshots_are_full_resumable_states_at_their_steps(tmp_path):
-    from matting_lib.training import list_snapshots, snapshot_path
+    from matting_lib.training.loop import list_snapshots, snapshot_path
 
     model, result, _ = _run(tmp_path / "s", snapshot_every=3)
     snaps = list_snapshots(tmp_path / "s")

@@ -79,7 +79,7 @@ def _to_2d(x: Any, what: str) -> np.ndarray:
     if a.ndim == 3 and a.shape[-1] in (3, 4) and a.shape[0] not in (1,):
         raise MetricsInputError(
             f"{what} has shape {a.shape}: an RGB(A) image, not a single-channel alpha/trimap; pass one "
-            f"channel (e.g. matting_lib.layout.read_gray(path))")
+            f"channel (e.g. matting_lib.data.layout.read_gray(path))")
     while a.ndim > 2 and a.shape[0] == 1:  # (1, H, W), (1, 1, H, W)
         a = a[0]
     if a.ndim == 3 and a.shape[-1] == 1:
@@ -134,7 +134,7 @@ def _check_trimap(x: Any) -> np.ndarray:
         top = ", ".join(f"{vals[i]} ({counts[i]} px)" for i in order)
         raise MetricsInputError(
             f"trimap has values other than 0/128/255: {top}; it was probably resized or saved as JPEG. "
-            f"Snap it with matting_lib.trimap.snap_trimap(trimap) (nearest of 0/128/255) or regenerate it")
+            f"Snap it with matting_lib.data.trimap.snap_trimap(trimap) (nearest of 0/128/255) or regenerate it")
     return t
 
 

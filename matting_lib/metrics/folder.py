@@ -1,6 +1,6 @@
 """Folder evaluation and the command line of :mod:`matting_lib.metrics` (``python -m matting_lib.metrics --help``).
 
-Reads 8-bit single-channel images with :func:`matting_lib.layout.read_gray` (the official evaluation's rules:
+Reads 8-bit single-channel images with :func:`matting_lib.data.layout.read_gray` (the official evaluation's rules:
 ``hleval.m`` takes ``gt(:, :, 1)``; 16-bit files and differing colour channels are refused), matches each prediction with its ground truth and trimap (the same file stem, or
 Composition-1k names ``{bg}!{fg}!{f}!{b}.png`` -> ``{fg}.png`` and ``{fg}_{b}.png``), scores the images with
 :mod:`matting_lib.metrics` (in a spawn process pool: the worker :func:`_evaluate_job` stays a module-level
@@ -25,10 +25,10 @@ from typing import Any, Callable, Literal, Sequence
 import cv2
 import numpy as np
 
-from matting_lib.layout import LayoutError, read_gray
+from matting_lib.data.layout import LayoutError, read_gray
 from matting_lib.metrics import CONVENTIONS, METRIC_KEYS, MetricsInputError, NoUnknownPixelsWarning, evaluate_counted
-from matting_lib.output_safety import check_output
-from matting_lib.utils import atomic_write_text
+from matting_lib.data.output_safety import check_output
+from matting_lib.files import atomic_write_text
 
 __all__ = ["IMAGE_EXTENSIONS", "MATCHERS", "ImagesNotEvaluatedError", "evaluate_folder", "main"]
 
@@ -137,7 +137,7 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, trim
     prediction ``{bg}!{fg}!{f}!{b}.png`` -> alpha ``{fg}.png`` and trimap ``{fg}_{b}.png``. All files are
     matched before any work starts; missing partners raise :class:`MetricsInputError` listing them, and so do
     two predictions with the same stem (``im1.png`` and ``im1.bmp``), a ground truth or trimap that is
-    ambiguous in the same way, and an ``out_csv`` that :func:`matting_lib.output_safety.check_output` refuses
+    ambiguous in the same way, and an ``out_csv`` that :func:`matting_lib.data.output_safety.check_output` refuses
     (inside one of the three folders or a dataset's inputs, a folder, not writable, or existing without ``force``).
     Images run in parallel (a process pool of ``workers`` processes, chunked; ``None`` = one per
     available core, in-process for fewer than 8 images; 0 or 1 = in-process) with a progress bar.

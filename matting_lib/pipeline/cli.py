@@ -12,21 +12,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import cpu_env  # standard library only, like this package
-from .common import DEFAULT_RUNS, REPO, STAGES, Job, PipelineError, ProfileError
-from .executors import EXECUTORS, LocalRunner, option_problems
-from .plan import plan_jobs
-from .progress import Progress
-from .profiles import apply_overrides, figures_dir_for, load_profile
-from .state import executed_path, job_fingerprint, job_state, marker_path, verify_outputs
+from matting_lib import cpu_env  # standard library only, like this package
+from matting_lib.paths import DEFAULT_RUNS, REPO
+from matting_lib.pipeline.common import STAGES, Job, PipelineError, ProfileError
+from matting_lib.pipeline.executors import EXECUTORS, LocalRunner, option_problems
+from matting_lib.pipeline.plan import plan_jobs
+from matting_lib.pipeline.progress import Progress
+from matting_lib.pipeline.profiles import apply_overrides, figures_dir_for, load_profile
+from matting_lib.pipeline.state import executed_path, job_fingerprint, job_state, marker_path, verify_outputs
 
 
 # ----------------------------------------------------------------------------------------------- execution
 def run_job(job: Job, runs_root: Path, profile: str, *, log=print, env: dict[str, str] | None = None) -> float:
     """Execute one notebook under its limits (``env`` added to its kernel's environment); verify its outputs;
     write its marker. Returns wall seconds."""
-    from .execute import execute_notebook
-    from ..utils import atomic_write_text
+    from matting_lib.pipeline.execute import execute_notebook
+    from matting_lib.files import atomic_write_text
 
     if not job.notebook.is_file():
         raise PipelineError(f"stage {job.stage!r}: notebook {job.notebook} does not exist")
@@ -56,7 +57,7 @@ def retrain_afresh(job: Job, profile: str, *, log=print) -> Path | None:
     """``--force``: a job that trains starts afresh. Its training folder (``job.train_dir``), when it holds anything,
     is moved aside to ``<folder>.stale-<UTC time>`` (kept, never deleted); without this the notebook would find the
     same training recorded there and only re-score the old weights. Returns the new place of the old folder."""
-    from ..run_identity import move_aside  # standard library only
+    from matting_lib.training.run_identity import move_aside  # standard library only
 
     folder = Path(job.train_dir) if job.train_dir else None
     if folder is None or not folder.is_dir() or not any(folder.iterdir()):
@@ -84,7 +85,7 @@ def make_runner(args: argparse.Namespace, runs_root: Path, parallel: int, *, pro
     a local runner reports each finished job to ``progress``."""
     if args.executor == "local":
         return LocalRunner(progress.wrap(run_job) if progress else run_job, runs_root, args.profile, parallel)
-    from .slurm import SubmititRunner  # imports submitit
+    from matting_lib.pipeline.slurm import SubmititRunner  # imports submitit
 
     return SubmititRunner.from_args(args, run_job, runs_root)
 
@@ -102,8 +103,8 @@ def resolve_profile(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
-    from .validate import check_jobs, validate_profile
-    from .runlock import RunLock
+    from matting_lib.pipeline.validate import check_jobs, validate_profile
+    from matting_lib.pipeline.runlock import RunLock
 
     prof = resolve_profile(args)
     validate_profile(prof, full=True)
@@ -128,7 +129,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         runner.print_scripts(jobs_to_run)
         return 0
     figures = figures_dir_for(args.profile, runs_root, args.figures_dir)
-    from ..output_safety import check_output_folder
+    from matting_lib.data.output_safety import check_output_folder
 
     for folder, option in ((runs_root / args.profile, "--runs-dir"), (figures, "--figures-dir")):
         try:  # a file, a read-only place or a dataset's folder: refused before anything is written
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.check_args:  # the base interpreter, before the environment exists: standard-library checks only
-            from .validate import validate_profile
+            from matting_lib.pipeline.validate import validate_profile
 
             validate_profile(resolve_profile(args), full=False)
             return 0
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_all.sh: error: {err}", file=sys.stderr)
         return 1
     except OSError as err:  # a full disk, a read-only runs folder, a file where a folder should be: no traceback
-        from ..output_safety import explain_os_error
+        from matting_lib.data.output_safety import explain_os_error
 
         where = Path(args.runs_dir) / args.profile
         print(f"run_all.sh: error: {explain_os_error(err, where)}; then the same command resumes: finished jobs "

@@ -1,9 +1,8 @@
-"""The pipeline's shared names, standard library only: the repository root, the stages and their notebooks, the
-profile keys the pipeline consumes itself, a notebook job, and the two errors every part of the pipeline raises.
+"""The pipeline's shared names, standard library only: the stages and their notebooks, the profile keys the pipeline
+consumes itself, a notebook job, and the two errors every part of the pipeline raises.
 
-Every other module of :mod:`matting_lib.pipeline` (and :mod:`matting_lib.run_paths`, :mod:`matting_lib.utils`)
-imports these from here, so the package has no import cycle and ``python -m matting_lib.pipeline --help``
-answers before the heavy dependencies are installed.
+Every other module of :mod:`matting_lib.pipeline` imports these from here, so the package has no import cycle and
+``python -m matting_lib.pipeline --help`` answers before the heavy dependencies are installed.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_RUNS = REPO / "runs"
+from matting_lib.paths import REPO
+
 STAGES = ("data", "calibrate", "teacher", "distill", "results", "explorer")
 NOTEBOOKS = {
     "calibrate": "00_calibration.ipynb",
@@ -54,19 +53,10 @@ class Job:
     limits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LIMITS))  # cell_/job_timeout_s
     notebook: Path | None = None  # default: notebooks/<the stage's notebook>
     train_dir: str | None = None  # the training folder this job resumes (moved aside by --force)
-    code: tuple[str, ...] = ()  # run_identity.CODE groups whose digest is part of the fingerprint
+    code: tuple[str, ...] = ()  # provenance.CODE groups whose digest is part of the fingerprint
 
     def __post_init__(self) -> None:
         if self.notebook is None:
             self.notebook = REPO / "notebooks" / NOTEBOOKS[self.stage]
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (someone else's live process counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .common import PipelineError
+from matting_lib.pipeline.common import PipelineError
 
 REARM_INTERVAL_S = 1.0  # how often every channel socket is re-armed (the liveness check of the client side)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .common import Job
+from matting_lib.pipeline.common import Job
 
 EXECUTORS = ("local", "slurm", "local-submitit")
 SLURM_OPTIONS = ("slurm_partition", "slurm_gpus", "slurm_time", "slurm_cpus", "slurm_mem", "slurm_account",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..run_identity import student_run_name  # standard library only at import time
-from .common import DEFAULT_LIMITS, PIPELINE_KEYS, REPO, TIMEOUT_KEYS, Job
-from .profiles import figures_dir_for
+from matting_lib.paths import student_run_name  # standard library only at import time
+from matting_lib.pipeline.common import DEFAULT_LIMITS, PIPELINE_KEYS, TIMEOUT_KEYS, Job
+from matting_lib.paths import REPO
+from matting_lib.pipeline.profiles import figures_dir_for
 
 
 def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds: int | None = None,

@@ -13,7 +13,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .common import DEFAULT_RUNS, REPO, STAGES, ProfileError
+from matting_lib.paths import DEFAULT_RUNS, REPO
+from matting_lib.pipeline.common import STAGES, ProfileError
 
 
 def profiles_dir() -> Path:

@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from .common import PipelineError, pid_alive
+from matting_lib.pipeline.common import PipelineError
+from matting_lib.files import pid_alive
 
 
 class RunLockedError(PipelineError):

@@ -13,7 +13,7 @@ the job's fingerprint when submitted) and submitit's folder per job id (``logs/<
 Preemption and time limits: submitit submits with ``--signal=USR2@90``; on that signal it calls
 :meth:`NotebookJob.checkpoint`, which kills the notebook's kernel and resubmits the same call, and requeues the
 job (``scontrol requeue``, at most ``max_num_timeout`` times for time limits). The requeued job executes the
-notebook again, and its training resumes from ``last.pt`` exactly (:mod:`matting_lib.training`).
+notebook again, and its training resumes from ``last.pt`` exactly (:mod:`matting_lib.training.loop`).
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 from submitit.local.local import LocalExecutor, LocalJob
 from submitit.slurm.slurm import SlurmExecutor, SlurmJob
 
-from .. import cpu_env
-from ..utils import atomic_write_text
-from .common import Job, PipelineError, pid_alive
-from .execute import kill_running_kernels
-from .executors import DEFAULT_SLURM_GPUS, DEFAULT_SLURM_TIME, slurm_minutes
-from .state import job_fingerprint
+from matting_lib import cpu_env
+from matting_lib.files import atomic_write_text
+from matting_lib.pipeline.common import Job, PipelineError
+from matting_lib.files import pid_alive
+from matting_lib.pipeline.execute import kill_running_kernels
+from matting_lib.pipeline.executors import DEFAULT_SLURM_GPUS, DEFAULT_SLURM_TIME, slurm_minutes
+from matting_lib.pipeline.state import job_fingerprint
 
 QUEUED_STATES = {"PENDING", "REQUEUED", "CONFIGURING", "UNKNOWN", "REQUEUE_HOLD", "REQUEUE_FED", ""}
 RUNNING_STATES = {"RUNNING", "COMPLETING", "SUSPENDED", "RESIZING", "STAGE_OUT", "SIGNALING"}

@@ -32,7 +32,7 @@ def _json(path: Path) -> Any:
 
 
 def _check_dataset(path: Path, job: Any) -> str | None:
-    from ..layout import DatasetLayout
+    from matting_lib.data.layout import DatasetLayout
 
     merged = DatasetLayout.for_root(path).merged_dir
     if not path.is_dir():
@@ -43,7 +43,7 @@ def _check_dataset(path: Path, job: Any) -> str | None:
 
 
 def _check_checkpoint(path: Path, job: Any) -> str | None:
-    from ..checkpoints import load_checkpoint
+    from matting_lib.networks.checkpoints import load_checkpoint
 
     if not path.is_file():
         return f"{path} is missing"
@@ -135,7 +135,7 @@ def _read_marker(path: Path) -> dict | None:
 
 def job_fingerprint(job: Any, runs_root: Path, profile: str) -> str:
     """Hash of the job's parameters, its notebook's source, the digest of the library code its results depend on
-    (``job.code``: :data:`matting_lib.run_identity.CODE` groups; docstrings and comments do not count) and its
+    (``job.code``: :data:`matting_lib.provenance.CODE` groups; docstrings and comments do not count) and its
     upstream jobs' results (their fingerprints and when they last ran: an upstream job executed again means new
     inputs here)."""
     upstream = []
@@ -143,11 +143,11 @@ def job_fingerprint(job: Any, runs_root: Path, profile: str) -> str:
         m = _read_marker(marker_path(runs_root, profile, dep)) or {}
         upstream.append([m.get("fingerprint"), m.get("finished")])
     if job.inputs:
-        from ..utils import sha256_file  # lazily: the pipeline imports only the standard library up front
+        from matting_lib.files import sha256_file  # lazily: the pipeline imports only the standard library up front
     files = [sha256_file(f) if Path(f).is_file() else "missing" for f in job.inputs]
     code = {}
     if job.code:
-        from ..run_identity import code_digest  # standard library only
+        from matting_lib.provenance import code_digest  # standard library only
 
         code = {"code": code_digest(*job.code)}
     return _digest({"params": job.params, "notebook": _notebook_source_digest(job.notebook), "upstream": upstream,

@@ -8,7 +8,7 @@ the key, the value and the valid choices:
   positive numbers) and keys the pipeline derives itself (``distill.seed``, ``teacher.run_dir``, ...).
 * ``full=True`` — additionally every other key against the parameters the stage's notebook declares, with
   their types (``papermill.inspect_notebook``), and the configuration names against
-  :data:`matting_lib.distill.PAPER_CONFIGS`.
+  :data:`matting_lib.distillation.distill.PAPER_CONFIGS`.
 
 :func:`check_jobs` then refuses any planned job parameter its notebook does not declare (papermill itself only
 warns "Passed unknown parameter"), builds each planned job's parameter dataclass (notebook 01 ``DataParams``,
@@ -24,7 +24,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from .common import NOTEBOOKS, PIPELINE_KEYS, REPO, STAGES, TIMEOUT_KEYS, Job, ProfileError
+from matting_lib.pipeline.common import NOTEBOOKS, PIPELINE_KEYS, STAGES, TIMEOUT_KEYS, Job, ProfileError
+from matting_lib.paths import REPO
 
 #: Parameters the pipeline sets itself, per stage (a profile or --set value would be overwritten silently).
 DERIVED = {
@@ -130,7 +131,7 @@ def _notebook_key_problems(stage: str, table: dict[str, Any]) -> list[str]:
 
 
 def _config_problems(configs: list[str]) -> list[str]:
-    from ..distill import CONFIGS
+    from matting_lib.distillation.distill import CONFIGS
 
     return [f"distill.configs: unknown configuration {c!r}{_suggest(c, CONFIGS)}; valid names: "
             f"{', '.join(CONFIGS)}" for c in configs if c not in CONFIGS]
@@ -160,13 +161,13 @@ def validate_profile(prof: dict[str, Any], *, full: bool) -> None:
 def _params_class(stage: str):
     """The dataclass that validates a stage's notebook parameters (None: the notebook has none yet)."""
     if stage == "data":
-        from ..dataset_report import DataParams
+        from matting_lib.data.dataset_report import DataParams
         return DataParams
     if stage == "teacher":
-        from ..teacher import TeacherParams
+        from matting_lib.training.teacher import TeacherParams
         return TeacherParams
     if stage == "distill":
-        from ..distill import DistillRunParams
+        from matting_lib.training.student import DistillRunParams
         return DistillRunParams
     return None
 
@@ -187,7 +188,7 @@ def _teacher_width(teacher) -> tuple[float, str] | None:
 def check_jobs(jobs: list[Job]) -> None:
     """Refuse, for every job at once: parameters a job's notebook does not declare (papermill would only warn),
     values its parameter dataclass rejects, and students whose width is not their teacher's."""
-    from ..utils import params_from_dict
+    from matting_lib.params import params_from_dict
 
     problems, built = [], {}
     for job in jobs:

@@ -1,0 +1,93 @@
+"""Where things are: the repository, paths as the notebooks mean them, and the one layout of a profile's runs folder.
+
+A profile's runs live under ``<runs-dir>/<profile>/`` (:class:`RunLayout`)::
+
+    teacher/                     notebook 02: teacher.pt, metrics.json; train/ when the teacher is trained here
+    students/kd-<label>-seed<n>/ notebook 03, one student: best.pt, last.pt, log.csv, tb/, run.json, metrics.json
+    teacher-cache/               the frozen teacher's outputs, shared by the student runs of a seed
+    batch-cache/                 the composed training batches, shared by the student runs of a seed
+    notebooks/                   the executed notebooks
+    pipeline/                    the pipeline's markers (one JSON per finished notebook run)
+
+Every module that reads or writes these folders asks :class:`RunLayout` for them. Standard library only, like
+:mod:`matting_lib.pipeline`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_RUNS = REPO / "runs"
+
+
+def repo_path(path: str | os.PathLike) -> Path:
+    """``path`` as the notebooks mean it: absolute as given, else relative to the repository (where papermill
+    runs them), whatever the current folder of an interactive kernel."""
+    return Path(path) if Path(path).is_absolute() else REPO / path
+
+
+def student_run_name(label: str, seed: int) -> str:
+    """The one name of a student run: its folder under ``students/`` and its pipeline job (marker, executed
+    notebook), ``kd-<configuration label>-seed<seed>``, e.g. ``kd-spatial+channel-seed0``."""
+    return f"kd-{label}-seed{seed}"
+
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The folders of one profile's runs, ``root`` = ``<runs-dir>/<profile>`` (see the module docstring)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @classmethod
+    def of(cls, runs_dir: str | os.PathLike, profile: str) -> RunLayout:
+        """The layout of ``profile`` under ``runs_dir`` (the ``--runs-dir`` of the pipeline)."""
+        return cls(Path(runs_dir) / profile)
+
+    @property
+    def teacher(self) -> Path:
+        return self.root / "teacher"
+
+    @property
+    def teacher_checkpoint(self) -> Path:
+        return self.teacher / "teacher.pt"
+
+    @property
+    def students(self) -> Path:
+        return self.root / "students"
+
+    def student(self, label: str, seed: int) -> Path:
+        """The run folder of the student of configuration ``label`` and ``seed``."""
+        return self.students / student_run_name(label, seed)
+
+    def student_seeds(self, label: str) -> dict[int, Path]:
+        """``{seed: run folder}`` of every student of ``label`` found under ``students/``, in seed order."""
+        prefix = student_run_name(label, 0).removesuffix("0")
+        found = {}
+        for path in self.students.glob(f"{prefix}*"):
+            seed = path.name[len(prefix):]
+            if path.is_dir() and seed.isdigit():
+                found[int(seed)] = path
+        return dict(sorted(found.items()))
+
+    @property
+    def teacher_cache(self) -> Path:
+        return self.root / "teacher-cache"
+
+    @property
+    def batch_cache(self) -> Path:
+        return self.root / "batch-cache"
+
+    @property
+    def notebooks(self) -> Path:
+        return self.root / "notebooks"
+
+    @property
+    def markers(self) -> Path:
+        return self.root / "pipeline"

@@ -1,0 +1,223 @@
+"""What a training run *is*, so that a run folder is resumed only by the same training.
+
+:func:`matting_lib.training.loop.train` resumes any run folder that holds a ``last.pt``. That is right after an
+interruption and wrong after the teacher, the data or a training setting changed: a finished run would be
+"resumed" (nothing trained) and its ``metrics.json`` would then claim settings its weights were not trained with.
+So notebooks 02 (teacher training) and 03 (students) and the calibration runs call :func:`prepare_run_dir` before
+training. It compares the run's *identity* (:func:`training_identity`) — the settings marked as identity in
+:mod:`matting_lib.settings`, the teacher's weights fingerprint, the dataset's identity and a digest of the code that
+trains (:func:`code_digest`) — with the ``run.json`` stored in the folder:
+
+* no folder, or an empty one: create it, store the identity;
+* the same identity and readable checkpoints: keep it (the training resumes or is already complete); a larger
+  target number of steps continues it (``"target"`` settings, when the learning-rate schedule does not depend on
+  the total);
+* anything else (another identity, no ``run.json`` beside training files, a checkpoint that does not load): move
+  the whole folder aside to ``<run>.stale-<UTC time>`` (never deleted), print why, and start afresh.
+
+Identities are plain JSON dicts (``kind``, ``params``, ``target``, ``teacher``, ``dataset``, ``code``). The teacher is identified by
+:func:`weights_fingerprint` (the SHA-256 of its architecture and tensors), not by the checkpoint file's SHA-256:
+``torch.save`` names the archive's inner folder after the temporary file it writes, so the same teacher saved
+twice gives two file hashes. The dataset is identified by :func:`dataset_identity` (one place to change it).
+
+**Code.** :data:`CODE` names the modules whose code determines a result, by group: ``data`` (what makes a training
+sample), ``networks``, ``training`` (data, networks, losses, distillation, the loop, the settings and the seeding
+helpers), ``evaluation`` (prediction and the metrics), ``tables`` and ``explorer``. :func:`code_digest` hashes their
+syntax trees without docstrings, so comments, docstrings and formatting do not count and a documentation edit never
+retrains; any other edit does. The same digest keys a run's ``run.json`` (``training``), the pipeline's up-to-date
+check (each job's groups, :class:`matting_lib.pipeline.common.Job`), the calibration runs and the batch cache
+(``data``); the teacher cache is keyed by ``networks``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from matting_lib.networks.checkpoints import weights_fingerprint
+from matting_lib.provenance import code_digest
+from matting_lib.settings import IDENTITY
+
+RUN_FILE = "run.json"
+FORMAT = "matting_lib.run/2"
+TRAINING_FILES = ("last.pt", "best.pt", "log.csv")
+CHECKPOINTS = ("last.pt", "best.pt")  # must load for a folder to be resumed
+
+
+def identity_values(params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(identity fields, target fields)`` of a settings dataclass, by the fields' ``identity`` marking; fields
+    without a marking (a notebook's paths and outputs) are not part of the identity."""
+    same, target = {}, {}
+    for f in dataclasses.fields(params):
+        mark = f.metadata.get(IDENTITY, False)
+        if mark == "target":
+            target[f.name] = getattr(params, f.name)
+        elif mark is True:
+            same[f.name] = getattr(params, f.name)
+    return same, target
+
+
+def record(params: Any) -> dict[str, Any]:
+    """Every field of a parameters dataclass as plain data (stored in checkpoints, ``metrics.json`` and manifests)."""
+    return {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+
+
+def dataset_identity(data_dir: str | os.PathLike) -> str:
+    """What identifies the training data: :func:`matting_lib.data.layout.dataset_identity` (the files' contents for a
+    generated dataset, the name lists and file sizes for other data) as ``"<kind>:<sha256>"``."""
+    from matting_lib.data.layout import DatasetLayout
+    from matting_lib.data.layout import dataset_identity as identity
+
+    d = identity(DatasetLayout.for_root(data_dir))
+    return f"{d['kind']}:{d['sha256']}"
+
+
+def _plain(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))  # tuples -> lists, as they come back from run.json
+
+
+def training_identity(kind: str, params: Any, *, teacher_checkpoint=None, data_dir=None,
+                      **extra: Any) -> dict[str, Any]:
+    """The identity of a training: the fields of the settings dataclass ``params`` marked as identity
+    (:func:`identity_values`) and its target fields, the teacher's weights fingerprint (None:
+    the training uses no teacher), the dataset identity, the ``training`` :func:`code_digest` and ``extra``
+    (plain data). The one identity of every training: teacher, students and calibration runs."""
+    same, target = identity_values(params)
+    return {"format": FORMAT, "kind": kind, "params": _plain(same), "target": _plain(target), **_plain(extra),
+            "extendable": bool(getattr(params, "extendable", True)),
+            "teacher": weights_fingerprint(teacher_checkpoint) if teacher_checkpoint is not None else None,
+            "dataset": dataset_identity(data_dir) if data_dir is not None else None,
+            "code": code_digest("training")}
+
+
+def student_identity(p: Any, teacher_checkpoint, data_dir) -> dict[str, Any]:
+    """Notebook 03: ``p`` a :class:`matting_lib.training.student.DistillRunParams`; the distillation configuration as
+    resolved (name and overrides alike); the teacher only when the configuration uses one (retraining the teacher
+    does not invalidate the no-KD students)."""
+    cfg = p.distill_config
+    return training_identity("student", p, distill=cfg.to_dict(), data_dir=data_dir,
+                             teacher_checkpoint=teacher_checkpoint if cfg.uses_teacher else None)
+
+
+def _extended(stored: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether ``current`` only raises the target of ``stored`` (more steps) of a run that may be continued."""
+    a, b = stored.get("target"), current.get("target")
+    return (isinstance(a, dict) and isinstance(b, dict) and set(a) == set(b) and a != b
+            and all(isinstance(a[k], int) and isinstance(b[k], int) and a[k] <= b[k] for k in a)
+            and bool(stored.get("extendable")) and bool(current.get("extendable")))
+
+
+def _differences(stored: Any, current: Mapping[str, Any]) -> list[str]:
+    if not isinstance(stored, dict):
+        return ["run.json is unreadable"]
+    out = []
+    for key in sorted(set(stored) | set(current)):
+        a, b = stored.get(key), current.get(key)
+        if key in ("params", "target") and isinstance(a, dict) and isinstance(b, dict):
+            if key == "target" and _extended(stored, current):
+                continue
+            out += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif key == "code" and a != b:
+            out.append(f"the training code changed (digest {str(a)[:16]} -> {str(b)[:16]}; "
+                       f"matting_lib.provenance.CODE lists the files that count)")
+        elif a != b:
+            out.append(f"{key}: {str(a)[:24]} -> {str(b)[:24]}")
+    return out
+
+
+def _damaged(run_dir: Path) -> list[str]:
+    from matting_lib.networks.checkpoints import load_checkpoint
+
+    bad = []
+    for name in CHECKPOINTS:
+        if (run_dir / name).exists():
+            try:
+                load_checkpoint(run_dir / name)
+            except Exception as err:  # truncated, zero bytes, not ours: the folder cannot be resumed
+                bad.append(f"{name} does not load ({type(err).__name__})")
+    return bad
+
+
+def move_aside(run_dir: Path) -> Path:
+    """Rename ``run_dir`` to ``<run_dir>.stale-<UTC time>`` (a suffix if that exists); returns the new path."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target, n = run_dir.with_name(f"{run_dir.name}.stale-{stamp}"), 1
+    while target.exists():
+        target, n = run_dir.with_name(f"{run_dir.name}.stale-{stamp}-{n}"), n + 1
+    run_dir.rename(target)
+    return target
+
+
+def prepare_run_dir(run_dir: str | os.PathLike, identity: Mapping[str, Any], *, settings: Any = None,
+                    log=print) -> str:
+    """Make ``run_dir`` ready for the training ``identity`` (see the module docstring). Returns ``"new"``,
+    ``"resume"`` (same identity; the training continues or is complete) or ``"stale"`` (old folder moved aside).
+    ``settings`` (a dataclass or dict), when given, is stored beside the identity in ``run.json`` (every field,
+    identity or not: what :func:`read_settings` returns)."""
+    run_dir = Path(run_dir)
+    identity = json.loads(json.dumps(identity))
+    record = run_dir / RUN_FILE
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if record.is_file():
+            try:
+                stored = json.loads(record.read_text(encoding="utf-8")).get("identity")
+            except (OSError, ValueError, AttributeError):
+                stored = None
+            why = _differences(stored, identity) or _damaged(run_dir)
+        elif any((run_dir / f).exists() for f in TRAINING_FILES):
+            why = [f"no {RUN_FILE}: trained before run identities were recorded, or by something else"]
+        else:
+            why = []  # only other outputs (figures, predictions): nothing to resume, nothing to keep apart
+        if not why:
+            if record.is_file():
+                if _extended(stored, identity):
+                    log(f"{run_dir}: same training as recorded in {RUN_FILE} with a larger target "
+                        f"({stored['target']} -> {identity['target']}); continuing it")
+                    _write_record(record, identity, settings)
+                else:
+                    log(f"{run_dir}: same training as recorded in {RUN_FILE}; resuming (or already complete)")
+                return "resume"
+        else:
+            aside = move_aside(run_dir)
+            log(f"{run_dir}: not the same training ({'; '.join(why)}); moved the old run to {aside.name} and "
+                f"starting afresh")
+            run_dir.mkdir(parents=True)
+            _write_record(record, identity, settings)
+            return "stale"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_record(record, identity, settings)
+    return "new"
+
+
+def _write_record(path: Path, identity: Mapping[str, Any], settings: Any) -> None:
+    from matting_lib.files import atomic_write_text
+
+    data = {"identity": identity, "created": _utc()}
+    if settings is not None:
+        data["settings"] = _plain(record(settings) if dataclasses.is_dataclass(settings) else dict(settings))
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_settings(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The settings a training stored in ``run_dir/run.json`` (:func:`prepare_run_dir`'s ``settings``)."""
+    path = Path(run_dir) / RUN_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return dict(data["settings"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a started training run; train it first") \
+            from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: no readable settings ({type(err).__name__}: {err}); the folder was not written "
+                         f"by this version's training, or is damaged") from None
+
+
+def _utc() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
