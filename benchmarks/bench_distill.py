@@ -150,11 +150,15 @@ def _ratio(a: dict, b: dict, key: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--size", type=int, default=320, help="input side in pixels (crop size)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--width", type=float, default=1.0, help="network width (1.0 = the paper's networks)")
-    p.add_argument("--layers", default="conv2-5", help="distilled layers (matting_lib.distillation.distill.parse_layers)")
+    p.add_argument(
+        "--layers", default="conv2-5", help="distilled layers (matting_lib.distillation.distill.parse_layers)"
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions after one warm-up")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--threads", type=int, default=0, help="torch threads in each worker (0 = torch's default)")
@@ -190,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n1) spatial similarity loss, forward+backward: explicit vs efficient (and auto, the default)")
         print(f"{'layer':6s} {'Cs/Ct@HxW':>13s} {'explicit':>21s} {'efficient':>21s} {'auto':>21s} "
               f"{'t ex/ef':>7s} {'m ex/ef':>7s} {'m ex/au':>7s}")
-        rows = [(name, [shapes[name]]) for name in layers] + ([("all", list(shapes.values()))] if len(layers) > 1 else [])
+        rows = [(name, [shapes[name]]) for name in layers] + (
+            [("all", list(shapes.values()))] if len(layers) > 1 else []
+        )
         for name, shp in rows:
             res = {}
             for mode in ("explicit", "efficient", "auto"):
@@ -200,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
                 res[mode] = run_worker({**common, "kind": "spatial", "mode": mode, "shapes": shp})
             desc = f"{shp[0][0]}/{shp[0][1]}@{shp[0][2]}²" if len(shp) == 1 else "sum"
             ex, ef, au = res["explicit"], res["efficient"], res["auto"]
-            print(f"{name:6s} {desc:>13s} {_fmt(ex):>21s} {_fmt(ef):>21s} {_fmt(au):>21s} "
-                  f"{_ratio(ex, ef, 'time_s'):>7s} {_ratio(ex, ef, 'peak_bytes'):>7s} {_ratio(ex, au, 'peak_bytes'):>7s}")
+            print(
+                f"{name:6s} {desc:>13s} {_fmt(ex):>21s} {_fmt(ef):>21s} {_fmt(au):>21s} "
+                f"{_ratio(ex, ef, 'time_s'):>7s} {_ratio(ex, ef, 'peak_bytes'):>7s} {_ratio(ex, au, 'peak_bytes'):>7s}"
+            )
         print("   (t = time, m = peak memory; ex/ef = explicit / efficient, ex/au = explicit / auto)")
 
     if args.part in ("step", "all"):
@@ -215,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             for mode in modes:
                 res = base if cfg == "student" else run_worker({**step_common, "config": cfg, "mode": mode})
                 label = cfg + (f" ({mode})" if mode else "")
-                print(f"{label:34s} {_fmt(res):>21s} {_ratio(res, base, 'time_s'):>7s} {_ratio(res, base, 'peak_bytes'):>7s}")
+                ratios = f"{_ratio(res, base, 'time_s'):>7s} {_ratio(res, base, 'peak_bytes'):>7s}"
+                print(f"{label:34s} {_fmt(res):>21s} {ratios}")
         print("   (time x, mem x = configuration / plain student step; the plain step runs no teacher)")
     return 0
 

@@ -10,8 +10,8 @@
   ``torch.inference_mode`` with ``torch.set_num_threads(--threads)``; onnxruntime (CPUExecutionProvider, default
   graph optimisations) with ``intra_op_num_threads = --threads`` and one inter-op thread. Each network is exported
   once (dynamic H×W) with :func:`matting_lib.inference.export.export_onnx` and runs every size from that one file.
-* Parity: each checkpoint is exported, then :func:`matting_lib.inference.evaluation.evaluate_model` predicts and scores the
-  Composition-1k-layout test set of ``--data`` once with the PyTorch network and once with the ``.onnx``
+* Parity: each checkpoint is exported, then :func:`matting_lib.inference.evaluation.evaluate_model` predicts and scores
+  the Composition-1k-layout test set of ``--data`` once with the PyTorch network and once with the ``.onnx``
   (:class:`matting_lib.inference.export.OnnxMatting`); the official-convention means are printed to 4 decimals with the
   number of PNG pixels that differ.
 Numbers depend on the machine and on everything else running on it; compare ratios measured in one run, on a quiet
@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from matting_lib.files import atomic_write_text
 from matting_lib.inference.export import OnnxMatting, export_checkpoint, export_onnx, onnx_session
 from matting_lib.networks.models import build_model, count_parameters
 from matting_lib.networks.profiling import latency_ms
-from matting_lib.files import atomic_write_text
 
 KINDS = ("teacher", "student")
 
@@ -103,9 +103,8 @@ def latency_markdown(rows: list[dict], header: str) -> str:
 def parity(checkpoints: list[Path], data: Path, limit: int, threads: int, workdir: Path) -> list[dict]:
     """Official-convention test-set means through PyTorch and onnxruntime, per checkpoint."""
     from matting_lib.data.compositing import list_test_items
-    from matting_lib.data.layout import DatasetLayout
+    from matting_lib.data.layout import DatasetLayout, read_gray
     from matting_lib.inference.evaluation import evaluate_model
-    from matting_lib.data.layout import read_gray
     from matting_lib.networks.checkpoints import load_any_model
 
     torch.set_num_threads(threads)

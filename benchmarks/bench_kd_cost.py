@@ -1,5 +1,6 @@
-"""Amortised cost of a KD run with the shared caches (matting_lib.data.batch_cache, matting_lib.distillation.teacher_cache), and the
-training-step layouts (channels_last, torch.compile), measured side by side.
+"""Amortised cost of a KD run with the shared caches (matting_lib.data.batch_cache,
+matting_lib.distillation.teacher_cache), and the training-step layouts (channels_last, torch.compile), measured side by
+side.
 
 Two tables:
 

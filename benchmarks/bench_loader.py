@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from matting_lib.data.layout import DatasetLayout
 from matting_lib.data.datasets import MattingTrainDataset
+from matting_lib.data.layout import DatasetLayout
 from matting_lib.networks.profiling import train_images_per_s
 
 
@@ -42,8 +42,14 @@ def build_net(width: float) -> tuple[torch.nn.Module, str]:
 
 
 def loader_rate(ds: MattingTrainDataset, batch: int, workers: int, batches: int) -> float:
-    loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, generator=torch.Generator().manual_seed(0),
-                        persistent_workers=False)
+    loader = DataLoader(
+        ds,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(0),
+        persistent_workers=False,
+    )
     it = iter(loader)
     next(it)  # warm-up: workers started, first files decoded
     t0 = time.perf_counter()

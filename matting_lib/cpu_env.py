@@ -5,8 +5,8 @@ machine they run other code than on an AVX2 one, and the results differ in the l
 transcendental and reduction loops changed 1–6 of the 2,454 files of the default synthetic benchmark (measured on
 an AVX-512 machine by disabling its AVX-512 paths), and at lr 0.01 last-bit differences in training grow into
 different students. Current x86-64 machines are AVX2 or AVX-512, so the pipeline pins everything to AVX2
-(x86-64-v3), the level they share: :data:`PINNED_ENV`, set by :func:`pin` before any kernel starts (the notebooks' kernels inherit
-it) and reported by :func:`describe`.
+(x86-64-v3), the level they share: :data:`PINNED_ENV`, set by :func:`pin` before any kernel starts (the notebooks'
+kernels inherit it) and reported by :func:`describe`.
 
 Not reached by the pin: OpenCV's Intel IPP (resize, Gaussian blur, distance transforms...) chooses its own level
 from the CPU, and ``OPENCV_CPU_DISABLE`` does not limit it (only ``OPENCV_IPP`` would). Measured on an AVX2-only AMD
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Mapping
+from collections.abc import Mapping
 
 # What each variable does (all documented by the library concerned):
 #   NPY_DISABLE_CPU_FEATURES  NumPy's dispatched SIMD loops above AVX2 off (numpy >= 2.4 names the levels X86_V4 ...)
@@ -95,7 +95,6 @@ def describe() -> str:
         pass
     try:
         import numpy as np
-
         from numpy._core._multiarray_umath import __cpu_features__ as feats  # type: ignore[attr-defined]
         top = [k for k in ("X86_V4", "X86_V3", "X86_V2") if feats.get(k)]
         parts.append(f"numpy {top[0] if top else 'baseline'} ({np.__version__})")

@@ -12,8 +12,8 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def pid_alive(pid: int) -> bool:

@@ -1,4 +1,5 @@
-"""``python -m matting_lib.paired_report``: the command of :mod:`matting_lib.reporting.paired_report` (import from there)."""
+"""``python -m matting_lib.paired_report``: the command of :mod:`matting_lib.reporting.paired_report`
+(import from there)."""
 
 import sys
 

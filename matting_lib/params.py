@@ -6,7 +6,22 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
+
+#: The metadata key of a parameter's help text: the one place it is written. The notebooks' ``parameters`` cells
+#: carry it as each line's comment (tested), the command lines built from a dataclass as ``--help``.
+HELP = "help"
+
+
+def param(default: Any, help: str) -> Any:
+    """A parameter field with its help text (see :data:`HELP`); not part of a training's identity."""
+    return dataclasses.field(default=default, metadata={HELP: help})
+
+
+def help_of(cls: type, name: str) -> str:
+    """The help text of field ``name`` of the parameters dataclass ``cls`` ("" when it has none)."""
+    return cls.__dataclass_fields__[name].metadata.get(HELP, "")
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -97,8 +112,14 @@ def _check_profile_given_alone(params: Any) -> None:
     profile = getattr(params, "profile", "default")
     if profile == "default":
         return
-    stale = [f.name for f in dataclasses.fields(params) if isinstance(f.default, str) and "default" in f.default.split("/")
-             and getattr(params, f.name) == f.default and f.name != "profile"]
+    stale = [
+        f.name
+        for f in dataclasses.fields(params)
+        if isinstance(f.default, str)
+        and "default" in f.default.split("/")
+        and getattr(params, f.name) == f.default
+        and f.name != "profile"
+    ]
     if stale:
         raise ValueError(f"profile={profile!r} was given, but {', '.join(stale)} still point(s) to the default "
                          f"profile's folders ({getattr(params, stale[0])!r}) and the other parameters are the default "

@@ -1,4 +1,5 @@
-"""``python -m matting_lib.protocol_study``: the command of :mod:`matting_lib.studies.protocol_study` (import from there)."""
+"""``python -m matting_lib.protocol_study``: the command of :mod:`matting_lib.studies.protocol_study`
+(import from there)."""
 
 import sys
 

@@ -8,7 +8,6 @@ import functools
 import hashlib
 from pathlib import Path
 
-
 #: The modules (relative to ``matting_lib/``) whose code determines a result, by group (see the module docstring).
 CODE = {
     "data": ("data/datasets.py", "data/compositing.py", "data/trimap.py", "data/layout.py"),

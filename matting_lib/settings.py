@@ -1,6 +1,7 @@
 """The settings of one training, in one place: :class:`TrainSettings`, shared by the teacher (notebook 02,
-:class:`matting_lib.training.teacher.TeacherParams`), the students (notebook 03, :class:`matting_lib.training.student.DistillRunParams`)
-and the calibration study (:class:`matting_lib.studies.calibration.RunSettings`), which extend it with their own fields.
+:class:`matting_lib.training.teacher.TeacherParams`), the students (notebook 03,
+:class:`matting_lib.training.student.DistillRunParams`) and the calibration study
+(:class:`matting_lib.studies.calibration.RunSettings`), which extend it with their own fields.
 
 Adding a training hyperparameter is one field here (plus the notebooks' ``parameters`` cells, which a test keeps
 equal to their dataclasses, and a profile line if a profile sets it). Whether a field belongs to a run's identity
@@ -23,46 +24,50 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-from matting_lib.params import check_counts, parse_decay_steps
+from matting_lib.params import HELP, check_counts, parse_decay_steps
 
 #: The metadata key of a settings field that says whether it belongs to a run's identity: True, False or "target".
 IDENTITY = "identity"
 
 
-def setting(default: Any, *, identity: bool | str = True) -> Any:
-    """A settings field with its identity marking (see the module docstring)."""
-    return field(default=default, metadata={IDENTITY: identity})
+def setting(default: Any, help: str = "", *, identity: bool | str = True) -> Any:
+    """A settings field with its help text (:data:`matting_lib.params.HELP`) and identity marking (see the module
+    docstring)."""
+    return field(default=default, metadata={IDENTITY: identity, HELP: help})
 
 
-def override(cls: type, name: str, default: Any) -> Any:
-    """Field ``name`` of the settings dataclass ``cls`` with another default and the same identity marking: how a
-    subclass (the teacher's parameters, a calibration run) sets its own defaults."""
-    return field(default=default, metadata=dict(cls.__dataclass_fields__[name].metadata))
+def override(cls: type, name: str, default: Any, help: str = "") -> Any:
+    """Field ``name`` of the settings dataclass ``cls`` with another default (and help text, if given) and the same
+    identity marking: how a subclass (the teacher's parameters, a calibration run) sets its own defaults."""
+    metadata = dict(cls.__dataclass_fields__[name].metadata)
+    return field(default=default, metadata={**metadata, HELP: help} if help else metadata)
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     """What is trained and how: network width, data, optimiser, schedule, validation, seeds (primitives only)."""
 
-    width: float = setting(0.25)  # channel width (1.0: the paper's networks)
-    crop_size: int = setting(96)  # training crop side in pixels (paper: 320)
-    batch_size: int = setting(16)  # training batch size (paper: 16)
-    lr: float = setting(0.01)  # Adam learning rate (paper: 0.01, constant)
-    lr_decay: str = setting("")  # optimiser steps after which the lr drops tenfold, e.g. "1500,1800" (paper: none)
-    lr_schedule: str = setting("step")  # "step" (lr_decay; none = constant, the paper's) | "cosine" (to 0 at steps)
-    ema_decay: float = setting(0.0)  # > 0: evaluate an exponential moving average of the weights (0: off, the paper)
-    steps: int = setting(500, identity="target")  # optimiser steps
-    epoch_length: int = setting(0)  # training samples per epoch (0: every foreground/background pair once)
-    val_fraction: float = setting(0.1)  # share of training foregrounds held out for validation
-    split_seed: int = setting(0)  # train/validation split and validation crops (shared by the runs of a study)
-    val_samples: int = setting(64)  # fixed validation crops that pick the best checkpoint
-    val_every: int = setting(100)  # validate every N steps
-    seed: int = setting(0)  # initialisation and data order
-    num_workers: int = setting(0, identity=False)  # DataLoader worker processes
-    threads: int = setting(0, identity=False)  # torch threads (0: torch's default)
+    width: float = setting(0.25, "channel width (1.0: the paper's networks; a student takes its teacher's width)")
+    crop_size: int = setting(96, "training crop side in pixels (paper: 320)")
+    batch_size: int = setting(16, "training batch size (paper: 16)")
+    lr: float = setting(0.01, "Adam learning rate (paper: 0.01)")
+    lr_decay: str = setting("", "optimiser steps after which the lr drops tenfold, e.g. 1500,1800 (paper: none)")
+    lr_schedule: str = setting("step", '"step" (lr_decay; none: constant, the paper) | "cosine" (to 0 at the last '
+                                       'step)')
+    ema_decay: float = setting(0.0, "> 0: evaluate an exponential moving average of the weights (0: off, the paper)")
+    steps: int = setting(500, "optimiser steps", identity="target")
+    epoch_length: int = setting(0, "training samples per epoch (0: every foreground/background pair once)")
+    val_fraction: float = setting(0.1, "share of training foregrounds held out for validation")
+    split_seed: int = setting(0, "train/validation split and validation crops (shared by all runs of a profile)")
+    val_samples: int = setting(64, "validation crops (fixed) used to pick the best checkpoint")
+    val_every: int = setting(100, "validate every N steps")
+    seed: int = setting(0, "initialisation and data order")
+    num_workers: int = setting(0, "DataLoader worker processes", identity=False)
+    threads: int = setting(0, "torch threads (0: the torch default)", identity=False)
 
     def __post_init__(self) -> None:
         check_counts(self, at_least_1=("crop_size", "batch_size", "steps", "val_samples"),
@@ -107,11 +112,17 @@ class TrainConfig:
     """Training parameters (plain data; stored in every checkpoint). Every profile counts optimiser steps (the
     paper's 30 epochs are ``steps = 80813`` in ``profiles/paper.toml``), so ``steps`` is required."""
 
-    steps: int = field(metadata={IDENTITY: "target"})  # total optimiser steps (an epoch = len(train_set) // (batch_size · world size) steps)
+    steps: int = field(
+        metadata={IDENTITY: "target"}
+    )  # total optimiser steps (an epoch = len(train_set) // (batch_size · world size) steps)
     lr: float = setting(0.01)  # Adam learning rate (the paper's, constant)
-    lr_decay_steps: tuple[int, ...] = setting(())  # global steps after which the lr is multiplied by lr_gamma; () = constant
+    lr_decay_steps: tuple[int, ...] = setting(
+        ()
+    )  # global steps after which the lr is multiplied by lr_gamma; () = constant
     lr_gamma: float = setting(0.1)
-    lr_schedule: str = setting("step")  # "step": lr_decay_steps (none = constant); "cosine": from lr to 0 over ``steps``
+    lr_schedule: str = setting(
+        "step"
+    )  # "step": lr_decay_steps (none = constant); "cosine": from lr to 0 over ``steps``
     ema_decay: float = setting(0.0)  # > 0: validate and keep (best.pt) an exponential moving average of the weights
     batch_size: int = setting(16)  # per process
     grad_clamp: float | None = setting(5.0)  # element-wise gradient clamp; None = off

@@ -39,9 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="the figure (PNG)")
     p.add_argument("--band", type=int, default=12, help="unknown band half-width in pixels around the mask's edge")
     args = p.parse_args(argv)
-    from skimage import data
-
     import matplotlib
+    from skimage import data
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -15,22 +15,22 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO
-from matting_lib.training.student import DistillRunParams
-from matting_lib.studies import calibration
-from matting_lib.networks import checkpoints
+
+from matting_lib.data.layout import LayoutError, check_image_pixels
+from matting_lib.data.output_safety import ProtectedOutputError, check_output, check_output_folder, explain_os_error
 from matting_lib.distillation import distill
 from matting_lib.inference import evaluation, predict
-from matting_lib.reporting import explorer
-from matting_lib.networks.checkpoints import CheckpointError, save_checkpoint
-from matting_lib.data.layout import LayoutError, check_image_pixels
 from matting_lib.metrics import MetricsInputError
 from matting_lib.metrics import folder as metrics_folder
+from matting_lib.networks import checkpoints
+from matting_lib.networks.checkpoints import CheckpointError, save_checkpoint
 from matting_lib.networks.models import build_student, build_teacher
-from matting_lib.data.output_safety import ProtectedOutputError, check_output, check_output_folder, explain_os_error
 from matting_lib.pipeline import cli as pipeline
 from matting_lib.pipeline.runlock import RunLock
+from matting_lib.reporting import explorer
+from matting_lib.studies import calibration
+from matting_lib.training.student import DistillRunParams
 
 DOC = (REPO / "docs" / "bad_input.md").read_text(encoding="utf-8")
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fixtures_adobe import make_tiny_adobe
 from torch.utils.data import DataLoader
 
-from fixtures_adobe import make_tiny_adobe
 from matting_lib.data.batch_cache import BATCH_KEYS, BatchCache
 from matting_lib.data.datasets import MattingTrainDataset, train_val_sets
-from matting_lib.distillation.distill import PAPER_CONFIGS, DistillObjective
 from matting_lib.data.layout import DatasetLayout
-from matting_lib.networks.models import build_student, build_teacher
+from matting_lib.distillation.distill import PAPER_CONFIGS, DistillObjective
 from matting_lib.distillation.teacher_cache import TeacherOutputCache
+from matting_lib.networks.models import build_student, build_teacher
 from matting_lib.settings import TrainConfig
 from matting_lib.training.loop import train
 
@@ -99,7 +99,7 @@ def test_batch_cache_resume_mid_epoch_equals_uninterrupted(adobe, tmp_path):
     cache = BatchCache(tmp_path / "batches")
     full, _ = _train(adobe, tmp_path / "full", "student", steps=5)
     torch.manual_seed(0)
-    teacher, student = build_teacher(0.0625), build_student(0.0625)
+    _teacher, student = build_teacher(0.0625), build_student(0.0625)  # as _train builds them: the same initial weights
     train_set, val_set = train_val_sets(adobe, crop_size=32, seed=1, split_seed=0, val_fraction=0.34, val_samples=3)
     obj = DistillObjective(None, student, PAPER_CONFIGS["student"])
     cfg = TrainConfig(lr=1e-2, batch_size=2, steps=5, val_every=2, seed=1, device="cpu", progress=False,

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matting_lib.studies import calibration
 from matting_lib import cpu_env
 from matting_lib.data import synthetic as S
-from matting_lib.data.synthetic.foregrounds import FOREGROUND_KINDS
 from matting_lib.data.layout import DatasetLayout, dataset_identity
+from matting_lib.data.synthetic.foregrounds import FOREGROUND_KINDS
+from matting_lib.studies import calibration
 
 DATA = Path(__file__).parent / "data"
 
@@ -225,9 +225,9 @@ def test_table_markdown_at_chosen_student_steps():
 def test_ship_teacher_writes_weights_and_the_evidence_and_refuses_what_it_should(smoke, tmp_path):
     import torch
 
-    from matting_lib.networks.checkpoints import check_manifest, load_checkpoint, load_model
     from matting_lib.data.compositing import build_test_set
     from matting_lib.inference.evaluation import evaluate_model
+    from matting_lib.networks.checkpoints import check_manifest, load_checkpoint, load_model
 
     layout = DatasetLayout.for_root(smoke)
     items = build_test_set(layout)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from matting_lib.files import DiskFullError
 from matting_lib.networks import checkpoints as ck
 from matting_lib.networks.models import build_student, build_teacher
-from matting_lib.files import DiskFullError
 
 # Stand-in for DIM-PyTorch's models.py (same module/class names and state-dict structure, channels / 16) so the
 # tests can write a checkpoint in the original form: a pickled DataParallel(models.DIMModel) + pickled optimizer.
@@ -351,9 +351,14 @@ def torchscript_archive(tmp_path):
 
 
 def _loaders():
-    return {"load_checkpoint": ck.load_checkpoint, "load_model": ck.load_model, "load_dim_pytorch": ck.load_dim_pytorch,
-            "import_dim_pytorch_teacher": ck.import_dim_pytorch_teacher, "check_checkpoint_file": ck.check_checkpoint_file,
-            "load_any_model": ck.load_any_model}
+    return {
+        "load_checkpoint": ck.load_checkpoint,
+        "load_model": ck.load_model,
+        "load_dim_pytorch": ck.load_dim_pytorch,
+        "import_dim_pytorch_teacher": ck.import_dim_pytorch_teacher,
+        "check_checkpoint_file": ck.check_checkpoint_file,
+        "load_any_model": ck.load_any_model,
+    }
 
 
 def test_torchscript_archive_is_refused_by_every_loader_before_torch_sees_it(torchscript_archive, tmp_path,
@@ -511,8 +516,8 @@ def test_ship_student_takes_the_lowest_validation_loss_and_predict_uses_it_by_de
     import numpy as np
     import torch
 
-    from matting_lib.networks import checkpoints
     from matting_lib.inference import predict
+    from matting_lib.networks import checkpoints
     from matting_lib.networks.models import build_student
 
     for seed, val, sad in ((0, 0.30, 1.0), (1, 0.20, 9.0), (2, None, 0.5)):  # seed 2 unfinished

@@ -8,10 +8,16 @@ import math
 import cv2
 import numpy as np
 import pytest
+from fixtures_adobe import make_tiny_adobe
 from PIL import Image
 
-from fixtures_adobe import make_tiny_adobe
-from matting_lib.data.compositing import build_test_set, build_train_composites, composite, list_test_items, upscaled_size
+from matting_lib.data.compositing import (
+    build_test_set,
+    build_train_composites,
+    composite,
+    list_test_items,
+    upscaled_size,
+)
 from matting_lib.data.layout import DatasetLayout, LayoutError, read_alpha, read_rgb, read_trimap
 from matting_lib.data.layout_check import check_layout, link_dataset
 from matting_lib.files import sha256_file
@@ -129,7 +135,9 @@ def test_check_layout_ok_on_a_complete_dataset(adobe):
 def test_build_test_set_writes_the_published_composites(adobe):
     items = build_test_set(adobe, progress=False)
     fgs, bgs = adobe.fg_names("test"), adobe.bg_names("test")
-    assert [it.name for it in items] == [f"{bgs[f * 2 + b][:-4]}!{fgs[f][:-4]}!{f}!{b}" for f in range(2) for b in range(2)]
+    assert [it.name for it in items] == [
+        f"{bgs[f * 2 + b][:-4]}!{fgs[f][:-4]}!{f}!{b}" for f in range(2) for b in range(2)
+    ]
     assert items == list_test_items(adobe)
     for it in items:
         fg = read_rgb(adobe.fg_path("test", it.fg_name))

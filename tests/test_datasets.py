@@ -5,12 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fixtures_adobe import make_tiny_adobe
 from torch.utils.data import DataLoader
 
-from fixtures_adobe import make_tiny_adobe
 from matting_lib.data.compositing import build_test_set
 from matting_lib.data.dataset_report import DataParams, compare_with_composition_1k, matte_statistics
-from matting_lib.data.datasets import IMAGENET_MEAN, IMAGENET_STD, MattingTestDataset, MattingTrainDataset, make_input, split_train_val
+from matting_lib.data.datasets import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MattingTestDataset,
+    MattingTrainDataset,
+    make_input,
+    split_train_val,
+)
 from matting_lib.data.layout import DatasetLayout, LayoutError
 from matting_lib.data.synthetic import generate_dataset
 from matting_lib.params import params_from_dict
@@ -35,7 +42,9 @@ def test_make_input_normalises_rgb_and_keeps_trimap():
     trimap = np.array([[0, 128, 255], [255, 128, 0]], np.uint8)
     x = make_input(img, trimap)
     assert x.shape == (4, 2, 3) and x.dtype == torch.float32
-    assert torch.allclose(x[0], torch.tensor((1 - 0.485) / 0.229)) and torch.allclose(x[1], torch.tensor(-0.456 / 0.224))
+    assert torch.allclose(x[0], torch.tensor((1 - 0.485) / 0.229)) and torch.allclose(
+        x[1], torch.tensor(-0.456 / 0.224)
+    )
     assert torch.allclose(x[3], torch.from_numpy(trimap / np.float32(255)))
     with pytest.raises(ValueError, match="does not match"):
         make_input(img, trimap[:, :2])

@@ -1,4 +1,5 @@
-"""Distillation losses (matting_lib.distillation.kd_losses) and the student objective (matting_lib.distillation.distill).
+"""Distillation losses (matting_lib.distillation.kd_losses) and the student objective
+(matting_lib.distillation.distill).
 
 Pure-tensor invariants on random features, the exact low-memory spatial form against the explicit one
 (values and gradients), and a few optimisation steps of every paper configuration on tiny networks.
@@ -11,11 +12,32 @@ import math
 import pytest
 import torch
 
-from matting_lib.training.student import DistillRunParams
 from matting_lib.distillation import distill, kd_losses
-from matting_lib.distillation.distill import PAPER_CONFIGS, DistillConfig, DistillObjective, config_label, make_config, parse_layers, parse_types, parse_weights, run_name
-from matting_lib.distillation.kd_losses import KD_LOSSES, at_loss, attention_map, fsp_loss, fsp_matrix, ofd_loss, ofd_margin, similarity_loss, similarity_matrix, spatial_loss_efficient
+from matting_lib.distillation.distill import (
+    PAPER_CONFIGS,
+    DistillConfig,
+    DistillObjective,
+    config_label,
+    make_config,
+    parse_layers,
+    parse_types,
+    parse_weights,
+    run_name,
+)
+from matting_lib.distillation.kd_losses import (
+    KD_LOSSES,
+    at_loss,
+    attention_map,
+    fsp_loss,
+    fsp_matrix,
+    ofd_loss,
+    ofd_margin,
+    similarity_loss,
+    similarity_matrix,
+    spatial_loss_efficient,
+)
 from matting_lib.networks.models import build_student, build_teacher, count_parameters
+from matting_lib.training.student import DistillRunParams
 
 KINDS = ("batch", "spatial", "channel")
 
@@ -40,7 +62,9 @@ def test_similarity_matrix_shapes_and_definitions():
     v = f.reshape(3, 5, 8)
     u = v / (v.norm(dim=1, keepdim=True) + 1e-7)
     torch.testing.assert_close(similarity_matrix("spatial", f), u.transpose(1, 2) @ u)
-    assert torch.allclose(torch.diagonal(similarity_matrix("spatial", f), dim1=1, dim2=2), torch.ones(3, 8, dtype=f.dtype))
+    assert torch.allclose(
+        torch.diagonal(similarity_matrix("spatial", f), dim1=1, dim2=2), torch.ones(3, 8, dtype=f.dtype)
+    )
     # channel: cosine similarity of channels
     w = v / (v.norm(dim=2, keepdim=True) + 1e-7)
     torch.testing.assert_close(similarity_matrix("channel", f), w @ w.transpose(1, 2))
@@ -153,7 +177,9 @@ def test_at_loss():
     am = attention_map(s)
     assert am.shape == (2, 36)
     torch.testing.assert_close(am.norm(dim=1), torch.ones(2, dtype=am.dtype))
-    torch.testing.assert_close(am, (s.square().sum(1).flatten(1)) / s.square().sum(1).flatten(1).norm(dim=1, keepdim=True))
+    torch.testing.assert_close(
+        am, (s.square().sum(1).flatten(1)) / s.square().sum(1).flatten(1).norm(dim=1, keepdim=True)
+    )
     t = _feats(2, 9, 12, 12, seed=12)  # different channels and size: pooled to 6×6
     assert at_loss(s, t).item() > 0
     pooled = torch.nn.functional.adaptive_avg_pool2d(t, (6, 6))
@@ -169,7 +195,9 @@ def test_fsp_matrix_and_loss():
     feats = [a, b, _feats(2, 5, 1, 1, seed=15)]
     assert fsp_loss(feats, [f.clone() for f in feats]).item() == 0.0
     other = [f + 0.1 for f in feats]
-    manual = sum((fsp_matrix(feats[i], feats[i + 1]) - fsp_matrix(other[i], other[i + 1])).square().mean() for i in range(2))
+    manual = sum(
+        (fsp_matrix(feats[i], feats[i + 1]) - fsp_matrix(other[i], other[i + 1])).square().mean() for i in range(2)
+    )
     torch.testing.assert_close(fsp_loss(feats, other), manual)
     with pytest.raises(ValueError, match="at least 2"):
         fsp_loss(feats[:1], feats[:1])
@@ -230,8 +258,11 @@ def test_fsp_loss_golden():
 def test_ofd_margin_matches_the_gaussian_formula():
     m = ofd_margin(torch.tensor([1.0, 2.0, 1.0, 0.5]), torch.tensor([0.0, 1.0, 5.0, -1.0]))
     # E[x | x < 0] for x ~ N(beta, gamma^2): beta - gamma * phi(beta/gamma) / Phi(-beta/gamma)
-    phi = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
-    Phi = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))
+    def phi(z):
+        return math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+
+    def Phi(z):  # noqa: N802 (the normal CDF's usual name)
+        return 0.5 * (1 + math.erf(z / math.sqrt(2)))
     expected = [-phi(0) / Phi(0), 1.0 - 2.0 * phi(0.5) / Phi(-0.5), -3.0, -1.0 - 0.5 * phi(-2.0) / Phi(2.0)]
     torch.testing.assert_close(m, torch.tensor(expected), rtol=1e-5, atol=1e-6)  # 3rd: Phi(-5) < 1e-3 -> -3|gamma|
     assert (m < 0).all()

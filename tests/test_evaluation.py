@@ -11,15 +11,15 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from fixtures_adobe import make_tiny_adobe
-from matting_lib.inference import evaluation as ev
-from matting_lib.networks.checkpoints import save_checkpoint
+
 from matting_lib.data.compositing import list_test_items
 from matting_lib.data.layout import DatasetLayout, read_rgb, read_trimap
-from matting_lib.metrics import evaluate_alpha
-from matting_lib.networks.models import build_student
 from matting_lib.data.synthetic import generate_dataset
+from matting_lib.inference import evaluation as ev
+from matting_lib.metrics import evaluate_alpha
+from matting_lib.networks.checkpoints import save_checkpoint
+from matting_lib.networks.models import build_student
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from conftest import REPO
 from matting_lib.pipeline import cli, common, executors, plan, profiles, state
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from matting_lib.reporting.explorer import SimilarityExplorer, cluster_order, mean_differences
 from matting_lib.networks.models import build_channel_adapters, build_student, build_teacher
+from matting_lib.reporting.explorer import SimilarityExplorer, cluster_order, mean_differences
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +124,8 @@ def test_overview_and_mean_differences(explorer):
 
 
 def test_trained_students_and_load_models(tmp_path):
-    from matting_lib.reporting import explorer as E
     from matting_lib.networks.checkpoints import save_checkpoint
+    from matting_lib.reporting import explorer as E
 
     torch.manual_seed(0)
     t, s = build_teacher(0.125), build_student(0.125)

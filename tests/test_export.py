@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import REPO
 from onnx import TensorProto, helper
 
-from conftest import REPO
 from matting_lib.inference import evaluation as ev
 from matting_lib.inference import export as ex
 from matting_lib.inference import predict
@@ -235,6 +235,7 @@ def test_benchmark_quick_mode_runs(nets, tmp_path, capsys):
     import importlib.util
 
     from fixtures_adobe import make_tiny_adobe
+
     from matting_lib.data.compositing import build_test_set
     from matting_lib.data.layout import DatasetLayout
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from matting_lib import files
-from matting_lib.networks.checkpoints import save_checkpoint
 from matting_lib.inference.evaluation import write_gray
+from matting_lib.networks.checkpoints import save_checkpoint
 from matting_lib.networks.models import build_student
 
 

@@ -11,7 +11,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 
@@ -77,7 +76,7 @@ def test_lab_starts_for_this_user_and_listens_on_localhost_only(tmp_path):
         # bound to the loopback address only: /proc/net/tcp lists the listening socket's local address
         listening = [line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
                      if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == port]
-        assert listening == ["0100007F:%04X" % port]
+        assert listening == [f"0100007F:{port:04X}"]
         assert "Running as root is not recommended" not in (tmp_path / "lab.log").read_text()
     finally:
         server.terminate()  # the server this test started

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections import deque
 from pathlib import Path
 
@@ -17,12 +16,12 @@ import cv2
 import numpy as np
 import pytest
 
-from matting_lib.data import layout
 from matting_lib import metrics as M
+from matting_lib.data import layout
 from matting_lib.data.layout import LayoutError, read_gray
+from matting_lib.data.trimap import snap_trimap
 from matting_lib.metrics import folder as MF
 from matting_lib.metrics import kernels as impl
-from matting_lib.data.trimap import snap_trimap
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "metrics_golden.json").read_text())["cases"]
 F32 = np.float32

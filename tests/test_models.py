@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import REPO, SHARED
-from matting_lib.networks.models import DECODER_LAYERS, ENCODER_LAYERS, LAYERS, build_channel_adapters, build_model, build_student, build_teacher, count_parameters, scale_channels
 
+from matting_lib.networks.models import (
+    DECODER_LAYERS,
+    ENCODER_LAYERS,
+    LAYERS,
+    build_channel_adapters,
+    build_model,
+    build_student,
+    build_teacher,
+    count_parameters,
+    scale_channels,
+)
 
 # The 126 state-dict keys and shapes of DIM-PyTorch's public checkpoint (a copy of the project's
 # shared/paper/teacher_state_dict_keys.txt, kept here so the suite runs without shared/).

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import REPO
 
 
@@ -15,11 +14,11 @@ def test_notebook_03_student_then_distilled(tmp_path):
     import papermill as pm
     import torch
 
-    from matting_lib.networks.checkpoints import save_checkpoint
     from matting_lib.data.compositing import build_test_set
     from matting_lib.data.layout import DatasetLayout
-    from matting_lib.networks.models import build_teacher
     from matting_lib.data.synthetic import generate_dataset
+    from matting_lib.networks.checkpoints import save_checkpoint
+    from matting_lib.networks.models import build_teacher
 
     data = generate_dataset(tmp_path / "data", seed=0, preset="smoke", progress=False)
     build_test_set(DatasetLayout.for_root(data), progress=False)

@@ -8,12 +8,12 @@ import dataclasses
 import typing
 
 import pytest
-
 from conftest import REPO
+
 from matting_lib.data.dataset_report import DataParams
+from matting_lib.params import help_of, params_from_globals
 from matting_lib.training.student import DistillRunParams
 from matting_lib.training.teacher import TeacherParams
-from matting_lib.params import params_from_globals
 
 NOTEBOOK_PARAMS = {"01_compositing.ipynb": DataParams, "02_teacher.ipynb": TeacherParams,
                    "03_distill.ipynb": DistillRunParams}
@@ -31,6 +31,8 @@ def test_parameters_cell_matches_its_dataclass(notebook):
     for name, info in declared.items():
         assert info["inferred_type_name"] == hints[name].__name__, (notebook, name)
         assert ast.literal_eval(info["default"]) == fields[name].default, (notebook, name)
+        # the help text has one home, the dataclass field; the cell's comment repeats it
+        assert info["help"] == help_of(cls, name) != "", (notebook, name, info["help"], help_of(cls, name))
     # and the notebook's way of building it: every field from the notebook's globals
     values = {name: ast.literal_eval(info["default"]) for name, info in declared.items()}
     assert params_from_globals(cls, {**values, "other_global": 1}) == cls()
@@ -67,10 +69,10 @@ def test_notebooks_opened_by_hand_run_what_the_default_profile_runs():
     """The notebooks' defaults are the default profile's values: notebook 01/02 with no parameter do what the
     pipeline's data and teacher jobs do, and notebook 03 with only ``config``/``seed`` set trains and evaluates
     exactly what the pipeline's student job of that configuration and seed does."""
+    from matting_lib.params import params_from_dict
     from matting_lib.paths import DEFAULT_RUNS
     from matting_lib.pipeline.plan import plan_jobs
     from matting_lib.pipeline.profiles import load_profile
-    from matting_lib.params import params_from_dict
 
     prof = load_profile("default")
     jobs = plan_jobs("default", prof, runs_root=DEFAULT_RUNS, threads=prof["distill"]["threads"])

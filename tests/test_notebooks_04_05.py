@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-
 from conftest import REPO
 
 NOTEBOOKS = ["04_results.ipynb", "05_similarity_explorer.ipynb"]
@@ -34,6 +33,8 @@ def test_explorer_declares_only_parameters_it_uses():
     nb = nbformat.read(REPO / "notebooks" / "05_similarity_explorer.ipynb", 4)
     declared = [ln.split(":")[0] for c in nb.cells if "parameters" in c.metadata.get("tags", [])
                 for ln in c.source.splitlines() if ":" in ln]
-    body = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", []))
+    body = "\n".join(
+        c.source for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
+    )
     assert "figures_dir" not in declared
     assert all(name in body for name in declared), [n for n in declared if n not in body]

@@ -261,8 +261,10 @@ def test_compare_two_runs_verdict_by_verdict(tmp_path, capsys):
              "batch": list(STUDENT * (1 + NOISE))}
     b = _records(other)
     text = paired_report.compare_markdown(a, b, names=("x.csv", "y.csv"))
-    assert text.startswith(f"Student runs in both: 25; bit-identical SAD: 15; mean |ΔSAD| per run "
-                           f"{np.mean([0.05 * s for s in SADS['spatial']] + [0.0] * 15 + list(abs(STUDENT * (1 + NOISE) - SADS['batch']))):.3f}")
+    assert text.startswith(
+        f"Student runs in both: 25; bit-identical SAD: 15; mean |ΔSAD| per run "
+        f"{np.mean([0.05 * s for s in SADS['spatial']] + [0.0] * 15 + list(abs(STUDENT * (1 + NOISE) - SADS['batch']))):.3f}"  # noqa: E501
+    )
     rows = {ln.split(" | ")[0][2:]: ln for ln in text.splitlines() if ln.startswith("| ") and "claim" not in ln}
     assert rows["the no-KD student beats batch similarity"].endswith("| reversed, " + paired_stats.compare(
         a, "student", "batch")["interval"].fmt() + " | equivalent, " + paired_stats.compare(

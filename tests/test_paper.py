@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import SHARED
+
 from matting_lib.reporting import paper
 
 RESULTS_MD = SHARED / "paper" / "results.md"

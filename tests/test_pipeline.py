@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
-from matting_lib.training.student import DistillRunParams
+
 from matting_lib.pipeline import cli, common, plan, profiles, state, validate
+from matting_lib.training.student import DistillRunParams
 
 
 def test_plan_smoke_profile():

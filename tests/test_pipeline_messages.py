@@ -8,10 +8,10 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 from conftest import REPO
+
 from matting_lib.pipeline import cli
 
 
@@ -84,7 +84,9 @@ def test_progress_counts_runs_and_estimates_the_time_left_by_stage():
     now[0] = 1150.0
     tracked = prog.wrap(lambda job, *a, **k: 120.0)
     assert tracked(jobs[1], "runs", "p") == 120.0
-    assert lines[-1] == "[p] [2/6] kd-s0 finished in 2 min; 2 min elapsed, about 4 min left"  # 3×120/2 s + the results at the 75 s mean
+    assert (
+        lines[-1] == "[p] [2/6] kd-s0 finished in 2 min; 2 min elapsed, about 4 min left"
+    )  # 3×120/2 s + the results at the 75 s mean
     for j in jobs[2:]:
         prog.finished(j, 60.0)
     assert lines[-1].startswith("[p] [6/6] results finished in 60 s;") and "left" not in lines[-1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -13,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from matting_lib.networks import checkpoints
+from matting_lib.data.datasets import make_input
 from matting_lib.inference import evaluation as ev
 from matting_lib.inference import predict
+from matting_lib.networks import checkpoints
 from matting_lib.networks.checkpoints import save_checkpoint
-from matting_lib.data.datasets import make_input
 from matting_lib.networks.models import build_student
 
 

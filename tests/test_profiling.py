@@ -24,8 +24,17 @@ def test_cost_table_student_is_cheaper():
 
 
 def test_cost_markdown_formats_ratios_as_percent():
-    rows = [{"network": "teacher", "width": 1.0, "size": 32, "params": 1000, "macs": 2e9, "latency_ms": 10.0, "threads": 2},
-            {"network": "student / teacher", "width": 1.0, "size": 32, "params": 0.2, "macs": 0.15, "latency_ms": 0.3,
-             "threads": 2}]
+    rows = [
+        {"network": "teacher", "width": 1.0, "size": 32, "params": 1000, "macs": 2e9, "latency_ms": 10.0, "threads": 2},
+        {
+            "network": "student / teacher",
+            "width": 1.0,
+            "size": 32,
+            "params": 0.2,
+            "macs": 0.15,
+            "latency_ms": 0.3,
+            "threads": 2,
+        },
+    ]
     md = cost_markdown(rows)
     assert "GMACs @ 32²" in md and "| teacher | 1.0 | 1,000 | 2.00 | 10 |" in md and "| 20.0% | 15.0% | 30.0% |" in md

@@ -7,7 +7,6 @@ import subprocess
 import tomllib
 
 import pytest
-
 from conftest import REPO
 
 
@@ -61,14 +60,16 @@ def test_run_all_help_and_bad_option():
     ok = subprocess.run(["bash", str(REPO / "run_all.sh"), "--help"], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert "--profile" in ok.stdout and "smoke" in ok.stdout
-    bad = subprocess.run(["bash", str(REPO / "run_all.sh"), "--no-such-option"], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        ["bash", str(REPO / "run_all.sh"), "--no-such-option"], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode != 0
     assert "--no-such-option" in bad.stderr
 
 
 @pytest.mark.parametrize("profile", ["default"])
 def test_shipped_teacher_matches_its_manifest_and_profile(profile):
-    """The teacher a profile loads is in git, intact (SHA-256), and was trained with the profile's [teacher] settings."""
+    """The teacher a profile loads is in git, intact (SHA-256), and was trained with the [teacher] settings."""
     import tomllib
 
     from matting_lib.networks import checkpoints
@@ -81,7 +82,10 @@ def test_shipped_teacher_matches_its_manifest_and_profile(profile):
     trained_with = manifest["parameters"]
     if manifest["mode"] == "calibration":  # a snapshot of a calibration run (constant lr): its step is the length
         trained_with = {**trained_with, "steps": manifest["steps"], "lr_decay": ""}
-        assert manifest["validation"]["curve_sad"][str(manifest["steps"])] == manifest["validation"]["scores"]["all"]["sad"]
+        assert (
+            manifest["validation"]["curve_sad"][str(manifest["steps"])]
+            == manifest["validation"]["scores"]["all"]["sad"]
+        )
     for key in ("width", "crop_size", "batch_size", "lr", "lr_decay", "steps", "seed"):
         assert trained_with[key] == prof["teacher"][key], key  # --retrain-teacher trains the same way
     assert model.arch["kind"] == "teacher" and model.arch["width"] == prof["teacher"]["width"] == manifest["width"]
@@ -132,7 +136,9 @@ def test_test_sh_fast_deselects_the_slow_tests():
     out = subprocess.run(["bash", "-c", loop + 'printf "%s\\n" "${args[@]}"', "test.sh", "--fast", "-k", "metrics"],
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.splitlines() == ["-m", "not slow", "-k", "metrics"], out.stderr
-    assert "slow:" in " ".join(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"])
+    assert "slow:" in " ".join(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
+    )
 
 
 # ----------------------------------------------------------------------------------------- no development history

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from matting_lib.reporting import paper, results
 from matting_lib.metrics import METRIC_KEYS
+from matting_lib.reporting import paper, results
 
 
 def _write(tmp_path, config, seed, sad, mse=0.01, grad=10.0, conn=20.0):
@@ -326,6 +326,7 @@ def test_reproducibility_page_compares_the_default_run_at_two_thread_counts():
     import tomllib
 
     from conftest import REPO
+
     from matting_lib.reporting import paired_report
 
     seeds = tomllib.loads((REPO / "profiles" / "default.toml").read_text())["distill"]["seeds"]

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from matting_lib import provenance
-from matting_lib.training import run_identity
 from matting_lib.networks import checkpoints
 from matting_lib.networks.checkpoints import save_checkpoint
-from matting_lib.training.student import DistillRunParams
 from matting_lib.networks.models import build_student, build_teacher
+from matting_lib.training import run_identity
+from matting_lib.training.student import DistillRunParams
 
 
 def _teacher(path, seed):
@@ -114,8 +114,8 @@ def test_prepare_run_dir_refuses_unknown_or_damaged_runs(tmp_path):
 
 
 def test_identity_fields_are_marked_on_the_settings_dataclass():
-    from matting_lib.training.run_identity import identity_values
     from matting_lib.settings import TrainSettings
+    from matting_lib.training.run_identity import identity_values
 
     same, target = identity_values(DistillRunParams())
     assert target == {"steps": 500}
@@ -172,10 +172,15 @@ def test_protocol_settings_and_the_noise_table():
     step = ps.protocol_settings("step-x2", seed=3)
     assert (step.steps, step.lr_decay, step.seed, step.lr_schedule) == (1000, "800", 3, "step")
     assert ps.protocol_settings("ema").ema_decay == 0.98 and ps.protocol_settings("cosine").lr_schedule == "cosine"
-    rows = [{"protocol": "a", "seed": s, "steps": 500, "val_sad": v, "train_s": 100.0} for s, v in enumerate((5, 7))] + \
-           [{"protocol": "b", "seed": s, "steps": 1000, "val_sad": v, "train_s": 200.0} for s, v in enumerate((5, 6))]
+    rows = [
+        {"protocol": "a", "seed": s, "steps": 500, "val_sad": v, "train_s": 100.0} for s, v in enumerate((5, 7))
+    ] + [{"protocol": "b", "seed": s, "steps": 1000, "val_sad": v, "train_s": 200.0} for s, v in enumerate((5, 6))]
     a, b = ps.noise_table(rows)
-    assert a["val_sad"] == 6 and a["val_sad_std"] == pytest.approx(2 ** 0.5) and a["noise_at_equal_cost"] == pytest.approx(2 ** 0.5)
+    assert (
+        a["val_sad"] == 6
+        and a["val_sad_std"] == pytest.approx(2**0.5)
+        and a["noise_at_equal_cost"] == pytest.approx(2**0.5)
+    )
     assert b["noise_at_equal_cost"] == pytest.approx(0.5 ** 0.5 * 2 ** 0.5)  # half the seeds for the same steps
     assert "| b | 1000 | 2 |" in ps.table_markdown([a, b])
 
@@ -203,6 +208,7 @@ def test_protocol_study_tables_in_the_docs_are_the_commands_output_on_the_commit
     docs/protocol_study_kd_spatial.csv (spatial), each distilled one paired with the no-KD runs of the same protocol
     and seed, and spatial+channel paired with spatial."""
     from conftest import REPO
+
     from matting_lib.studies import protocol_study as ps
 
     page = (REPO / "docs" / "calibration.md").read_text(encoding="utf-8")

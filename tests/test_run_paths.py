@@ -4,10 +4,9 @@ run, the command that makes it and the profiles that do have runs (issue 13, ite
 from __future__ import annotations
 
 import pytest
-
 from conftest import REPO
-from matting_lib.pipeline import run_paths
-from matting_lib.pipeline import common, plan, profiles
+
+from matting_lib.pipeline import common, plan, profiles, run_paths
 
 
 def test_paths_derive_from_the_profile_and_explicit_ones_win(tmp_path):

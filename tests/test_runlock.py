@@ -9,8 +9,8 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import REPO
+
 from matting_lib.pipeline import cli
 from matting_lib.pipeline.runlock import RunLock, RunLockedError
 

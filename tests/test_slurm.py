@@ -16,9 +16,9 @@ import time
 import nbformat
 import pytest
 import torch
+from conftest import REPO
 from nbformat.v4 import new_code_cell, new_notebook
 
-from conftest import REPO
 from matting_lib.pipeline import cli, common, state
 from matting_lib.pipeline.slurm import NotebookJob, SubmititRunner
 

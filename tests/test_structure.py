@@ -105,6 +105,13 @@ def test_all_lists_only_names_defined_in_the_module():
 
 def test_distillation_and_profiling_do_not_import_the_training_loop():
     edges = _edges()
-    for mod in ("matting_lib.distillation.distill", "matting_lib.networks.profiling", "matting_lib.distillation.kd_losses"):
+    for mod in (
+        "matting_lib.distillation.distill",
+        "matting_lib.networks.profiling",
+        "matting_lib.distillation.kd_losses",
+    ):
         assert "matting_lib.training.loop" not in edges[mod], mod
-    assert "matting_lib.networks.losses" in edges["matting_lib.distillation.distill"] and "matting_lib.networks.losses" in edges["matting_lib.training.loop"]
+    assert (
+        "matting_lib.networks.losses" in edges["matting_lib.distillation.distill"]
+        and "matting_lib.networks.losses" in edges["matting_lib.training.loop"]
+    )

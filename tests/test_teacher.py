@@ -4,10 +4,9 @@ tests/test_notebook_02.py."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import REPO
-from matting_lib.training.teacher import TeacherParams, check_against_manifest
 
+from matting_lib.training.teacher import TeacherParams, check_against_manifest
 
 # The training config stored in an older teacher.pt (keys of notebook 02's parameters then, machine path left out):
 # it still builds the parameters, and the record holds every field of today's with the shipped path resolved.

@@ -16,9 +16,8 @@ import sys
 
 import pytest
 import torch
-from torch.utils.data import DistributedSampler, default_collate
-
 from conftest import REPO
+from torch.utils.data import DistributedSampler, default_collate
 
 pytestmark = pytest.mark.slow
 
@@ -83,10 +82,10 @@ def test_two_gloo_ranks_apply_the_gradient_accumulated_over_their_shards(data, t
 
 
 def test_launch_trains_under_torchrun_and_keeps_the_folder_apart_from_one_process(data, tmp_path):
-    """Notebook 02's path: train_ddp.launch (torchrun, 2 processes) writes the training notebook 02 reads; the
+    """Notebook 02's path: teacher.launch_ddp (torchrun, 2 processes) writes the training notebook 02 reads; the
     same call again finds it complete; a one-process training of the same settings does not resume it."""
-    from matting_lib.training import teacher, train_ddp
     from matting_lib.data.layout import DatasetLayout
+    from matting_lib.training import teacher
 
     layout = DatasetLayout.for_root(data)
     p = teacher.TeacherParams(profile="smoke", mode="train", data_dir=str(data), run_dir=str(tmp_path / "t"),
@@ -94,15 +93,15 @@ def test_launch_trains_under_torchrun_and_keeps_the_folder_apart_from_one_proces
                               crop_size=64, batch_size=2, steps=3, val_every=3, val_samples=2, threads=1,
                               num_workers=0, ddp_processes=2)
     lines = []
-    result = train_ddp.launch(p, log=lines.append)
+    result = teacher.launch_ddp(p, log=lines.append)
     assert lines[0].startswith("DDP: 2 processes × batch 2 = 4 samples per step")
     assert result.step == result.total_steps == 3 and not result.interrupted and result.best_path.is_file()
     run = tmp_path / "t" / "train"
     assert json.loads((run / "run.json").read_text())["identity"]["params"]["ddp_processes"] == 2
     assert [ln.split(",")[0] for ln in (run / "log.csv").read_text().splitlines()[1:]] == ["1", "2", "3"]
-    again = train_ddp.launch(p, log=lines.append)
+    again = teacher.launch_ddp(p, log=lines.append)
     assert again.step == 3 and any("same training as recorded in run.json; resuming" in ln for ln in lines)
 
-    model, single, _ = train_ddp.get_teacher(teacher.TeacherParams(**{**p.__dict__, "ddp_processes": 1}), layout)
+    model, single, _ = teacher.get_teacher(teacher.TeacherParams(**{**p.__dict__, "ddp_processes": 1}), layout)
     assert single.step == 3 and list(tmp_path.glob("t/train.stale-*")), "a 2-process folder was resumed by one"
     assert json.loads((run / "run.json").read_text())["identity"]["params"]["ddp_processes"] == 1

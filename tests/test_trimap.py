@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from matting_lib.data.trimap import random_trimap, snap_trimap, trimap_from_alpha, trimap_from_distance, trimap_from_mask, unknown_fraction
+from matting_lib.data.trimap import (
+    random_trimap,
+    snap_trimap,
+    trimap_from_alpha,
+    trimap_from_distance,
+    trimap_from_mask,
+    unknown_fraction,
+)
 
 
 def _step(width: int = 40, edge: int = 20, height: int = 9) -> np.ndarray:

@@ -5,26 +5,27 @@ the full-size alpha, crop, resize, flip, jitter, composite) costs about 0.1 s fo
 a width-0.25 student's whole training step at one thread (0.13 s) — and every configuration of one seed composes
 exactly the same batches: a sample is a function of (dataset, seed, epoch, index) and the order a function of
 (seed, epoch) (:mod:`matting_lib.data.datasets`, :mod:`matting_lib.training.loop`). The first run of a seed composes and
-stores each batch; the other nine read it (about 2 ms). Together with :mod:`matting_lib.distillation.teacher_cache` this is
-the "one pass of the shared work per seed" of the default profile.
+stores each batch; the other nine read it (about 2 ms). Together with :mod:`matting_lib.distillation.teacher_cache` this
+is the "one pass of the shared work per seed" of the default profile.
 
 Results are **identical** to composing the batches in every run (tested bit for bit): an entry holds the
 collated float32 tensors themselves (``default_collate`` of the dataset's samples, as the DataLoader makes them).
 
 Key: BLAKE2b of the dataset's :meth:`cache_identity` (its data's content identity, every parameter that shapes a
-sample, the digest of the code that makes samples (:func:`matting_lib.provenance.code_digest`), the NumPy/OpenCV versions, the CPU-kernel pin and IPP's
-level), the epoch, the batch's sample indices and the stored keys. Layout: ``<root>/<dataset id>/<2 hex>/<key>.pt``,
-written atomically (two runs composing the same batch at once write the same bytes), loaded with
-``weights_only=True``; a damaged entry is recomposed and rewritten. Disk use: ~3.5 MB per batch of 16 at 96 px (``input``, ``alpha``,
-``trimap``), i.e. ~1.8 GB per seed for 500 steps; delete the folder whenever you like (it is only a cache).
+sample, the digest of the code that makes samples (:func:`matting_lib.provenance.code_digest`), the NumPy/OpenCV
+versions, the CPU-kernel pin and IPP's level), the epoch, the batch's sample indices and the stored keys. Layout:
+``<root>/<dataset id>/<2 hex>/<key>.pt``, written atomically (two runs composing the same batch at once write the same
+bytes), loaded with ``weights_only=True``; a damaged entry is recomposed and rewritten. Disk use: ~3.5 MB per batch of
+16 at 96 px (``input``, ``alpha``, ``trimap``), i.e. ~1.8 GB per seed for 500 steps; delete the folder whenever you like
+(it is only a cache).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -46,16 +47,20 @@ class BatchCache:
 
     def __init__(self, root: str | os.PathLike, keys: Sequence[str] = BATCH_KEYS):
         if not keys:
-            raise ValueError("BatchCache: keys is empty; name the batch entries to keep, e.g. ('input', 'alpha', 'trimap')")
+            raise ValueError(
+                "BatchCache: keys is empty; name the batch entries to keep, e.g. ('input', 'alpha', 'trimap')"
+            )
         self.root, self.keys = Path(root), tuple(keys)
         self.hits = self.misses = 0
 
     def dataset_id(self, dataset: Dataset) -> str:
         ident = getattr(dataset, "cache_identity", None)
         if not callable(ident):
-            raise TypeError(f"BatchCache: {type(dataset).__name__} has no cache_identity() method, so its samples "
-                            f"cannot be keyed safely; use matting_lib.data.datasets.MattingTrainDataset or run without a "
-                            f"batch cache")
+            raise TypeError(
+                f"BatchCache: {type(dataset).__name__} has no cache_identity() method, so its samples "
+                f"cannot be keyed safely; use matting_lib.data.datasets.MattingTrainDataset or run without a "
+                f"batch cache"
+            )
         return str(ident())[:24]
 
     def key(self, dataset_id: str, epoch: int, indices: Sequence[int]) -> str:
@@ -88,7 +93,7 @@ class BatchCache:
         atomic_write(path, lambda tmp: torch.save(batch, tmp))
         return batch
 
-    def view(self, dataset: Dataset, batches: Sequence[Sequence[int]], epoch: int) -> "CachedBatches":
+    def view(self, dataset: Dataset, batches: Sequence[Sequence[int]], epoch: int) -> CachedBatches:
         """A Dataset whose item ``j`` is the batch of ``batches[j]`` (for ``DataLoader(batch_size=None)``)."""
         return CachedBatches(self, dataset, self.dataset_id(dataset), batches, epoch)
 

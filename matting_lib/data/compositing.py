@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -187,9 +187,15 @@ def build_composites(layout: DatasetLayout, split: str, *, method: str = "revise
         raise LayoutError(f"{out_dir} holds {len(existing)} composites but {why}. Refusing to overwrite it; "
                           "pass overwrite=True to rebuild it, or delete the folder.")
     old_files = dict(old.get("files", {})) if same else {}
-    if same and old.get("complete") and all(
-            (out_dir / f"{it.name}.png").is_file() and sha256_file(out_dir / f"{it.name}.png") == old_files.get(f"{it.name}.png")
-            for it in items):
+    if (
+        same
+        and old.get("complete")
+        and all(
+            (out_dir / f"{it.name}.png").is_file()
+            and sha256_file(out_dir / f"{it.name}.png") == old_files.get(f"{it.name}.png")
+            for it in items
+        )
+    ):
         return items
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(man_path, json.dumps({**spec, "complete": False, "files": {}}, indent=1))

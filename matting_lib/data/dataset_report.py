@@ -17,6 +17,7 @@ import numpy as np
 from matting_lib.data.compositing import list_test_items
 from matting_lib.data.layout import DatasetLayout, read_alpha, read_rgb, read_trimap
 from matting_lib.data.trimap import UNKNOWN, snap_trimap
+from matting_lib.params import param
 
 __all__ = ["COMPOSITION_1K", "dataset_summary", "matte_statistics", "plot_gallery", "plot_statistics",
            "compare_with_composition_1k", "DataParams", "prepare_dataset"]
@@ -117,17 +118,21 @@ def compare_with_composition_1k(layout: DatasetLayout) -> str:
 class DataParams:
     """Notebook 01's parameters, validated. See the notebook's ``parameters`` cell for their meaning."""
 
-    profile: str = "default"
-    source: str = "synthetic"
-    adobe_root: str = ""
-    preset: str = "comp1k"
-    seed: int = 0
-    data_dir: str = "data/synthetic-comp1k"
-    figures_dir: str = ""
-    method: str = "revised"
-    overwrite: bool = False
-    n_gallery: int = 6
-    train_composites: int = 0
+    profile: str = param("default", "pipeline profile; figures go to figures/<profile>/ unless figures_dir is set")
+    source: str = param("synthetic", '"synthetic" (embedded benchmark) or "adobe" (real data under adobe_root)')
+    adobe_root: str = param("", 'for source "adobe": the folder with Combined_Dataset/, train2014/, '
+                                'VOCdevkit/VOC2012/JPEGImages/')
+    preset: str = param("comp1k", "synthetic benchmark: smoke | default | comp1k | large "
+                                  "(matting_lib.data.synthetic.PRESETS)")
+    seed: int = param(0, "synthetic benchmark seed (same seed -> byte-identical files)")
+    data_dir: str = param("data/synthetic-comp1k", "dataset folder (synthetic: generated here; adobe: linked here)")
+    figures_dir: str = param("", "where the figures go; empty means figures/<profile>")
+    method: str = param("revised", "test compositing: \"revised\" (DIM-PyTorch, OpenCV) or \"adobe\" (Adobe's PIL "
+                                   "code)")
+    overwrite: bool = param(False, "replace a dataset / test set built with other parameters")
+    n_gallery: int = param(6, "test composites shown in the gallery")
+    train_composites: int = param(0, "also write the training composites of this many foregrounds to disk, for "
+                                     "inspection")
 
     def __post_init__(self) -> None:
         from matting_lib.data.compositing import COMPOSITE_METHODS

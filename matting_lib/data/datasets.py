@@ -32,7 +32,7 @@ Notebook 01's dataset preparation and inspection helpers (:class:`DataParams`, :
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -149,8 +149,8 @@ class MattingTrainDataset(Dataset):
 
     def cache_identity(self) -> str:
         """SHA-256 of everything a sample is a function of besides (epoch, index): the data's content identity,
-        this set's parameters and (foreground, background) pairs, the code that makes samples (``run_identity.code_digest``),
-        the NumPy/OpenCV versions, the CPU-kernel pin and OpenCV IPP's level. Keys
+        this set's parameters and (foreground, background) pairs, the code that makes samples
+        (``run_identity.code_digest``), the NumPy/OpenCV versions, the CPU-kernel pin and OpenCV IPP's level. Keys
         :class:`matting_lib.data.batch_cache.BatchCache`."""
         if getattr(self, "_identity", None) is None:
             import hashlib
@@ -303,7 +303,11 @@ class MattingTestDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         it = self.items[index]
-        image, alpha, trimap = read_rgb(it.image_path), read_alpha(it.alpha_path), snap_trimap(read_trimap(it.trimap_path))
+        image, alpha, trimap = (
+            read_rgb(it.image_path),
+            read_alpha(it.alpha_path),
+            snap_trimap(read_trimap(it.trimap_path)),
+        )
         for path, arr in ((it.alpha_path, alpha), (it.trimap_path, trimap)):
             if arr.shape != image.shape[:2]:
                 raise LayoutError(f"{path} is {arr.shape[1]}x{arr.shape[0]} but composite {it.image_path.name} is "

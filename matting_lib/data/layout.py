@@ -57,7 +57,7 @@ class DatasetLayout:
 
     @classmethod
     def for_root(cls, root: str | os.PathLike, *, bg_train_dir: str | os.PathLike | None = None,
-                 bg_test_dir: str | os.PathLike | None = None) -> "DatasetLayout":
+                 bg_test_dir: str | os.PathLike | None = None) -> DatasetLayout:
         return cls(Path(root), None if bg_train_dir is None else Path(bg_train_dir),
                    None if bg_test_dir is None else Path(bg_test_dir))
 

@@ -41,7 +41,7 @@ class LayoutReport:
     def ok(self) -> bool:
         return not self.problems
 
-    def raise_if_bad(self) -> "LayoutReport":
+    def raise_if_bad(self) -> LayoutReport:
         if not self.ok:
             raise LayoutError(str(self))
         return self

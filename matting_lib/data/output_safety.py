@@ -27,8 +27,8 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 __all__ = ["ProtectedOutputError", "check_output", "check_output_folder", "protected_folders", "explain_os_error"]
 

@@ -55,18 +55,19 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from matting_lib.distillation.kd_losses import KD_LOSSES, SPATIAL_MODES, KDLoss, TermContext, ofd_margin
-from matting_lib.networks.losses import alpha_loss, unknown_mask
-from matting_lib.paths import student_run_name
-from matting_lib.networks.models import LAYERS, build_channel_adapters, build_connector, frozen_inference_copy
 from matting_lib.distillation.teacher_cache import TeacherOutputCache
-from matting_lib.params import UnknownNameError, check_counts, lookup
+from matting_lib.networks.losses import alpha_loss, unknown_mask
+from matting_lib.networks.models import LAYERS, build_channel_adapters, build_connector, frozen_inference_copy
+from matting_lib.params import UnknownNameError, lookup
+from matting_lib.paths import student_run_name
 
 LAYER_NAMES = LAYERS  # conv1..conv5 (encoder stages after pooling), dconv5..dconv2 (decoder stages after BN)
 DEFAULT_LAYERS = ("conv2", "conv3", "conv4", "conv5")
@@ -119,7 +120,9 @@ class DistillConfig:
         if not 0.0 <= self.teacher_alpha_weight <= 1.0:
             raise ValueError(f"DistillConfig: teacher_alpha_weight must be in [0, 1], got {self.teacher_alpha_weight}")
         if self.spatial_mode not in SPATIAL_MODES:
-            raise ValueError(f"DistillConfig: unknown spatial_mode {self.spatial_mode!r}; valid: {', '.join(SPATIAL_MODES)}")
+            raise ValueError(
+                f"DistillConfig: unknown spatial_mode {self.spatial_mode!r}; valid: {', '.join(SPATIAL_MODES)}"
+            )
 
     @property
     def uses_teacher(self) -> bool:
@@ -228,7 +231,9 @@ def config_label(config: DistillConfig) -> str:
 
     Examples: ``spatial+channel``; ``spatial+channel-Lconv3.conv4.conv5.dconv5``; ``spatial-w2``; ``at-t0``.
     """
-    math_of = lambda c: dataclasses.replace(c, spatial_mode="auto")  # the mode never changes the loss
+    def math_of(c: DistillConfig) -> DistillConfig:
+        return dataclasses.replace(c, spatial_mode="auto")  # the mode never changes the loss
+
     for name, cfg in PAPER_CONFIGS.items():
         if math_of(cfg) == math_of(config):
             return name
@@ -286,8 +291,8 @@ def teacher_cache_for(root, teacher_checkpoint) -> TeacherOutputCache:
     """The teacher-output cache of one teacher under ``root``, named by the teacher's weights fingerprint and the
     digest of the network code that computes its forward pass (two files with the same weights share it; another
     teacher, or changed network code, never reads its outputs)."""
-    from matting_lib.provenance import code_digest
     from matting_lib.networks.checkpoints import weights_fingerprint
+    from matting_lib.provenance import code_digest
 
     return TeacherOutputCache(root, f"{weights_fingerprint(teacher_checkpoint)[:24]}-{code_digest('networks')[:8]}")
 
@@ -302,7 +307,8 @@ class DistillObjective(nn.Module):
         config: the :class:`DistillConfig`.
         margins: optional OFD margins per layer (``(C,)`` tensors or None); computed from the teacher's
             BatchNorms by default (:func:`bn_before_relu`, :func:`kd_losses.ofd_margin`).
-        teacher_cache: optional :class:`matting_lib.distillation.teacher_cache.TeacherOutputCache`: the teacher's outputs are
+        teacher_cache: optional :class:`matting_lib.distillation.teacher_cache.TeacherOutputCache`: the teacher's
+        outputs are
             read from it when another run of the same seed stored them (identical results, one forward per batch).
 
     Submodules ``adapters`` (channel, fsp) and ``connectors`` (ofd) are trained with the student.
@@ -340,7 +346,7 @@ class DistillObjective(nn.Module):
         # SPKD's 1×1 convs with bias (models.build_channel_adapters): 304,512 parameters for conv2-5 at width 1
         self.adapters = build_channel_adapters(student, teacher, layers) if "adapter" in views else nn.ModuleDict()
         self.connectors = nn.ModuleDict(
-            {l: build_connector(s_ch[l], t_ch[l]) for l in layers} if "connector" in views else {})
+            {name: build_connector(s_ch[name], t_ch[name]) for name in layers} if "connector" in views else {})
         if "connector" in views:
             for layer in layers:
                 if margins is not None:
@@ -393,22 +399,21 @@ class DistillObjective(nn.Module):
             teacher = self._teacher
             if teacher.training:  # someone flipped it: a frozen teacher always runs with running BN stats
                 teacher.eval()
-            run_teacher = lambda wanted: self._teacher_outputs(x, wanted)
             cache = self.teacher_cache
             if cache is None:
-                t_alpha, t_feats = run_teacher(layers)
+                t_alpha, t_feats = self._teacher_outputs(x, layers)
             else:  # one entry per batch for every configuration of the seed: the cache's layers and ours
-                wanted = tuple(l for l in LAYER_NAMES if l in layers or l in cache.layers)
-                t_alpha, t_all = cache.get(x, wanted, lambda: run_teacher(wanted))
-                t_feats = {l: t_all[l] for l in layers}
+                wanted = tuple(name for name in LAYER_NAMES if name in layers or name in cache.layers)
+                t_alpha, t_all = cache.get(x, wanted, lambda: self._teacher_outputs(x, wanted))
+                t_feats = {name: t_all[name] for name in layers}
             if cfg.teacher_alpha_weight > 0:
                 terms["alpha_teacher"] = alpha_loss(s_alpha, t_alpha, mask)
                 total = total + cfg.teacher_alpha_weight * terms["alpha_teacher"]
-            ctx = TermContext(cfg.spatial_mode, tuple(self._buffers.get(f"margin_{l}") for l in layers))
+            ctx = TermContext(cfg.spatial_mode, tuple(self._buffers.get(f"margin_{name}") for name in layers))
             for kind, weight in zip(cfg.types, cfg.weights):
                 spec: KDLoss = KD_LOSSES[kind]
-                fs = [self._student_view(spec.student_input, l, s_feats[l]) for l in layers]
-                terms[f"kd_{kind}"] = spec.fn(fs, [t_feats[l] for l in layers], ctx)
+                fs = [self._student_view(spec.student_input, name, s_feats[name]) for name in layers]
+                terms[f"kd_{kind}"] = spec.fn(fs, [t_feats[name] for name in layers], ctx)
                 total = total + weight * terms[f"kd_{kind}"]
         terms["loss"] = total
         values = torch.stack([t.detach().float() for t in terms.values()]).tolist()  # one device sync

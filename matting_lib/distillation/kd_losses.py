@@ -27,8 +27,9 @@ layers) that :class:`matting_lib.distillation.distill.DistillObjective` dispatch
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F

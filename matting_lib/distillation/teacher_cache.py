@@ -3,16 +3,16 @@
 Why: in a KD step the teacher's forward pass costs more than the student's own step (width 0.25, 96 px, batch 16,
 2 threads: 0.14 s student step alone, 0.32 s with the teacher), and 27 of the default profile's 30 runs pay it.
 All configurations of one seed train on the same crops in the same order (the data order and the augmentation are
-functions of the seed, epoch and index only — :mod:`matting_lib.training.loop`, :mod:`matting_lib.data.datasets`), and the
-teacher is frozen (eval mode, no gradients), so its outputs for a batch are a pure function of the batch. The first
+functions of the seed, epoch and index only — :mod:`matting_lib.training.loop`, :mod:`matting_lib.data.datasets`), and
+the teacher is frozen (eval mode, no gradients), so its outputs for a batch are a pure function of the batch. The first
 run of a seed computes and stores them; the others read them: one teacher forward per batch per seed.
 
 Results are **identical** to computing the teacher in every run (tested bit for bit on CPU): the stored tensors
 are the float32 outputs themselves, and the teacher's forward is deterministic for a given input and thread count.
 
-Layout: ``<root>/<teacher id>/<2 hex>/<key>.pt`` with ``key`` = SHA-256 (first 160 bits) of the input batch's bytes, shape and
-dtype and of the requested layers; each file holds ``{"alpha": (N, 1, H, W), "features": {layer: (N, C, h, w)}}``,
-written atomically, loaded with ``weights_only=True``. A damaged entry is recomputed and rewritten. Disk use:
+Layout: ``<root>/<teacher id>/<2 hex>/<key>.pt`` with ``key`` = SHA-256 (first 160 bits) of the input batch's bytes,
+shape and dtype and of the requested layers; each file holds ``{"alpha": (N, 1, H, W), "features": {layer: (N, C, h,
+w)}}``, written atomically, loaded with ``weights_only=True``. A damaged entry is recomputed and rewritten. Disk use:
 about 170 kB per 96 px sample at width 0.25 (conv2–5 + alpha), i.e. ~1.4 GB per seed for 500 steps of batch 16;
 delete the folder whenever you like (it is only a cache).
 """
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -33,7 +33,8 @@ from matting_lib.files import atomic_write
 #: runs of a seed read one entry per batch instead of computing the teacher twice.
 DEFAULT_CACHE_LAYERS = ("conv2", "conv3", "conv4", "conv5")
 #: How the stored outputs were computed (part of every key): "fused-cl" = the BN-folded channels_last copy of the
-#: teacher (:func:`matting_lib.networks.models.frozen_inference_copy`); entries computed another way (e.g. the plain eval forward) are never read.
+#: teacher (:func:`matting_lib.networks.models.frozen_inference_copy`); entries computed another way (e.g. the plain
+# eval forward) are never read.
 FORMAT = "fused-cl"
 
 

@@ -10,8 +10,9 @@ folder is :func:`matting_lib.metrics.folder.evaluate_folder`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -19,9 +20,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from matting_lib.data.layout import read_gray, read_rgb
 from matting_lib.data.datasets import make_input
+from matting_lib.data.layout import read_gray, read_rgb
 from matting_lib.files import atomic_write_bytes
+
 
 @torch.no_grad()
 def predict_alpha(model: nn.Module, image_rgb: np.ndarray, trimap: np.ndarray, *,
@@ -199,8 +201,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
                         out_csv: str | os.PathLike | None = None, convention: str = "official",
                         pred_dir: str | os.PathLike | None = None, force: bool = False, device: str = "auto",
                         workers: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Load ``checkpoint`` (see :func:`matting_lib.inference.export.load_network`), predict every test composite of the Composition-1k-layout
-    folder ``data_dir`` and score it (``convention`` "official" or "spkd"), in one call.
+    """Load ``checkpoint`` (see :func:`matting_lib.inference.export.load_network`), predict every test composite of the
+    Composition-1k-layout folder ``data_dir`` and score it (``convention`` "official" or "spkd"), in one call.
 
     The test composites are built first when ``Composition-1k/merged/`` lacks them
     (:func:`matting_lib.data.compositing.build_test_set`, as notebook 01 does). Predictions go to a temporary folder,
@@ -222,11 +224,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
 
     from matting_lib.data.compositing import build_test_set, list_test_items
     from matting_lib.data.layout import DatasetLayout
+    from matting_lib.data.output_safety import check_output, check_output_folder
+    from matting_lib.files import atomic_write_text
     from matting_lib.metrics import METRIC_KEYS, MetricsInputError
     from matting_lib.metrics.folder import ImagesNotEvaluatedError
-    from matting_lib.data.output_safety import check_output, check_output_folder
     from matting_lib.networks.devices import checked_device
-    from matting_lib.files import atomic_write_text
 
     # before any work: never into the dataset or onto an input; an existing result is replaced only with force
     if out_csv is not None:
@@ -243,8 +245,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     if pred_dir is not None:
         clash = [p for it in items if (p := prediction_path(pred_dir, it.name)).exists()]
         if clash and not force:
-            raise FileExistsError(f"{pred_dir} already holds {len(clash)} prediction(s) of this test set (e.g. "
-                                  f"{clash[0].name}); pass force=True (--force) to replace them, or choose another folder")
+            raise FileExistsError(
+                f"{pred_dir} already holds {len(clash)} prediction(s) of this test set (e.g. "
+                f"{clash[0].name}); pass force=True (--force) to replace them, or choose another folder"
+            )
     from matting_lib.inference.export import load_network
 
     model = load_network(checkpoint)
@@ -252,14 +256,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     model = model.to(dev)
     if not all(it.image_path.is_file() for it in items):
         build_test_set(layout, progress=progress)  # the published composites, as notebook 01 writes them
-    failure = None
     with tempfile.TemporaryDirectory(prefix="matting-eval-") as tmp:
         # a fresh folder: predictions of other images are refused, stale ones never reused
         try:
             scored = score_test_set(model, items, Path(tmp) / "pred", conventions=(convention,), device=dev,
                                     workers=workers, progress=progress, report=False)[convention]
         except ImagesNotEvaluatedError as err:  # some images unreadable: keep the rows scored, then say so
-            scored, failure = err.result, err
+            scored = err.result
         if pred_dir is not None:
             Path(pred_dir).mkdir(parents=True, exist_ok=True)
             for it in items:

@@ -18,8 +18,8 @@ tensors, which ``F.max_unpool2d``'s size check rejects, and past that it has no 
 keeps H and W symbolic.
 
 :class:`OnnxMatting` wraps an exported file as an ``nn.Module`` (onnxruntime on the CPU), so
-:func:`matting_lib.inference.evaluation.predict_alpha` and ``python -m matting_lib.predict --checkpoint model.onnx`` use it
-exactly like the PyTorch network.
+:func:`matting_lib.inference.evaluation.predict_alpha` and ``python -m matting_lib.predict --checkpoint model.onnx`` use
+it exactly like the PyTorch network.
 """
 
 from __future__ import annotations
@@ -30,17 +30,17 @@ import logging
 import os
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from matting_lib.data.datasets import IMAGENET_MEAN, IMAGENET_STD
-from matting_lib.networks.models import MIN_SIDE, DIMNet, count_parameters
 from matting_lib.data.output_safety import check_output
 from matting_lib.files import atomic_write, sha256_file
+from matting_lib.networks.models import MIN_SIDE, DIMNet, count_parameters
 
 FORMAT = "matting_lib.onnx/1"
 DEFAULT_OPSET = 18  # the oldest opset torch's dynamo exporter emits natively; onnxruntime ≥ 1.14 runs it

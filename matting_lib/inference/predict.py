@@ -22,7 +22,6 @@ an all-0 / all-255 matte: a warning says so.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,8 +33,8 @@ def check_output(out: str | Path, inputs: list[str | Path | None], *, force: boo
     """Refuse ``out`` before anything is computed (:func:`matting_lib.data.output_safety.check_output`: one of
     ``inputs``, a dataset's inputs or ground truth, a folder, a read-only folder, an existing file without
     ``force``), and a lossy or unknown suffix."""
-    from matting_lib.inference.evaluation import check_alpha_suffix
     from matting_lib.data.output_safety import check_output as check_safe
+    from matting_lib.inference.evaluation import check_alpha_suffix
 
     return check_alpha_suffix(check_safe(out, inputs=inputs, force=force, what="--out", example="alpha.png"))
 
@@ -115,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     if (args.trimap is None) == (args.mask is None):
         print(f"{prog}: error: give a TRIMAP or --mask MASK (exactly one)", file=sys.stderr)
         return 2
-    from matting_lib.inference.evaluation import predict_alpha, read_rgb, write_gray
     from matting_lib.data.layout import check_image_pixels, read_trimap
-    from matting_lib.networks.devices import checked_device, resolve_device
     from matting_lib.data.trimap import snap_trimap, trimap_from_mask
+    from matting_lib.inference.evaluation import predict_alpha, read_rgb, write_gray
+    from matting_lib.networks.devices import checked_device, resolve_device
 
     if args.checkpoint is None:
         if not SHIPPED_STUDENT.is_file():

@@ -50,7 +50,8 @@ Decisions (each tested in ``tests/test_metrics.py``):
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

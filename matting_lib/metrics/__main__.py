@@ -1,4 +1,5 @@
-"""``python -m matting_lib.metrics --pred DIR --gt DIR --trimap DIR [--out CSV]``: see :func:`matting_lib.metrics.folder.main`."""
+"""``python -m matting_lib.metrics --pred DIR --gt DIR --trimap DIR [--out CSV]``: see
+:func:`matting_lib.metrics.folder.main`."""
 
 import sys
 

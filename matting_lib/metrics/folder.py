@@ -1,12 +1,12 @@
 """Folder evaluation and the command line of :mod:`matting_lib.metrics` (``python -m matting_lib.metrics --help``).
 
 Reads 8-bit single-channel images with :func:`matting_lib.data.layout.read_gray` (the official evaluation's rules:
-``hleval.m`` takes ``gt(:, :, 1)``; 16-bit files and differing colour channels are refused), matches each prediction with its ground truth and trimap (the same file stem, or
-Composition-1k names ``{bg}!{fg}!{f}!{b}.png`` -> ``{fg}.png`` and ``{fg}_{b}.png``), scores the images with
-:mod:`matting_lib.metrics` (in a spawn process pool: the worker :func:`_evaluate_job` stays a module-level
-function) and writes a per-image CSV and ``<csv>.mean.json``. An image without unknown pixels scores 0.0 and
-gets a note; the run goes on. Folder means average over every evaluated image, as ``hleval.m`` does.
-``python -m matting_lib.metrics`` runs :func:`main` (``matting_lib/metrics/__main__.py``).
+``hleval.m`` takes ``gt(:, :, 1)``; 16-bit files and differing colour channels are refused), matches each prediction
+with its ground truth and trimap (the same file stem, or Composition-1k names ``{bg}!{fg}!{f}!{b}.png`` -> ``{fg}.png``
+and ``{fg}_{b}.png``), scores the images with :mod:`matting_lib.metrics` (in a spawn process pool: the worker
+:func:`_evaluate_job` stays a module-level function) and writes a per-image CSV and ``<csv>.mean.json``. An image
+without unknown pixels scores 0.0 and gets a note; the run goes on. Folder means average over every evaluated image, as
+``hleval.m`` does. ``python -m matting_lib.metrics`` runs :func:`main` (``matting_lib/metrics/__main__.py``).
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 
 from matting_lib.data.layout import LayoutError, read_gray
-from matting_lib.metrics import CONVENTIONS, METRIC_KEYS, MetricsInputError, NoUnknownPixelsWarning, evaluate_counted
 from matting_lib.data.output_safety import check_output
 from matting_lib.files import atomic_write_text
+from matting_lib.metrics import CONVENTIONS, METRIC_KEYS, MetricsInputError, NoUnknownPixelsWarning, evaluate_counted
 
 __all__ = ["IMAGE_EXTENSIONS", "MATCHERS", "ImagesNotEvaluatedError", "evaluate_folder", "main"]
 

@@ -16,7 +16,7 @@ code (Yoon, Park & Cho, IEEE SPL 2020). Written from those definitions, not copi
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

@@ -14,8 +14,8 @@ They are written atomically (temporary file + rename, :func:`matting_lib.files.a
 mid-write never damages the previous file. A weights-only file (optimizer None) of the width-1 teacher is
 ~103 MB, of the student ~20 MB.
 
-The public DIM-PyTorch teacher (docs/paper_notes.md §7.1) is a whole pickled ``DataParallel(models.DIMModel)`` plus a pickled
-optimizer: ``torch.load`` would need ``weights_only=False`` (arbitrary code execution for an untrusted file) and
+The public DIM-PyTorch teacher (docs/paper_notes.md §7.1) is a whole pickled ``DataParallel(models.DIMModel)`` plus a
+pickled optimizer: ``torch.load`` would need ``weights_only=False`` (arbitrary code execution for an untrusted file) and
 the original classes under the module name ``models``. :func:`load_dim_pytorch` instead unpickles it with an
 allow-list: tensors/storages, the containers this format uses, and the module/optimizer classes of that file,
 which are replaced by inert stand-ins that only record their attributes. Anything else — ``os.system``,
@@ -42,14 +42,15 @@ import tarfile
 import types
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
 
-from matting_lib.networks.models import DIMNet, build_teacher, model_from_arch
 from matting_lib.files import atomic_write, atomic_write_text, disk_full_error, sha256_file
+from matting_lib.networks.models import DIMNet, build_teacher, model_from_arch
 
 FORMAT = "matting_lib.checkpoint/1"
 
@@ -157,9 +158,11 @@ def _check_finite(state: dict, path: str | os.PathLike) -> None:
     """Refuse weights holding NaN or inf: such a network outputs garbage (an all-zero matte) without an error."""
     bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
-        raise CheckpointError(f"{path}: {len(bad)} weight tensor(s) hold NaN or inf values (e.g. {', '.join(bad[:3])}); "
-                              f"the training that wrote it diverged or the file is damaged. Use an earlier checkpoint "
-                              f"(e.g. best.pt) or retrain")
+        raise CheckpointError(
+            f"{path}: {len(bad)} weight tensor(s) hold NaN or inf values (e.g. {', '.join(bad[:3])}); "
+            f"the training that wrote it diverged or the file is damaged. Use an earlier checkpoint "
+            f"(e.g. best.pt) or retrain"
+        )
 
 
 # ------------------------------------------------------------------------------------------ own checkpoints

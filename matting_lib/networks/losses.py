@@ -2,8 +2,9 @@
 
 DIM-PyTorch ``utils.alpha_prediction_loss`` (Xu et al., CVPR 2017, eq. 1):
 :func:`alpha_loss` = Σ sqrt(((α̂ − α)·m)² + 1e-12) / (Σ m + 1e-6), m = :func:`unknown_mask` of the trimap.
-The feature-distillation losses are :mod:`matting_lib.distillation.kd_losses`; the training loop is :mod:`matting_lib.training.loop`.
-Kept apart from both so that distillation and profiling use the loss without importing the training loop.
+The feature-distillation losses are :mod:`matting_lib.distillation.kd_losses`; the training loop is
+:mod:`matting_lib.training.loop`. Kept apart from both so that distillation and profiling use the loss without importing
+the training loop.
 """
 
 from __future__ import annotations

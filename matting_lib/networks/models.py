@@ -26,7 +26,7 @@ Intermediate features by name (for distillation): ``conv1``..``conv5`` = encoder
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -88,7 +88,11 @@ def cost_markdown(rows: list[dict]) -> str:
              "|---|---|---|---|---|"]
     for r in rows:
         if r["network"] == "student / teacher":
-            lines.append(f"| {r['network']} | {r['width']} | {r['params']:.1%} | {r['macs']:.1%} | {r['latency_ms']:.1%} |")
+            lines.append(
+                f"| {r['network']} | {r['width']} | {r['params']:.1%} | {r['macs']:.1%} | {r['latency_ms']:.1%} |"
+            )
         else:
-            lines.append(f"| {r['network']} | {r['width']} | {r['params']:,} | {r['macs'] / 1e9:.2f} | {r['latency_ms']:.0f} |")
+            lines.append(
+                f"| {r['network']} | {r['width']} | {r['params']:,} | {r['macs'] / 1e9:.2f} | {r['latency_ms']:.0f} |"
+            )
     return "\n".join(lines) + "\n"

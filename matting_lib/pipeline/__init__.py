@@ -20,7 +20,8 @@ with the default ``--runs-dir`` (``runs/``), whose tables and figures go to the 
 ``figures/<profile>/``, and with ``--figures-dir``. A job is up to date when its marker
 ``pipeline/<job>.json`` records the same parameters, notebook source and upstream results *and* its declared
 outputs exist and verify (:mod:`matting_lib.pipeline.state`); so an interrupted or damaged run resumes where it
-stopped. A lock per ``<runs-dir>/<profile>`` refuses a second pipeline on the same folder (:mod:`matting_lib.pipeline.runlock`).
+stopped. A lock per ``<runs-dir>/<profile>`` refuses a second pipeline on the same folder
+(:mod:`matting_lib.pipeline.runlock`).
 
 Modules: :mod:`~matting_lib.pipeline.common` (shared names, errors, :class:`Job`), :mod:`~.profiles`,
 :mod:`~.plan` (profile to jobs), :mod:`~.validate`, :mod:`~.state` (up to date or not), :mod:`~.execute`

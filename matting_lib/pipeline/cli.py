@@ -17,8 +17,8 @@ from matting_lib.paths import DEFAULT_RUNS, REPO
 from matting_lib.pipeline.common import STAGES, Job, PipelineError, ProfileError
 from matting_lib.pipeline.executors import EXECUTORS, LocalRunner, option_problems
 from matting_lib.pipeline.plan import plan_jobs
-from matting_lib.pipeline.progress import Progress
 from matting_lib.pipeline.profiles import apply_overrides, figures_dir_for, load_profile
+from matting_lib.pipeline.progress import Progress
 from matting_lib.pipeline.state import executed_path, job_fingerprint, job_state, marker_path, verify_outputs
 
 
@@ -26,8 +26,8 @@ from matting_lib.pipeline.state import executed_path, job_fingerprint, job_state
 def run_job(job: Job, runs_root: Path, profile: str, *, log=print, env: dict[str, str] | None = None) -> float:
     """Execute one notebook under its limits (``env`` added to its kernel's environment); verify its outputs;
     write its marker. Returns wall seconds."""
-    from matting_lib.pipeline.execute import execute_notebook
     from matting_lib.files import atomic_write_text
+    from matting_lib.pipeline.execute import execute_notebook
 
     if not job.notebook.is_file():
         raise PipelineError(f"stage {job.stage!r}: notebook {job.notebook} does not exist")
@@ -36,7 +36,8 @@ def run_job(job: Job, runs_root: Path, profile: str, *, log=print, env: dict[str
     marker = marker_path(runs_root, profile, job.key)
     marker.unlink(missing_ok=True)
     t0 = time.time()
-    log(f"[{profile}] {job.key}: running {job.notebook.name} -> {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    shown = out.relative_to(REPO) if out.is_relative_to(REPO) else out
+    log(f"[{profile}] {job.key}: running {job.notebook.name} -> {shown}")
     execute_notebook(job.notebook, out, job.params, job=job.key, stage=job.stage, cwd=REPO, env=env,
                      **job.limits)
     problems = verify_outputs(job.outputs, job)
@@ -103,8 +104,8 @@ def resolve_profile(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
-    from matting_lib.pipeline.validate import check_jobs, validate_profile
     from matting_lib.pipeline.runlock import RunLock
+    from matting_lib.pipeline.validate import check_jobs, validate_profile
 
     prof = resolve_profile(args)
     validate_profile(prof, full=True)
@@ -176,8 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
                "./run_all.sh --profile smoke ; ./run_all.sh --only distill -j 2 ; "
                "./run_all.sh --profile paper --adobe-root /data/adobe",
     )  # each help text states its default once (ArgumentDefaultsHelpFormatter would repeat it, "None" included)
-    p.add_argument("--profile", default="default", help="smoke | default | calibrate | ablation | paper (a file in profiles/; "
-                   "default: default)")
+    p.add_argument(
+        "--profile",
+        default="default",
+        help="smoke | default | calibrate | ablation | paper (a file in profiles/; default: default)",
+    )
     p.add_argument("--seeds", type=int, default=None, help="seeds per student configuration (default: the profile's)")
     p.add_argument("--only", choices=STAGES, default=None, help="run only this stage")
     p.add_argument("--force", action="store_true", help="re-run stages even when their outputs are up to date; "

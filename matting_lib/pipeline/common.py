@@ -7,7 +7,6 @@ Every other module of :mod:`matting_lib.pipeline` imports these from here, so th
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -21,10 +21,10 @@ import contextlib
 import os
 import queue
 import re
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from matting_lib.pipeline.common import Job
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from typing import Any, Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
 
 
 def _group(job: Any) -> tuple[str, Any]:

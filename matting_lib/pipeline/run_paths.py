@@ -6,7 +6,7 @@ the profile's ``data_dir``, ``figures/<profile>``); an explicit path wins. A mis
 it, the command that makes it and the profiles whose runs do exist::
 
     paths = run_paths.for_profile("smoke")
-    teacher = paths.require(paths.runs / "teacher" / "teacher.pt", "the teacher")
+    teacher = paths.require(paths.layout.teacher_checkpoint, "the teacher")
 
 Standard library only, like :mod:`matting_lib.pipeline`.
 """
@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from matting_lib.paths import DEFAULT_RUNS, REPO
+from matting_lib.paths import DEFAULT_RUNS, REPO, RunLayout
 from matting_lib.pipeline.profiles import figures_dir_for, load_profile
 
 
@@ -33,6 +33,11 @@ class ProfilePaths:
     seeds: int
 
     @property
+    def layout(self) -> RunLayout:
+        """The folders of these runs (teacher, students, caches)."""
+        return RunLayout(self.runs)
+
+    @property
     def command(self) -> str:
         """The pipeline command that makes these runs."""
         other = "" if self.runs.parent == DEFAULT_RUNS.resolve() else f" --runs-dir {self.runs.parent}"
@@ -44,11 +49,14 @@ class ProfilePaths:
         path = Path(path)
         if path.exists():
             return path
-        done = sorted(t.parent.name for t in self.runs.parent.glob("*/teacher")
+        done = sorted(t.parent.name for t in self.runs.parent.glob(f"*/{self.layout.teacher.name}")
                       if t.is_dir() and t.parent.name != self.profile)
-        hint = (f" Runs exist for profile(s) {', '.join(done)} in {self.runs.parent}: set e.g. profile = \"{done[0]}\" in "
-                f"the parameters cell, or open the executed copies in {self.runs.parent / done[0] / 'notebooks'}/."
-                if done else "")
+        hint = (
+            f' Runs exist for profile(s) {", ".join(done)} in {self.runs.parent}: set e.g. profile = "{done[0]}" in '
+            f"the parameters cell, or open the executed copies in {self.runs.parent / done[0] / 'notebooks'}/."
+            if done
+            else ""
+        )
         raise FileNotFoundError(f"{path} does not exist: {what} of profile {self.profile!r} has not been made yet. "
                                 f"Make it with `{self.command}`, then rerun this notebook.{hint}")
 

@@ -20,26 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from matting_lib.pipeline.common import PipelineError
 from matting_lib.files import pid_alive
+from matting_lib.pipeline.common import PipelineError
 
 
 class RunLockedError(PipelineError):
     """Another live process holds the run folder's lock."""
-
-
-class RunLockedError(PipelineError):
-    """Another live process holds the run folder's lock."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 class RunLock:
@@ -75,8 +61,11 @@ class RunLock:
             pid = info.get("pid")
             who = (f"PID {pid}, started {info.get('started', '?')}: {info.get('command', '?')}" if pid
                    else "a process that has not written its PID yet")
-            note = "" if not pid or pid_alive(int(pid)) else (" (that PID is gone, but a process that inherited the lock "
-                                                            "still holds it)")
+            note = (
+                ""
+                if not pid or pid_alive(int(pid))
+                else (" (that PID is gone, but a process that inherited the lock still holds it)")
+            )
             raise RunLockedError(f"{self.folder} is in use by another pipeline ({who}){note}. Wait for it to "
                                  f"finish, stop it, or use another --runs-dir.") from None
         previous = self.holder()

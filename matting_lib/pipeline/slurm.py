@@ -23,8 +23,9 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from submitit.core.core import Job as SubmititJob
 from submitit.core.utils import FailedSubmissionError
@@ -33,9 +34,8 @@ from submitit.local.local import LocalExecutor, LocalJob
 from submitit.slurm.slurm import SlurmExecutor, SlurmJob
 
 from matting_lib import cpu_env
-from matting_lib.files import atomic_write_text
+from matting_lib.files import atomic_write_text, pid_alive
 from matting_lib.pipeline.common import Job, PipelineError
-from matting_lib.files import pid_alive
 from matting_lib.pipeline.execute import kill_running_kernels
 from matting_lib.pipeline.executors import DEFAULT_SLURM_GPUS, DEFAULT_SLURM_TIME, slurm_minutes
 from matting_lib.pipeline.state import job_fingerprint

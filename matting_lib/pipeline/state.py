@@ -23,6 +23,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from matting_lib.paths import RunLayout  # standard library only
+
 TABLE_FILES = tuple(f"table1_{conv}.{ext}" for conv in ("official", "spkd") for ext in ("md", "csv", "tex")) + (
     "table1_compact.md", "summary.md", "costs.md", "runs.csv")
 
@@ -119,11 +121,11 @@ def _digest(obj: Any) -> str:
 
 
 def marker_path(runs_root: Path, profile: str, key: str) -> Path:
-    return Path(runs_root) / profile / "pipeline" / f"{key}.json"
+    return RunLayout.of(runs_root, profile).markers / f"{key}.json"
 
 
 def executed_path(runs_root: Path, profile: str, job: Any) -> Path:
-    return Path(runs_root) / profile / "notebooks" / f"{job.notebook.stem}-{job.key}.ipynb"
+    return RunLayout.of(runs_root, profile).notebooks / f"{job.notebook.stem}-{job.key}.ipynb"
 
 
 def _read_marker(path: Path) -> dict | None:

@@ -21,11 +21,12 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from matting_lib.pipeline.common import NOTEBOOKS, PIPELINE_KEYS, STAGES, TIMEOUT_KEYS, Job, ProfileError
 from matting_lib.paths import REPO
+from matting_lib.pipeline.common import NOTEBOOKS, PIPELINE_KEYS, STAGES, TIMEOUT_KEYS, Job, ProfileError
 
 #: Parameters the pipeline sets itself, per stage (a profile or --set value would be overwritten silently).
 DERIVED = {

@@ -11,8 +11,8 @@ callbacks directly and the notebook also executes headlessly under papermill.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from matting_lib.distillation.kd_losses import SIMILARITY_KINDS, similarity_matrix
+from matting_lib.paths import RunLayout
 
 
 def cluster_order(matrix: np.ndarray) -> np.ndarray:
@@ -75,7 +76,7 @@ class SimilarityExplorer:
                 _, feats = net.forward_features(self.inputs, self.layers)
                 ad = self.adapters.get(model)
                 if ad is not None:
-                    feats.update({f"{l}@adapted": ad[l](feats[l]) for l in self.layers if l in ad})
+                    feats.update({f"{name}@adapted": ad[name](feats[name]) for name in self.layers if name in ad})
             self._features[model] = feats
         return self._features[model]
 
@@ -233,11 +234,9 @@ def mean_differences(mats: Mapping[str, Mapping[str, np.ndarray]], reference: st
 
 
 def trained_students(runs_dir: str | Path, configs: Sequence[str], seed: int) -> dict[str, Path]:
-    """``{config: best.pt}`` of the configurations whose run ``runs_dir/students/kd-<config>-seed<seed>`` has
-    finished (others are left out: the explorer shows what exists)."""
-    from matting_lib.distillation.distill import run_name
-
-    found = {c: Path(runs_dir) / "students" / run_name(c, seed) / "best.pt" for c in configs}
+    """``{config: best.pt}`` of the configurations whose run (:meth:`matting_lib.paths.RunLayout.student` of the
+    profile's folder ``runs_dir``) has finished (others are left out: the explorer shows what exists)."""
+    found = {c: RunLayout(runs_dir).student(c, seed) / "best.pt" for c in configs}
     return {c: p for c, p in found.items() if p.is_file()}
 
 

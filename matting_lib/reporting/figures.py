@@ -6,8 +6,8 @@ plain data and returns a matplotlib Figure; :func:`save_figure` writes PNG and P
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,7 +15,9 @@ import numpy as np
 from matting_lib.files import atomic_write
 
 
-def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:
+def save_figure(
+    fig: plt.Figure, stem: str | Path, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150
+) -> list[Path]:
     """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` (atomically); returns the paths. The extension is appended,
     so a stem with dots (a layer-set run such as ``03_kd-spatial+channel-Lconv3.conv4.conv5.dconv5-seed0_terms``)
     keeps its whole name."""
@@ -39,7 +41,9 @@ def relative_improvement_bars(rows: Sequence[Mapping], metric: str = "sad", *, t
     ours = np.array([100 * (r[f"{metric}_rel"] or 0.0) for r in rows])
     err = np.array([100 * r[f"{metric}_std"] / (r[metric] / (1 + r[f"{metric}_rel"])) if r[f"{metric}_rel"] is not None
                     and r["n"] > 1 else 0.0 for r in rows])
-    theirs = np.array([100 * r[f"paper_{metric}_rel"] if r[f"paper_{metric}_rel"] is not None else np.nan for r in rows])
+    theirs = np.array(
+        [100 * r[f"paper_{metric}_rel"] if r[f"paper_{metric}_rel"] is not None else np.nan for r in rows]
+    )
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names) + 2) + 2, 3.8), layout="constrained")
     ax.bar(x - 0.2, ours, 0.4, yerr=err, capsize=3, label="this run", color="tab:blue")
@@ -57,8 +61,8 @@ def forest_plot(rows: Sequence[Mapping], metric: str = "sad", *, margin: float =
     point with its 95 % interval as a horizontal error bar, the paper's change as a grey diamond, a line at 0 and
     a shaded ±``margin`` band (the equivalence margin, a fraction).
 
-    ``rows``: :func:`matting_lib.reporting.paired_report.with_intervals` rows; the teacher, the no-KD student and rows without
-    a paired change are left out, and a row without an interval (one seed) is drawn without a bar.
+    ``rows``: :func:`matting_lib.reporting.paired_report.with_intervals` rows; the teacher, the no-KD student and rows
+    without a paired change are left out, and a row without an interval (one seed) is drawn without a bar.
     """
     rows = [r for r in rows if r["config"] not in ("teacher", "student") and r.get(f"{metric}_rel_paired") is not None]
     y = np.arange(len(rows))[::-1]  # the table's first row at the top
@@ -194,7 +198,8 @@ def calibration_curves(frame: Sequence[Mapping], table: Sequence[Mapping], *, ti
     """Left: validation SAD against training compute (TMACs, log scale), one line per setting (teachers solid,
     no-KD students dashed, mean over seeds with ±std band). Right: the gap 1 − SAD_teacher / SAD_student against
     the teacher's compute, one line per (teacher, student at its last step) pair; dotted lines at the 25 % target
-    and the paper's 46 %. ``frame`` / ``table``: :func:`matting_lib.studies.calibration.curve_frame` / ``study_table``."""
+    and the paper's 46 %. ``frame`` / ``table``: :func:`matting_lib.studies.calibration.curve_frame` /
+    ``study_table``."""
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
     for label in dict.fromkeys(r["setting"] for r in frame):
         rows = [r for r in frame if r["setting"] == label]

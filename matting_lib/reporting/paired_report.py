@@ -1,6 +1,6 @@
 """Table 1's paired intervals, the verdicts on the paper's orderings and the generated summary, from per-run
-records (:mod:`matting_lib.reporting.paired_stats` does the statistics); also a command that pools committed ``runs.csv``
-files::
+records (:mod:`matting_lib.reporting.paired_stats` does the statistics); also a command that pools committed
+``runs.csv`` files::
 
     python -m matting_lib.paired_report docs/constant_lr_runs*.csv
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from matting_lib.reporting import paper
 from matting_lib.reporting.paired_stats import STRONG, compare, median_half_width, pairs_among, seeds_needed
@@ -177,8 +177,16 @@ def compare_markdown(a: Sequence[Mapping], b: Sequence[Mapping], names: tuple[st
         raise ValueError(f"{names[0]} and {names[1]} have no student run (configuration, seed) in common")
     diff = [abs(sa[k] - sb[k]) for k in common]
     teacher = [float(r["metrics"][conv][m]) for recs in (a, b) for r in recs if r["config"] == "teacher"]
-    t_line = ("" if len(teacher) != 2 else f" The teacher's test {m.upper()} is " + (
-        f"identical ({teacher[0]:.6f})." if teacher[0] == teacher[1] else f"{teacher[0]:.6f} against {teacher[1]:.6f}."))
+    t_line = (
+        ""
+        if len(teacher) != 2
+        else f" The teacher's test {m.upper()} is "
+        + (
+            f"identical ({teacher[0]:.6f})."
+            if teacher[0] == teacher[1]
+            else f"{teacher[0]:.6f} against {teacher[1]:.6f}."
+        )
+    )
     lines = [f"Student runs in both: {len(common)}; bit-identical {m.upper()}: {sum(d == 0 for d in diff)}; mean "
              f"|Δ{m.upper()}| per run {statistics.mean(diff):.3f}, largest {max(diff):.3f}.{t_line}", ""]
     ra, rb = orderings(a, **kw), orderings(b, **kw)
@@ -191,10 +199,14 @@ def compare_markdown(a: Sequence[Mapping], b: Sequence[Mapping], names: tuple[st
     lines += [f"| {x['claim']} | {x['verdict']}, {x['interval'].fmt()} | {y['verdict']}, {y['interval'].fmt()} | "
               f"{'yes' if x['verdict'] == y['verdict'] else '**no**'} |" for x, y in rows]
     differ = [f"{x['claim']} ({x['verdict']} → {y['verdict']})" for x, y in rows if x["verdict"] != y["verdict"]]
-    lines += ["", f"Same verdict on {len(rows) - len(differ)} of {len(rows)}"
-              + (f"; different on: {'; '.join(differ)}." if differ else ".")
-              + f" Median {_level(kw.get('level', 0.95))} half-width over the {len(pa)} strong pair{'s' if len(pa) != 1 else ''}: "
-              f"{_pct(median_half_width(pa))} ({names[0]}), {_pct(median_half_width(pb))} ({names[1]})."]
+    lines += [
+        "",
+        f"Same verdict on {len(rows) - len(differ)} of {len(rows)}"
+        + (f"; different on: {'; '.join(differ)}." if differ else ".")
+        + f" Median {_level(kw.get('level', 0.95))} half-width over the {len(pa)} strong "
+        f"pair{'s' if len(pa) != 1 else ''}: "
+        f"{_pct(median_half_width(pa))} ({names[0]}), {_pct(median_half_width(pb))} ({names[1]}).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -10,8 +10,9 @@ Several runs folders or ``runs.csv`` files are pooled by pairing on (source, see
 paired with the same seed of another run. A record without a seed (the teacher: one training shared by every
 student) pairs with every seed of its source.
 
-Records are the dicts of :func:`matting_lib.reporting.results.collect` / :func:`~matting_lib.reporting.results.records_from_runs_csv`
-(``config``, ``seed``, ``metrics[convention][metric]``), with an optional ``source`` label (default ``""``).
+Records are the dicts of :func:`matting_lib.reporting.results.collect` /
+:func:`~matting_lib.reporting.results.records_from_runs_csv` (``config``, ``seed``, ``metrics[convention][metric]``),
+with an optional ``source`` label (default ``""``).
 
 **The interval.** The default is the t-interval on the paired differences,
 ``scipy.stats.ttest_1samp(d, 0).confidence_interval(level)``: the standard interval for a paired design, exact
@@ -25,9 +26,9 @@ differences (``normality_p``, for n ≥ 3), so a reader can see where the t-inte
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats

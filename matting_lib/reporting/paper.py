@@ -38,7 +38,8 @@ DISPLAY_NAMES: dict[str, str] = {
     "channel": "DIM-channel",
     "spatial+channel": "DIM-spatial+channel",
     "batch+spatial+channel": "DIM-batch+spatial+channel",
-    # Table 3's layer sets (spatial+channel; conv2-5 is the row above), as matting_lib.distillation.distill.ABLATION_CONFIGS names them
+    # Table 3's layer sets (spatial+channel; conv2-5 is the row above), as
+    # matting_lib.distillation.distill.ABLATION_CONFIGS names them
     "spatial+channel-Lconv3.conv4.conv5.dconv5": "DIM-spatial+channel, conv3-5 + dconv5",
     "spatial+channel-Lconv4.conv5.dconv5.dconv4": "DIM-spatial+channel, conv4-5 + dconv5-4",
     "spatial+channel-Lconv5.dconv5.dconv4.dconv3": "DIM-spatial+channel, conv5 + dconv5-3",

@@ -16,12 +16,12 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from matting_lib.reporting import paper
 from matting_lib.metrics import METRIC_KEYS
+from matting_lib.reporting import paper
 
 ROW_ORDER = tuple(paper.TABLE1)  # teacher, student, hinton, at, fsp, ofd, batch, spatial, channel, s+c, b+s+c
 
@@ -157,8 +157,8 @@ def to_markdown(rows: list[dict], *, title: str = "") -> str:
 
 def to_compact_markdown(rows: list[dict], metric: str = "sad") -> str:
     """Table 1 in eight columns (the README's): the four metrics as mean ± std, the paired change of ``metric`` vs
-    the no-KD student with its 95 % interval (rows from :func:`matting_lib.reporting.paired_report.with_intervals`), and the
-    paper's change of ``metric``."""
+    the no-KD student with its 95 % interval (rows from :func:`matting_lib.reporting.paired_report.with_intervals`), and
+    the paper's change of ``metric``."""
     if metric not in _interval_metrics(rows):
         raise ValueError(f"the rows carry no paired interval of {metric!r}; pass them through "
                          "matting_lib.reporting.paired_report.with_intervals first")
@@ -318,8 +318,8 @@ def hardest_images(per_image_csv: str | Path, n: int, metric: str = "sad") -> li
 
 def comparison_samples(items, pred_dirs: dict[str, str | Path], names: Sequence[str]) -> list[dict]:
     """Image, trimap, ground truth and each model's prediction (keyed by its label) for the named test images."""
-    from matting_lib.inference.evaluation import prediction_path, qualitative_samples
     from matting_lib.data.layout import read_gray
+    from matting_lib.inference.evaluation import prediction_path, qualitative_samples
 
     samples = qualitative_samples(items, next(iter(pred_dirs.values())), names)
     for s, name in zip(samples, names):

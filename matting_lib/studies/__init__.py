@@ -2,6 +2,6 @@
 gap, ``python -m matting_lib.calibration``) and the students' training protocol (``python -m
 matting_lib.protocol_study``).
 
-May import everything below it: :mod:`matting_lib.training.loop`, :mod:`matting_lib.reporting`, ... Only the pipeline and
-the command shims stand above it.
+May import everything below it: :mod:`matting_lib.training.loop`, :mod:`matting_lib.reporting`, ... Only the pipeline
+and the command shims stand above it.
 """

@@ -28,16 +28,17 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from matting_lib import cpu_env
 from matting_lib.metrics import METRIC_KEYS
-from matting_lib.training.run_identity import identity_values, record
+from matting_lib.params import help_of
 from matting_lib.settings import TrainSettings, override, setting
+from matting_lib.training.run_identity import identity_values, record
+
 
 # ------------------------------------------------------------------------------------------ settings
 @dataclass(frozen=True)
@@ -46,11 +47,12 @@ class RunSettings(TrainSettings):
     calibration's defaults) plus what is trained (``kind``) and how often a full snapshot is kept."""
 
     crop_size: int = override(TrainSettings, "crop_size", 160)
-    steps: int = override(TrainSettings, "steps", 20000)  # a stint may stop earlier; a larger target continues
+    steps: int = override(TrainSettings, "steps", 20000, "optimiser steps (a stint may stop earlier; a larger target "
+                                                          "continues the run)")
     val_every: int = override(TrainSettings, "val_every", 500)
     num_workers: int = override(TrainSettings, "num_workers", 1)
-    kind: str = setting("teacher")  # "teacher" | "student" (no KD)
-    snapshot_every: int = setting(1000, identity=False)  # snapshots are the curve's points
+    kind: str = setting("teacher", '"teacher" | "student" (no KD)')
+    snapshot_every: int = setting(1000, "keep a full snapshot every N steps: the curve's points", identity=False)
 
     def __post_init__(self):
         super().__post_init__()
@@ -65,9 +67,9 @@ def train_run(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings:
               stop_after_steps: int | None = None, progress: bool = True):
     """Train (or continue) one calibration run; returns :class:`matting_lib.training.loop.TrainResult`.
 
-    ``run_dir/run.json`` records the run's identity (:func:`matting_lib.training.run_identity.training_identity`: settings,
-    data, code) and every setting; a run folder holding another training is moved aside first (never continued),
-    a larger ``steps`` continues it. ``stop_after_steps`` ends this stint early."""
+    ``run_dir/run.json`` records the run's identity (:func:`matting_lib.training.run_identity.training_identity`:
+    settings, data, code) and every setting; a run folder holding another training is moved aside first (never
+    continued), a larger ``steps`` continues it. ``stop_after_steps`` ends this stint early."""
     from matting_lib.training.run import train_network
 
     return train_network(settings, run_dir, data_dir, network=settings.kind, identity=f"calibration-{settings.kind}",
@@ -85,9 +87,17 @@ def study_plan(*, teacher_widths: Sequence[float], teacher_crop: int, teacher_st
         for c in student_crops:
             for seed in range(student_seeds):
                 plan[f"student-w{w:g}-c{c}-seed{seed}"] = RunSettings(
-                    kind="student", width=float(w), crop_size=int(c), steps=student_steps, seed=seed,
-                    snapshot_every=student_snapshot_every, val_every=student_snapshot_every, num_workers=0, batch_size=batch_size,
-                    threads=threads)
+                    kind="student",
+                    width=float(w),
+                    crop_size=int(c),
+                    steps=student_steps,
+                    seed=seed,
+                    snapshot_every=student_snapshot_every,
+                    val_every=student_snapshot_every,
+                    num_workers=0,
+                    batch_size=batch_size,
+                    threads=threads,
+                )
     for w in teacher_widths:
         plan[f"teacher-w{w:g}-c{teacher_crop}"] = RunSettings(
             kind="teacher", width=float(w), crop_size=teacher_crop, steps=teacher_steps, snapshot_every=snapshot_every,
@@ -182,9 +192,9 @@ def evaluate_snapshots(run_dir: str | os.PathLike, composites: Sequence[Composit
     returns the cached rows only (nothing is computed)."""
     import hashlib
 
+    from matting_lib.files import atomic_write_text
     from matting_lib.networks.checkpoints import load_model
     from matting_lib.training.loop import list_snapshots
-    from matting_lib.files import atomic_write_text
 
     run_dir = Path(run_dir)
     digest = hashlib.sha256("\n".join(c.name for c in composites).encode()).hexdigest()[:12]
@@ -228,8 +238,16 @@ def recorded_curve(manifest_path: str | os.PathLike) -> tuple[RunSettings, list[
     fields = set(RunSettings.__dataclass_fields__)
     settings = RunSettings(**{k: v for k, v in man["parameters"].items() if k in fields})
     nan = float("nan")
-    rows = [{"step": int(step), "group": "all", "count": int(val.get("composites", 0)), "sad": float(sad),
-             **{k: nan for k in METRIC_KEYS if k != "sad"}} for step, sad in sorted(curve.items(), key=lambda x: int(x[0]))]
+    rows = [
+        {
+            "step": int(step),
+            "group": "all",
+            "count": int(val.get("composites", 0)),
+            "sad": float(sad),
+            **{k: nan for k in METRIC_KEYS if k != "sad"},
+        }
+        for step, sad in sorted(curve.items(), key=lambda x: int(x[0]))
+    ]
     return settings, rows, {"composites": val.get("composites"), "bg_per_fg": val.get("bg_per_fg"),
                             "dataset": man.get("dataset"), "source": str(path)}
 
@@ -423,13 +441,20 @@ def ship_teacher(data_dir: str | os.PathLike, run_dir: str | os.PathLike, step: 
     curve``); choose the step from that curve, never from test metrics. ``out`` (or its manifest) existing is
     refused without ``force``; nothing is written before every check has passed."""
 
-    from matting_lib.networks.checkpoints import check_ship_destination, load_checkpoint, manifest_path, model_from_checkpoint, save_checkpoint, write_manifest
     from matting_lib.data.compositing import list_test_items
-    from matting_lib.inference.evaluation import score_test_set
     from matting_lib.data.layout import DatasetLayout, compare_training_data, dataset_identity
+    from matting_lib.files import sha256_file
+    from matting_lib.inference.evaluation import score_test_set
+    from matting_lib.networks.checkpoints import (
+        check_ship_destination,
+        load_checkpoint,
+        manifest_path,
+        model_from_checkpoint,
+        save_checkpoint,
+        write_manifest,
+    )
     from matting_lib.networks.models import count_parameters
     from matting_lib.training.loop import list_snapshots
-    from matting_lib.files import sha256_file
 
     run_dir, out = Path(run_dir), Path(out)
     settings = read_settings(run_dir)
@@ -492,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--data", required=True, help="dataset root (Adobe layout)")
     t.add_argument("--run-dir", required=True)
     for f in RunSettings.__dataclass_fields__.values():
-        t.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+        t.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
+                       help=f"{help_of(RunSettings, f.name)} (default: {f.default!r})")
     t.add_argument("--stop-after-steps", type=int, default=None, help="end this stint after this global step")
     c = sub.add_parser("curve", help="score a run's snapshots on the validation composites (cached)")
     c.add_argument("--data", required=True)

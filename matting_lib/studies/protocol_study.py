@@ -35,10 +35,9 @@ import dataclasses
 import json
 import math
 import os
-import sys
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -74,7 +73,8 @@ def protocol_settings(name: str, base: RunSettings = BASE, seed: int = 0) -> Run
 def train_distilled(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings: RunSettings, config: str,
                     teacher_checkpoint: str | os.PathLike):
     """Train (or resume) a distilled student of ``config`` with these settings, as notebook 03 trains it (the same
-    objective, data, loop and run identity), into ``run_dir``; returns :class:`matting_lib.training.loop.TrainResult`."""
+    objective, data, loop and run identity), into ``run_dir``; returns
+    :class:`matting_lib.training.loop.TrainResult`."""
     from matting_lib.training.run import train_network
     from matting_lib.training.student import DistillRunParams
 
@@ -88,10 +88,9 @@ def train_distilled(data_dir: str | os.PathLike, run_dir: str | os.PathLike, set
 def _train_and_score(args: tuple[str, str, str, RunSettings, int, str, str]) -> dict:
     """Worker: train one run (or read back a finished one) and score its ``best.pt`` on the validation composites."""
     data_dir, run_dir, name, settings, bg_per_fg, config, teacher = args
-    import torch
 
-    from matting_lib.studies.calibration import score_model, train_run, validation_composites
     from matting_lib.networks.checkpoints import load_model
+    from matting_lib.studies.calibration import score_model, train_run, validation_composites
 
     run = Path(run_dir)
     scores_file = run / "validation.json"
@@ -120,7 +119,8 @@ def run_study(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, protocol
               jobs: int = 2, bg_per_fg: int = 2, base: RunSettings = BASE, config: str = "student",
               teacher: str | os.PathLike = "matting_lib/assets/teacher-default.pt") -> list[dict]:
     """Train and score every (protocol, seed) of ``config`` (``student``: no KD; else a distilled configuration
-    of :data:`matting_lib.distillation.distill.CONFIGS` from ``teacher``); rows in protocol order. Seeds first within a round,
+    of :data:`matting_lib.distillation.distill.CONFIGS` from ``teacher``); rows in protocol order. Seeds first within a
+    round,
     so a study cut short still has every protocol at the same number of seeds."""
     prefix = "" if config == "student" else f"{config}-"
     tasks = [(str(data_dir), str(Path(runs_dir) / f"{prefix}{name}-seed{seed}"), name,
@@ -165,8 +165,8 @@ def noise_table(rows: Sequence[dict]) -> list[dict]:
 def paired_table(students: Sequence[dict], distilled: Sequence[dict], *, level: float = 0.95) -> list[dict]:
     """Per protocol, the paired relative difference of the runs ``distilled`` against the runs ``students`` of the
     same protocol and seed (validation SAD; the no-KD student, or another distilled configuration), as Table 1
-    pairs them: mean, per-seed std and the t-interval's half-width (:func:`matting_lib.reporting.paired_stats` conventions),
-    over the seeds both have."""
+    pairs them: mean, per-seed std and the t-interval's half-width (:mod:`matting_lib.reporting.paired_stats`
+    conventions), over the seeds both have."""
     from matting_lib.reporting.paired_stats import confidence_interval
 
     out = []
@@ -209,21 +209,31 @@ def seed_effect(rows: Sequence[dict], protocols: Sequence[str]) -> dict:
     total = ss_seed + ss_prot + ss_res
     df_res = (n_s - 1) * (n_p - 1)
     f_seed = (ss_seed / (n_s - 1)) / (ss_res / df_res)
-    return {"seeds": n_s, "protocols": list(protocols), "seed_share": ss_seed / total, "protocol_share": ss_prot / total,
-            "residual_share": ss_res / total, "seed_p": float(stats.f.sf(f_seed, n_s - 1, df_res)),
-            "residual_std_relative": float(np.sqrt(ss_res / df_res) / grand)}
+    return {
+        "seeds": n_s,
+        "protocols": list(protocols),
+        "seed_share": ss_seed / total,
+        "protocol_share": ss_prot / total,
+        "residual_share": ss_res / total,
+        "seed_p": float(stats.f.sf(f_seed, n_s - 1, df_res)),
+        "residual_std_relative": float(np.sqrt(ss_res / df_res) / grand),
+    }
 
 
 def seed_effect_sentence(e: dict) -> str:
-    return (f"Over {', '.join(e['protocols'])} ({e['seeds']} seeds each), the seed accounts for "
-            f"{100 * e['seed_share']:.0f} % of the sum of squares of the validation SAD (F-test p = {e['seed_p']:.1g}), "
-            f"the protocol for {100 * e['protocol_share']:.0f} %, the rest {100 * e['residual_share']:.0f} % "
-            f"(residual std {100 * e['residual_std_relative']:.1f} % of the mean).\n")
+    return (
+        f"Over {', '.join(e['protocols'])} ({e['seeds']} seeds each), the seed accounts for "
+        f"{100 * e['seed_share']:.0f} % of the sum of squares of the validation SAD (F-test p = {e['seed_p']:.1g}), "
+        f"the protocol for {100 * e['protocol_share']:.0f} %, the rest {100 * e['residual_share']:.0f} % "
+        f"(residual std {100 * e['residual_std_relative']:.1f} % of the mean).\n"
+    )
 
 
 def table_markdown(table: Sequence[dict]) -> str:
-    lines = ["| protocol | steps | seeds | validation SAD, mean ± std | std / mean | s per run | std × √(steps / 500) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| protocol | steps | seeds | validation SAD, mean ± std | std / mean | s per run | std × √(steps / 500) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in table:
         lines.append(f"| {r['protocol']} | {r['steps']} | {r['seeds']} | {r['val_sad']:.3f} ± {r['val_sad_std']:.3f} | "
                      f"{r['cv_percent']:.1f} % | {r['s_per_run']:.0f} | {r['noise_at_equal_cost']:.2f} |")
@@ -289,8 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         text += "\n" + paired_markdown(paired_table(others, rows), args.config, args.against)
     print(text)
     if args.out:
-        from matting_lib.studies.calibration import write_csv
         from matting_lib.reporting.figures import save_figure
+        from matting_lib.studies.calibration import write_csv
 
         write_csv(f"{args.out}.csv", rows)
         save_figure(figure(rows, table), Path(args.out), formats=("png",))

@@ -9,8 +9,8 @@ the events written after it (``purge_step``), so a resumed run's curves equal an
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -37,8 +37,11 @@ class RunLog:
                 atomic_write_text(self.path, "\n".join(lines) + "\n")
             else:
                 self.path.unlink()
-        self.events = (SummaryWriter(str(Path(run_dir) / EVENTS_DIR), purge_step=resume_step + 1 if resume_step else None)
-                       if tensorboard else None)
+        self.events = (
+            SummaryWriter(str(Path(run_dir) / EVENTS_DIR), purge_step=resume_step + 1 if resume_step else None)
+            if tensorboard
+            else None
+        )
 
     def step(self, row: Mapping[str, float | int | None]) -> None:
         """One optimiser step: ``row`` holds ``step``, ``epoch``, ``time_s``, ``lr``, ``loss``, the objective's

@@ -32,9 +32,9 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -44,12 +44,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
+from matting_lib.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from matting_lib.networks.checkpoints import load_checkpoint, save_checkpoint, unwrap
 from matting_lib.networks.devices import resolve_device
-from matting_lib.settings import IDENTITY, TrainConfig
-from matting_lib.data.datasets import IMAGENET_MEAN, IMAGENET_STD
-from matting_lib.training.log import RunLog
 from matting_lib.networks.losses import alpha_loss, unknown_mask
+from matting_lib.settings import IDENTITY, TrainConfig
+from matting_lib.training.log import RunLog
 from matting_lib.training.seeding import seed_everything, worker_init_fn
 
 

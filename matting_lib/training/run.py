@@ -2,9 +2,10 @@
 student (notebook 03, the protocol study) and the calibration runs all call :func:`train_network` (or
 :func:`build_training` and then :meth:`Training.run`, to look at the pieces first, as notebook 03 does).
 
-In order: torch threads (``settings.threads``; 0 = torch's default), :func:`~matting_lib.training.seeding.seed_everything`,
-the training and validation sets (:func:`matting_lib.data.datasets.train_val_sets`), the frozen teacher when the
-distillation uses one, the network (initialised from the seed), the objective (:class:`AlphaObjective`, or
+In order: torch threads (``settings.threads``; 0 = torch's default),
+:func:`~matting_lib.training.seeding.seed_everything`, the training and validation sets
+(:func:`matting_lib.data.datasets.train_val_sets`), the frozen teacher when the distillation uses one, the network
+(initialised from the seed), the objective (:class:`AlphaObjective`, or
 :class:`~matting_lib.distillation.distill.DistillObjective` with its adapters and the shared teacher cache), the run
 folder made ready for this training (:func:`matting_lib.training.run_identity.prepare_run_dir`: resumed when it holds
 the same training, moved aside otherwise), the shared batch cache, then the loop
@@ -14,9 +15,10 @@ the same training, moved aside otherwise), the shared batch cache, then the loop
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist

@@ -15,9 +15,9 @@ trains (:func:`code_digest`) — with the ``run.json`` stored in the folder:
 * anything else (another identity, no ``run.json`` beside training files, a checkpoint that does not load): move
   the whole folder aside to ``<run>.stale-<UTC time>`` (never deleted), print why, and start afresh.
 
-Identities are plain JSON dicts (``kind``, ``params``, ``target``, ``teacher``, ``dataset``, ``code``). The teacher is identified by
-:func:`weights_fingerprint` (the SHA-256 of its architecture and tensors), not by the checkpoint file's SHA-256:
-``torch.save`` names the archive's inner folder after the temporary file it writes, so the same teacher saved
+Identities are plain JSON dicts (``kind``, ``params``, ``target``, ``teacher``, ``dataset``, ``code``). The teacher is
+identified by :func:`weights_fingerprint` (the SHA-256 of its architecture and tensors), not by the checkpoint file's
+SHA-256: ``torch.save`` names the archive's inner folder after the temporary file it writes, so the same teacher saved
 twice gives two file hashes. The dataset is identified by :func:`dataset_identity` (one place to change it).
 
 **Code.** :data:`CODE` names the modules whose code determines a result, by group: ``data`` (what makes a training
@@ -31,15 +31,13 @@ check (each job's groups, :class:`matting_lib.pipeline.common.Job`), the calibra
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import functools
-import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from matting_lib.networks.checkpoints import weights_fingerprint
 from matting_lib.provenance import code_digest

@@ -3,14 +3,15 @@ configuration, its inputs and outputs) and the ``metrics.json`` record notebook 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from torch import nn
 
 from matting_lib.distillation.distill import DistillConfig, config_label, make_config, run_name
 from matting_lib.networks.models import count_parameters
-from matting_lib.params import check_counts
+from matting_lib.params import check_counts, param
 from matting_lib.settings import TrainSettings, override
 from matting_lib.training.run_identity import record as fields_record
 
@@ -26,27 +27,32 @@ class DistillRunParams(TrainSettings):
     run's identity, not these strings. Paths are relative to the repository.
     """
 
-    threads: int = override(TrainSettings, "threads", 1)  # the default profile's: numbers independent of -j
-    ema_decay: float = override(TrainSettings, "ema_decay", 0.98)  # the default profile's (docs/calibration.md)
-    profile: str = "default"
-    config: str = "spatial+channel"
-    types: str = ""
-    layers: str = ""
-    weights: str = ""
-    teacher_alpha_weight: float = -1.0
-    spatial_mode: str = "auto"
-    max_test_images: int = 0
-    n_qualitative: int = 3
-    teacher_checkpoint: str = "runs/default/teacher/teacher.pt"
-    teacher_cache_dir: str = ""  # matting_lib.distillation.teacher_cache folder shared by the runs of a seed ("" = off)
-    batch_cache_dir: str = ""  # matting_lib.data.batch_cache folder shared by the runs of a seed ("" = off)
-    data_dir: str = "data/synthetic-comp1k"
-    runs_dir: str = "runs/default/students"
-    figures_dir: str = "figures/default"
+    # the default profile's values: one thread per run (numbers independent of -j), averaged weights
+    threads: int = override(TrainSettings, "threads", 1, "torch threads (0: the torch default; the default profile's "
+                                                          "students use 1)")
+    ema_decay: float = override(TrainSettings, "ema_decay", 0.98)
+    profile: str = param("default", "pipeline profile (recorded in metrics.json)")
+    config: str = param("spatial+channel", "a configuration of distill.CONFIGS, e.g. student (no KD), ofd, "
+                                           "spatial+channel")
+    types: str = param("", "override the distillation types, e.g. spatial,channel (empty: those of config)")
+    layers: str = param("", "override the distilled layers, e.g. conv3-5,dconv5 (empty: conv2-5, encoder stages "
+                            "2-5)")
+    weights: str = param("", "override the weights, one per type, e.g. 1,1 (empty: those of config)")
+    teacher_alpha_weight: float = param(-1.0, "w1 of the teacher-alpha term (paper: 0.5); negative: that of config")
+    spatial_mode: str = param("auto", "spatial loss: auto | explicit (HW x HW matrices) | efficient (C x C only)")
+    max_test_images: int = param(0, "evaluate only the first N test composites (0: all)")
+    n_qualitative: int = param(3, "test images in the qualitative comparison")
+    teacher_checkpoint: str = param("runs/default/teacher/teacher.pt", "the teacher written by notebook 02")
+    teacher_cache_dir: str = param("", "share the teacher forward between the runs of a seed here (empty: off)")
+    batch_cache_dir: str = param("", "share the composed training batches between the runs of a seed here (empty: "
+                                     "off)")
+    data_dir: str = param("data/synthetic-comp1k", "dataset root in the shared Adobe layout")
+    runs_dir: str = param("runs/default/students", "the run folder runs_dir/<run name> is created here")
+    figures_dir: str = param("figures/default", "this notebook's figures go here")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.distill_config  # validates the configuration and its overrides (raises naming the bad value)
+        _ = self.distill_config  # validates the configuration and its overrides (raises naming the bad value)
         check_counts(self, at_least_0=("max_test_images", "n_qualitative"))
 
     @property

@@ -5,11 +5,11 @@ DistributedDataParallel path (:func:`matting_lib.training.loop.train`: NCCL on G
         --run-dir runs/paper/teacher --width 1.0 --crop-size 320 --batch-size 4 --steps 80813 --val-every 2694 \\
         --val-samples 1000 --num-workers 8
 
-Every option is a field of :class:`matting_lib.training.teacher.TeacherParams` (``--help`` lists them); the training goes
-to ``<run-dir>/train``, the folder notebook 02 trains in, and resumes its ``last.pt`` when interrupted (run the
+Every option is a field of :class:`matting_lib.training.teacher.TeacherParams` (``--help`` lists them); the training
+goes to ``<run-dir>/train``, the folder notebook 02 trains in, and resumes its ``last.pt`` when interrupted (run the
 same command again). ``batch_size`` is per process: 4 processes × 4 is the paper's batch of 16. Notebook 02
-runs the same command itself (:func:`launch`) when its ``ddp_processes`` parameter is above 1
-(``--set teacher.ddp_processes=4``), then evaluates and saves the teacher as usual.
+runs the same command itself (:func:`matting_lib.training.teacher.launch_ddp`) when its ``ddp_processes`` parameter is
+above 1 (``--set teacher.ddp_processes=4``), then evaluates and saves the teacher as usual.
 
 A folder trained by N processes records N in its ``run.json`` identity, so it is never resumed by another
 number of processes (the data order and the per-rank batch would change) nor taken for a one-process training.
@@ -27,21 +27,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import subprocess
 import sys
-import time
-from typing import Any, Callable, Sequence
-
-import torch
-import torch.distributed as dist
+from collections.abc import Callable, Sequence
 
 from matting_lib.data.layout import DatasetLayout
-from matting_lib.networks import checkpoints
-from matting_lib.paths import REPO, repo_path
+from matting_lib.params import help_of
+from matting_lib.paths import repo_path
 from matting_lib.training.loop import TrainResult
 from matting_lib.training.run import train_network
 from matting_lib.training.teacher import TeacherParams
-from matting_lib.training.teacher import get_teacher as get_single_process_teacher
 
 
 def train_teacher(p: TeacherParams, layout: DatasetLayout, *, progress: bool = True,
@@ -53,49 +47,6 @@ def train_teacher(p: TeacherParams, layout: DatasetLayout, *, progress: bool = T
     return train_network(p, p.train_dir, layout.root, network="teacher", progress=progress, callbacks=callbacks)
 
 
-def command(p: TeacherParams, processes: int) -> list[str]:
-    """The ``torchrun`` command line of :func:`launch` (one node, ``processes`` processes)."""
-    options = [f"--{f.name.replace('_', '-')}={getattr(p, f.name)}" for f in dataclasses.fields(p)
-               if f.name not in ("mode", "ddp_processes")]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-            "-m", "matting_lib.training.train_ddp", *options, "--no-progress"]
-
-
-def result_of(run_dir, wall_s: float) -> TrainResult:
-    """The :class:`TrainResult` of a training folder, read from its ``last.pt``."""
-    run_dir = repo_path(run_dir)
-    ckpt = checkpoints.load_checkpoint(run_dir / "last.pt")
-    extra, total = ckpt["extra"], int(ckpt["config"]["steps"])
-    return TrainResult(run_dir, ckpt["step"], total, ckpt["epoch"], extra["best_val_loss"], extra["best_step"],
-                       extra["last_val_loss"], ckpt["metrics"].get("train_loss"), wall_s,
-                       interrupted=ckpt["step"] < total)
-
-
-def launch(p: TeacherParams, processes: int | None = None, *, log=print) -> TrainResult:
-    """Run the training of ``p`` as ``processes`` (default ``p.ddp_processes``) torchrun processes on this node,
-    printing their output; returns its result. Raises ``RuntimeError`` when torchrun fails."""
-    n = processes or p.ddp_processes
-    cmd = command(p, n)
-    log(f"DDP: {n} processes × batch {p.batch_size} = {n * p.batch_size} samples per step: {' '.join(cmd[1:6])} ...")
-    t0 = time.time()
-    with subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        for line in proc.stdout:
-            log(line.rstrip())
-    if proc.returncode != 0:
-        raise RuntimeError(f"the DDP training ({' '.join(cmd)}) exited with code {proc.returncode}; its output is "
-                           f"above. Rerun to resume it from {repo_path(p.run_dir) / 'train' / 'last.pt'}")
-    return result_of(repo_path(p.run_dir) / "train", time.time() - t0)
-
-
-def get_teacher(p: TeacherParams, layout: DatasetLayout):
-    """Notebook 02's teacher: :func:`matting_lib.training.teacher.get_teacher`, except that in train mode with
-    ``ddp_processes`` above 1 the training runs under torchrun (:func:`launch`). Returns (model, result, manifest)."""
-    if p.mode != "train" or p.ddp_processes == 1:
-        return get_single_process_teacher(p, layout)
-    result = launch(p)
-    return checkpoints.load_model(result.best_path), result, None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m matting_lib.training.train_ddp",
                                      description="Train notebook 02's teacher; under torchrun, one DDP rank.")
@@ -103,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in dataclasses.fields(TeacherParams):
         if f.name not in ("mode", "ddp_processes"):
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=types[f.type], default=f.default,
-                                help=f"(default: {f.default!r})")
+                                help=f"{help_of(TeacherParams, f.name)} (default: {f.default!r})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log.csv has every step)")
     args = vars(parser.parse_args(argv))
     progress = not args.pop("no_progress")

@@ -39,10 +39,10 @@ import numpy as np
 
 from matting_lib import cpu_env
 from matting_lib.data.layout import DatasetLayout, LayoutError, encode_png
-from matting_lib.data.trimap import trimap_from_distance
-from matting_lib.files import atomic_write_bytes, atomic_write_text, sha256_file
 from matting_lib.data.synthetic.foregrounds import FOREGROUND_KINDS, make_foreground
 from matting_lib.data.synthetic.textures import make_background
+from matting_lib.data.trimap import trimap_from_distance
+from matting_lib.files import atomic_write_bytes, atomic_write_text, sha256_file
 
 __all__ = ["GENERATOR", "FORMAT", "Preset", "PRESETS", "TRAIN_PHOTOS", "TEST_PHOTOS", "generate_dataset",
            "verify_dataset", "fg_kind", "comp1k_test_kinds", "comp1k_kind_counts"]
@@ -65,7 +65,9 @@ class Preset:
     trimap_width: tuple[float, float] = (6.0, 14.0)  # unknown band of the test trimaps, pixels per side
     supersample: int = 4
     jpeg_quality: int = 92
-    mix: str = "weighted"  # foreground kinds: "weighted" (random, FOREGROUND_KINDS' weights) | "comp1k" (see KIND_MIXES)
+    mix: str = (
+        "weighted"  # foreground kinds: "weighted" (random, FOREGROUND_KINDS' weights) | "comp1k" (see KIND_MIXES)
+    )
 
 
 PRESETS: dict[str, Preset] = {

@@ -303,8 +303,16 @@ FOREGROUND_KINDS = {"solid": (_fg_solid, 0.14), "hair": (_fg_hair, 0.22), "fur":
                     "net": (_fg_net, 0.12), "lace": (_fg_lace, 0.1)}
 
 
-def make_foreground(rng: np.random.Generator, h: int, w: int, photos: list, *, supersample: int = 4,
-                    kind: str | None = None, near_colour: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+def make_foreground(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    photos: list,
+    *,
+    supersample: int = 4,
+    kind: str | None = None,
+    near_colour: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, str]:
     """One foreground: (fg uint8 (h, w, 3) RGB, alpha uint8 (h, w), kind).
 
     kind: one of :data:`FOREGROUND_KINDS` or None (random, weighted). near_colour: an RGB colour in [0, 1]

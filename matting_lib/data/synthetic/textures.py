@@ -10,14 +10,14 @@ textures (fractal noise, bokeh, warped waves, cells), sometimes blended and defo
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 
-@lru_cache(maxsize=None)
+@cache
 def _photo(package: str, name: str) -> np.ndarray:
     """A bundled photograph as uint8 RGB (greyscale ones replicated to 3 channels)."""
     if package == "skimage":
