@@ -85,7 +85,7 @@ def forest_plot(rows: Sequence[Mapping], metric: str = "sad", *, margin: float =
              if shown.min() / 1.05 <= t <= shown.max() * 1.05]
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * (v - 1):+.0f} %"))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "0 %" if abs(v - 1) < 1e-9 else f"{100 * (v - 1):+.0f} %"))
     ax.set_xlabel(f"{metric.upper()} change vs no-KD student, log scale: exp(mean over seeds of "
                   f"ln {metric.upper()}_A / {metric.upper()}_student) − 1\n(negative = better)")
     ax.set_title(title or f"{metric.upper()} change over the no-KD student, paired by seed")

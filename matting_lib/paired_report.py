@@ -254,7 +254,7 @@ def report_markdown(records: Sequence[Mapping], extra: Sequence[tuple[str, str]]
     margin, level = kw.get("margin", MARGIN), kw.get("level", 0.95)
     fam = orderings(records, alpha=alpha, **kw)
     out = ["Primary family, the paper's orderings (Holm over the family, α = " f"{alpha:g}):", "",
-           f"| claim: A is better than B | seeds | A/B − 1 [{_level(level)} CI] | per-seed std | p | TOST p | "
+           f"| claim: A is better than B | seeds | A/B − 1 [{_level(level)} CI] | per-seed std (log) | p | TOST p | "
            "Holm p: difference, equivalence | verdict | unadjusted | stays without one seed |",
            "|---|---|---|---|---|---|---|---|---|---|"]
     out += [f"| {r['claim']} | {_seeds(r)} | {r['interval'].fmt()} | {_pct(r['std'])} | {_p(r['p'])} | "
@@ -263,7 +263,7 @@ def report_markdown(records: Sequence[Mapping], extra: Sequence[tuple[str, str]]
     explo = judged(records, exploratory_claims(records, extra), family=False, **kw)
     if explo:
         out += ["", f"Exploratory, unadjusted (verdict from the {_level(level)} interval alone):", "",
-                f"| claim: A is better than B | seeds | A/B − 1 [{_level(level)} CI] | per-seed std | p | TOST p | "
+                f"| claim: A is better than B | seeds | A/B − 1 [{_level(level)} CI] | per-seed std (log) | p | TOST p | "
                 "verdict | stays without one seed |", "|---|---|---|---|---|---|---|---|"]
         out += [f"| {r['claim']} | {_seeds(r)} | {r['interval'].fmt()} | {_pct(r['std'])} | {_p(r['p'])} | "
                 f"{_p(r['p_tost'])} | {r['verdict']} | {_loo(r)} |" for r in explo]
@@ -395,6 +395,23 @@ def per_image_report(rows: Sequence[Mapping], records: Sequence[Mapping] | None 
             + per_kind_markdown(rows, level=level))
 
 
+# ------------------------------------------------------------------------- notebook 04's outputs from a runs.csv
+def table1(records: Sequence[Mapping], convention: str = "official") -> list[dict]:
+    """Notebook 04's Table 1 rows of one convention, with the paired interval column vs the no-KD student."""
+    from . import results
+
+    return with_intervals(results.table_rows(results.summarise(records, convention)), records,
+                          convention=convention)
+
+
+def notebook_summary(records: Sequence[Mapping]) -> str:
+    """Notebook 04's ``summary.md``: the teacher's gap sentence, then :func:`summary_markdown`."""
+    from . import results
+
+    gap = results.teacher_gap_sentence(results.summarise(records)).strip()
+    return (gap + "\n\n" if gap else "") + summary_markdown(records)
+
+
 # -------------------------------------------------------------------------------------------------- the command
 def _fraction(name: str):
     def parse(text: str) -> float:
@@ -433,6 +450,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="seed (default): a seed's runs in several files are one unit; run: each (file, seed) is one")
     ap.add_argument("--per-image", metavar="FILE",
                     help="runs_per_image.csv.gz of the same run: add the seed × image bootstrap and Table 1 per kind")
+    ap.add_argument("--table1", choices=("compact", "official", "spkd"),
+                    help="print notebook 04's Table 1 of one runs.csv (compact: the README's eight columns) instead")
+    ap.add_argument("--summary", action="store_true", help="print notebook 04's summary.md of one runs.csv instead")
+    ap.add_argument("--forest", metavar="PNG", help="write notebook 04's forest plot of one runs.csv to PNG")
+    ap.add_argument("--force", action="store_true", help="let --forest replace an existing file")
     args = ap.parse_args(argv)
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
@@ -453,6 +475,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             if args.convention not in have:
                 ap.error(f"{f} holds no {args.convention!r} metrics (it has {', '.join(have)}); use --convention "
                          f"{have[0]}")
+        if args.table1 or args.summary or args.forest:
+            if len(args.files) != 1 or args.compare or extra or args.per_image:
+                ap.error("--table1, --summary and --forest take one runs.csv file and no --compare, --pair or "
+                         "--per-image")
+            print(_notebook_outputs(runs[0], args), end="")
+            return
         if args.compare:
             if len(args.files) != 2 or extra or args.per_image:
                 ap.error("--compare takes exactly two runs.csv files and no --pair or --per-image")
@@ -472,6 +500,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (ValueError, OSError) as err:
         ap.error(str(err))
     print(text, end="")
+
+
+def _notebook_outputs(records: Sequence[Mapping], args: argparse.Namespace) -> str:
+    """What ``--table1``, ``--summary`` and ``--forest`` ask for, as notebook 04 makes it."""
+    from . import results
+
+    text = ""
+    if args.table1:
+        rows = table1(records, "official" if args.table1 == "compact" else args.table1)
+        text += results.to_compact_markdown(rows) if args.table1 == "compact" else results.to_markdown(rows)
+    if args.summary:
+        text += ("\n" if text else "") + notebook_summary(records)
+    if args.forest:
+        from . import figures
+        from .output_safety import check_output
+
+        out = check_output(args.forest, inputs=args.files, force=args.force, what="--forest", example="forest.png")
+        if out.suffix.lower() != ".png":
+            raise ValueError(f"--forest {out}: give a .png file name")
+        figures.save_figure(figures.forest_plot(table1(records), "sad", margin=args.margin), out.with_suffix(""),
+                            formats=("png",))
+    return text
 
 
 if __name__ == "__main__":

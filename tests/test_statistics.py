@@ -284,3 +284,29 @@ def test_a_table_saved_by_a_spreadsheet_is_read_as_it_is(tmp_path, capsys):
     recs = results.records_from_runs_csv("\ufeff" + GOOD.replace("\n", "\r\n"))
     assert {(r["config"], r["seed"]) for r in recs} == {("teacher", None)} | {
         (c, s) for c in ("student", "spatial") for s in range(3)}
+
+
+def test_a_row_with_too_few_cells_is_named(tmp_path, capsys):
+    code, err = _run(tmp_path, capsys, GOOD.replace("student,1,official,5.8,0.07,8.0,5.0", "student,1,official,5.8"))
+    assert code == 2 and "runs.csv, line 4: expected 7 cells (config, seed, convention, sad, mse, grad, conn)" in err
+
+
+def test_notebook_outputs_from_a_runs_csv(tmp_path, capsys):
+    """--table1, --summary and --forest give what notebook 04 writes, from one committed runs.csv."""
+    f = tmp_path / "runs.csv"
+    f.write_text(GOOD)
+    recs = paired_report.read_runs_csv(f)
+    paired_report.main([str(f), "--table1", "compact", "--summary", "--forest", str(tmp_path / "forest.png")])
+    out = capsys.readouterr().out
+    assert out == results.to_compact_markdown(paired_report.table1(recs)) + "\n" + paired_report.notebook_summary(recs)
+    assert out.count("The teacher's SAD is 50% of the no-KD student's") == 1
+    assert (tmp_path / "forest.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit) as exit_:
+        paired_report.main([str(f), "--forest", str(tmp_path / "forest.png")])
+    assert exit_.value.code == 2 and "forest.png exists; pass --force" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        paired_report.main([str(f), "--forest", str(f), "--force"])
+    assert "is the input" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        paired_report.main([str(f), str(f.with_name("x.csv")), "--summary"])
+    assert "no such file" in capsys.readouterr().err
