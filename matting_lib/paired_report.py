@@ -363,8 +363,8 @@ def image_bootstrap_markdown(rows: Sequence[Mapping], claims: Sequence[Claim], *
                              level: float = 0.95, n_boot: int = 4000) -> str:
     """For each claim, the interval of the log ratio when the seeds, the test foregrounds or both are resampled
     (:func:`matting_lib.paired_stats.image_bootstrap`), and how much wider the test images make it."""
-    out = [f"| claim: A is better than B | estimate | seeds resampled | foregrounds resampled | both | "
-           f"width, both / seeds |", "|---|---|---|---|---|---|"]
+    out = ["| claim: A is better than B | estimate | seeds resampled | foregrounds resampled | both | "
+           "width, both / seeds |", "|---|---|---|---|---|---|"]
     for text, a, b in claims:
         try:
             iv = image_bootstrap(rows, a, b, metric=metric, level=level, n_boot=n_boot)
@@ -383,7 +383,7 @@ def _bracket(iv) -> str:
     return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
-def per_image_report(rows: Sequence[Mapping], records: Sequence[Mapping] | None = None, *, level: float = 0.95,
+def per_image_report(rows: Sequence[Mapping], *, level: float = 0.95,
                      n_boot: int = 4000) -> str:
     """The per-image sections: what the test images add to the family's intervals (seed × foreground bootstrap)
     and Table 1 per foreground kind."""
