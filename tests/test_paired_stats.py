@@ -1,5 +1,6 @@
 """Paired comparisons over seeds: the interval against a hand computation and against SciPy, the verdict rules,
-pairing and pooling, the seeds-needed estimate, Table 1's interval column, the summary and the forest plot."""
+pairing on log ratios and pooling by seed, the seeds-needed estimate, Table 1's interval column, the summary and
+the forest plot. Holm, TOST, leave-one-seed-out, the image bootstrap and bad input: tests/test_statistics.py."""
 
 from __future__ import annotations
 
@@ -88,8 +89,8 @@ def test_pairing_by_seed_drops_unmatched_seeds_with_a_note():
     recs = [_rec("spatial", s, v) for s, v in ((0, 9.0), (1, 8.0), (2, 7.0))]
     recs += [_rec("student", s, v) for s, v in ((0, 10.0), (1, 10.0), (3, 10.0))]
     p = paired_stats.paired_differences(recs, "spatial", "student")
-    assert p.keys == (("", 0), ("", 1))
-    assert p.d == pytest.approx([-0.1, -0.2])
+    assert p.keys == (0, 1) and p.runs == 2
+    assert p.d == pytest.approx([math.log(0.9), math.log(0.8)])
     assert p.dropped == ("spatial seed 2 has no student run with the same seed: left out",
                          "student seed 3 has no spatial run with the same seed: left out")
     c = paired_stats.compare(recs, "spatial", "student")
@@ -104,11 +105,15 @@ def test_pooling_pairs_within_each_source_and_the_teacher_with_every_seed():
     recs = _records({"spatial": [9.0, 8.0], "student": [10.0, 10.0]}, "run1.csv")
     recs += _records({"spatial": [6.0, 12.0], "student": [8.0, 10.0]}, "run2.csv")
     recs.append({**_rec("teacher", None, 5.0, "run1.csv")})
-    p = paired_stats.paired_differences(recs, "spatial", "student")
-    assert p.keys == (("run1.csv", 0), ("run1.csv", 1), ("run2.csv", 0), ("run2.csv", 1))
-    assert p.d == pytest.approx([-0.1, -0.2, -0.25, 0.2])  # never run1's seed 0 against run2's seed 0
+    runs = paired_stats.paired_differences(recs, "spatial", "student", cluster=False)
+    assert runs.keys == (("run1.csv", 0), ("run1.csv", 1), ("run2.csv", 0), ("run2.csv", 1))
+    # never run1's seed 0 against run2's seed 0
+    assert runs.d == pytest.approx(np.log([0.9, 0.8, 0.75, 1.2]))
+    seeds = paired_stats.paired_differences(recs, "spatial", "student")  # a seed's runs are one unit
+    assert seeds.keys == (0, 1) and seeds.runs == 4
+    assert seeds.d == pytest.approx([np.log([0.9, 0.75]).mean(), np.log([0.8, 1.2]).mean()])
     t = paired_stats.paired_differences(recs, "teacher", "student")
-    assert t.keys == (("run1.csv", 0), ("run1.csv", 1)) and t.d == pytest.approx([-0.5, -0.5])
+    assert t.keys == (0, 1) and t.d == pytest.approx([math.log(0.5)] * 2)
     assert "student run2.csv seed 0 has no teacher run with the same seed: left out" in t.dropped
 
 
@@ -141,24 +146,30 @@ SADS = {"student": STUDENT, "spatial": STUDENT * (0.8 + NOISE), "channel": STUDE
         "batch": STUDENT * (0.9 + NOISE), "fsp": STUDENT * (1 + np.array([-0.1, 0.12, -0.08, 0.1, 0.0]))}
 
 
-def test_summary_states_one_verdict_per_ordering_with_its_interval():
+def test_summary_states_one_holm_verdict_per_ordering_and_the_rest_as_exploratory():
     recs = _records({k: list(v) for k, v in SADS.items()})
     text = paired_report.summary_markdown(recs)
-    lines = {ln.split(":")[0][2:]: ln for ln in text.splitlines() if ln.startswith("- ")}
+    family, exploratory = text.split("Exploratory, outside the family")
+    lines = {ln.split(":")[0][2:]: ln for ln in family.splitlines() if ln.startswith("- ")}
     assert set(lines) == {"spatial similarity improves on the no-KD student",
                           "channel similarity improves on the no-KD student",
                           "the no-KD student beats batch similarity", "the no-KD student beats FSP"}
-    assert "**holds**, -20.0% [" in lines["spatial similarity improves on the no-KD student"]
+    spatial = paired_stats.compare(recs, "spatial", "student")
+    claim = "spatial similarity improves on the no-KD student"
+    assert lines[claim].startswith(f"- {claim}: **holds**, {spatial['interval'].fmt()} (5 seeds; p < 0.001")
+    assert spatial["interval"].fmt().startswith("-20.0% [")  # exactly 0.8 x on every seed: exp(ln 0.8) - 1
     assert "**equivalent**" in lines["channel similarity improves on the no-KD student"]
     assert "**reversed**" in lines["the no-KD student beats batch similarity"]
     fsp = lines["the no-KD student beats FSP"]
-    assert "**undecided**" in fsp and fsp.endswith("(5 seeds)")
-    assert "Here: holds 1, reversed 1, equivalent 1, undecided 1." in text
-    assert "Median 95 % half-width over the 1 pair among channel, spatial: " in text  # the strong ones present
+    assert "**undecided**" in fsp and "(5 seeds; p 0.933, Holm 1.000; TOST p 0.299, Holm 1.000; the verdict stays " \
+        "without any one seed in 5 of 5)" in fsp
+    assert "Here: holds 1, reversed 1, equivalent 1, undecided 1." in family
+    assert "- DIM-channel is better than DIM-spatial: reversed, +25.0% [" in exploratory  # a strong pair, unadjusted
+    assert "Median 95 % half-width of the log ratio over the 1 pair among channel, spatial: " in text
     strong = _records({c: list(STUDENT * (1 + k * 0.05 + NOISE * k)) for k, c in enumerate(paired_stats.STRONG)})
     text = paired_report.summary_markdown(strong)
-    assert "Median 95 % half-width over the 10 pairs among batch+spatial+channel, channel, ofd, spatial, " \
-           "spatial+channel: " in text and "seeds per configuration." in text
+    assert "Median 95 % half-width of the log ratio over the 10 pairs among batch+spatial+channel, channel, ofd, " \
+           "spatial, spatial+channel: " in text and "seeds per configuration." in text
     assert paired_report.summary_markdown(_records({"hinton": [1.0]})).startswith("Not enough runs")
 
 
@@ -167,9 +178,9 @@ def test_table1_carries_the_paired_interval_column():
     plain = results.table_rows(results.summarise(recs))
     rows = paired_report.with_intervals(plain, recs)
     by = {r["config"]: r for r in rows}
-    want = paired_stats.confidence_interval(SADS["spatial"] / STUDENT - 1)
+    want = paired_stats.confidence_interval(np.log(SADS["spatial"] / STUDENT), log=True)
     assert (by["spatial"]["sad_rel_paired"], by["spatial"]["sad_rel_low"], by["spatial"]["sad_rel_high"]) == \
-        pytest.approx((want.mean, want.low, want.high))
+        pytest.approx(np.expm1([want.mean, want.low, want.high]))
     assert by["student"]["sad_rel_low"] is None
     no_base = [r for r in recs if r["config"] != "student"]
     assert all(r["sad_rel_paired"] is None for r in paired_report.with_intervals(
@@ -196,16 +207,19 @@ def test_forest_plot_draws_the_computed_intervals_and_the_papers_values():
     assert [t.get_text() for t in ax.get_yticklabels()] == [r["name"] for r in shown]  # the table's names
     assert [t.get_text() for t in ax.get_yticklabels()][0] == "DIM-FSP"
     assert list(ax.get_yticks()) == [3, 2, 1, 0]  # the table's first row at the top
+    assert ax.get_xscale() == "log"  # the ratio's scale, on which the intervals are computed
     bar = ax.containers[0]
     assert list(bar.lines[0].get_ydata()) == [3, 2, 1, 0]
-    assert bar.lines[0].get_xdata() == pytest.approx([100 * r["sad_rel_paired"] for r in shown])
+    assert bar.lines[0].get_xdata() == pytest.approx([1 + r["sad_rel_paired"] for r in shown])
     ends = [list(seg[:, 0]) for seg in bar.lines[2][0].get_segments()]
-    assert ends == [pytest.approx([100 * r["sad_rel_low"], 100 * r["sad_rel_high"]]) for r in shown]
+    assert ends == [pytest.approx([1 + r["sad_rel_low"], 1 + r["sad_rel_high"]]) for r in shown]
     diamonds = ax.collections[-1].get_offsets()[:, 0]
-    assert list(diamonds) == pytest.approx([100 * r["paper_sad_rel"] for r in shown])
-    band = ax.patches[0]  # axvspan: a rectangle from x = -3 % to +3 %
-    assert (band.get_x(), band.get_x() + band.get_width()) == pytest.approx((-3.0, 3.0))
-    assert any(list(line.get_xdata()) == [0, 0] for line in ax.lines)  # the zero line
+    assert list(diamonds) == pytest.approx([1 + r["paper_sad_rel"] for r in shown])
+    band = ax.patches[0]  # axvspan: a factor 1.03 either way
+    assert (band.get_x(), band.get_x() + band.get_width()) == pytest.approx((1 / 1.03, 1.03))
+    assert any(list(line.get_xdata()) == [1, 1] for line in ax.lines)  # the no-change line
+    labels = {t.get_text() for t in ax.get_xticklabels()}
+    assert "0 %" in labels and "-20 %" in labels  # ticks read as changes
     fig.canvas.draw()  # the legend sits below the axis label, not on it
     (legend,) = fig.legends
     assert legend.get_window_extent().y1 <= ax.xaxis.label.get_window_extent().y0
@@ -219,13 +233,17 @@ def test_cli_pools_runs_csv_files(tmp_path, capsys):
         files[-1].write_text(results.runs_csv(recs))
     paired_report.main([str(f) for f in files] + ["--pair", "spatial:channel"])
     out = capsys.readouterr().out
-    assert "| spatial similarity improves on the no-KD student | 10 | -20.0% [" in out
-    assert "| DIM-spatial is better than DIM-channel | 10 |" in out
+    # the two files' runs of one seed are one unit: 5 seeds from 10 runs
+    assert "| spatial similarity improves on the no-KD student | 5 (10 runs) | -20.0% [" in out
+    assert "| DIM-spatial is better than DIM-channel | 5 (10 runs) |" in out
+    assert "- seeds are the units: a seed's log ratios in the several files are averaged" in out
     assert "student seed 0 is identical" not in out
+    paired_report.main([str(f) for f in files] + ["--units", "run"])
+    assert "| spatial similarity improves on the no-KD student | 10 | -20.0% [" in capsys.readouterr().out
     copy = tmp_path / "copy.csv"
     copy.write_text(files[0].read_text())
     paired_report.main([str(files[0]), str(copy)])  # the same runs under two names: every run counted twice
-    assert f"student seed 0 is identical in {files[0]} and {copy}: one training counted 2 times" in \
+    assert f"student seed 0 is identical in {files[0]} and {copy}: one training recorded 2 times" in \
         capsys.readouterr().out
     with pytest.raises(SystemExit):
         paired_report.main([str(files[0]), str(files[0])])
@@ -236,20 +254,19 @@ def test_cli_pools_runs_csv_files(tmp_path, capsys):
 
 
 def test_statistics_page_shows_the_commands_current_output(monkeypatch):
-    """docs/statistics.md holds the output of the command it states, on the committed per-run metrics."""
+    """docs/statistics.md holds the output of the commands it states, on the committed per-run metrics: the default
+    run alone and the four constant-lr runs pooled by seed."""
     from conftest import REPO
 
     monkeypatch.chdir(REPO)
     page = (REPO / "docs" / "statistics.md").read_text(encoding="utf-8")
-    extra = [("ofd", "spatial+channel"), ("channel", "spatial+channel"), ("spatial", "spatial+channel"),
-             ("batch+spatial+channel", "spatial+channel"), ("fsp", "student"), ("batch", "student")]
-    assert "python -m matting_lib.paired_report docs/constant_lr_runs*.csv " + " ".join(
-        f"--pair {a}:{b}" for a, b in extra) in page
     files = sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("constant_lr_runs*.csv"))
-    out = paired_report.report_markdown(paired_report.pooled_records(files), extra)
-    assert out in page, "regenerate docs/statistics.md with the command it states"
-
-
+    for command, names in (("docs/default_runs.csv", ["docs/default_runs.csv"]),
+                           ("docs/constant_lr_runs*.csv", files)):
+        assert f"python -m matting_lib.paired_report {command}\n" in page
+        out = paired_report.report_markdown(paired_report.pooled_records(names))
+        assert out in page, f"regenerate docs/statistics.md with the command it states ({command})"
+    assert "five runs" not in page  # only committed runs are reported
 
 
 def test_compare_two_runs_verdict_by_verdict(tmp_path, capsys):
@@ -270,7 +287,7 @@ def test_compare_two_runs_verdict_by_verdict(tmp_path, capsys):
         a, "student", "batch")["interval"].fmt() + " | equivalent, " + paired_stats.compare(
         b, "student", "batch")["interval"].fmt() + " | **no** |")
     assert rows["spatial similarity improves on the no-KD student"].endswith("| yes |")
-    assert "DIM-channel is better than DIM-spatial" in rows  # a strong pair that is not one of the paper's orderings
+    assert "DIM-channel is better than DIM-spatial (exploratory)" in rows  # a strong pair outside the family
     assert "Same verdict on 4 of 5; different on: the no-KD student beats batch similarity (reversed → equivalent)." \
         in text
     for i, recs in enumerate((a, b)):

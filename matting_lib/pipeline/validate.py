@@ -210,8 +210,8 @@ def check_jobs(jobs: list[Job]) -> None:
     known = _teacher_width(teacher) if teacher is not None else None
     if known is not None:
         width, source = known
-        wrong = sorted({p.width for key, p in built.items() if key.startswith("kd-") and p.distill_config.uses_teacher
-                        and p.width != width})
+        students = [p for p in built.values() if hasattr(p, "distill_config")]  # notebook 03's parameters
+        wrong = sorted({p.width for p in students if p.distill_config.uses_teacher and p.width != width})
         if wrong:
             problems.append(f"distill.width = {wrong[0]} but {source} has width {width}: the paper's student is the "
                             f"teacher's half at equal width; set distill.width = {width} (--set distill.width={width})")

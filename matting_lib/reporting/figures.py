@@ -57,28 +57,41 @@ def relative_improvement_bars(rows: Sequence[Mapping], metric: str = "sad", *, t
 
 
 def forest_plot(rows: Sequence[Mapping], metric: str = "sad", *, margin: float = 0.03, title: str = "") -> plt.Figure:
-    """Each configuration's paired change in ``metric`` vs the no-KD student (percent, negative = better) as a
-    point with its 95 % interval as a horizontal error bar, the paper's change as a grey diamond, a line at 0 and
-    a shaded ±``margin`` band (the equivalence margin, a fraction).
+    """Each configuration's paired change in ``metric`` vs the no-KD student as a point with its 95 % interval as
+    a horizontal error bar, on a log axis of the ratio SAD_A / SAD_student (the scale the intervals are computed
+    on, so they are drawn as computed; ticks labelled as changes in percent, negative = better); the paper's
+    change as a grey diamond, a line at no change and a shaded band of a factor 1 + ``margin`` either way (the
+    equivalence margin).
 
     ``rows``: :func:`matting_lib.reporting.paired_report.with_intervals` rows; the teacher, the no-KD student and rows
     without a paired change are left out, and a row without an interval (one seed) is drawn without a bar.
     """
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
     rows = [r for r in rows if r["config"] not in ("teacher", "student") and r.get(f"{metric}_rel_paired") is not None]
     y = np.arange(len(rows))[::-1]  # the table's first row at the top
-    mean = np.array([100 * r[f"{metric}_rel_paired"] for r in rows])
-    err = np.nan_to_num(np.array([[mean[i] - 100 * r[f"{metric}_rel_low"], 100 * r[f"{metric}_rel_high"] - mean[i]]
-                                  for i, r in enumerate(rows)]).reshape(-1, 2).T)
-    theirs = np.array([np.nan if r.get(f"paper_{metric}_rel") is None else 100 * r[f"paper_{metric}_rel"]
+    ratio = np.array([1 + r[f"{metric}_rel_paired"] for r in rows])
+    low = np.array([1 + r[f"{metric}_rel_low"] for r in rows], dtype=float)
+    high = np.array([1 + r[f"{metric}_rel_high"] for r in rows], dtype=float)
+    err = np.nan_to_num(np.vstack([ratio - low, high - ratio]))
+    theirs = np.array([np.nan if r.get(f"paper_{metric}_rel") is None else 1 + r[f"paper_{metric}_rel"]
                        for r in rows])
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.6), layout="constrained")
-    ax.axvspan(-100 * margin, 100 * margin, color="tab:green", alpha=0.12, label=f"±{100 * margin:g} % band")
-    ax.axvline(0, color="black", lw=0.8)
-    ax.errorbar(mean, y, xerr=err, fmt="o", capsize=3, color="tab:blue", label="this run: paired mean, 95 % CI")
+    ax.set_xscale("log")
+    ax.axvspan(1 / (1 + margin), 1 + margin, color="tab:green", alpha=0.12,
+               label=f"×/÷ {1 + margin:g} band (±{100 * margin:g} %)")
+    ax.axvline(1, color="black", lw=0.8)
+    ax.errorbar(ratio, y, xerr=err, fmt="o", capsize=3, color="tab:blue", label="this run: paired mean, 95 % CI")
     ax.scatter(theirs, y, marker="D", color="tab:gray", zorder=3, label="paper (Composition-1k)")
     ax.set_yticks(y, [r.get("name", r["config"]) for r in rows])
-    ax.set_xlabel(f"{metric.upper()} change vs no-KD student (%), per seed {metric.upper()}_A / "
-                  f"{metric.upper()}_student − 1\n(negative = better)")
+    shown = np.concatenate([v[np.isfinite(v)] for v in (ratio, low, high, theirs)] + [[1.0]])
+    ticks = [t for t in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5)
+             if shown.min() / 1.05 <= t <= shown.max() * 1.05]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "0 %" if abs(v - 1) < 1e-9 else f"{100 * (v - 1):+.0f} %"))
+    ax.set_xlabel(f"{metric.upper()} change vs no-KD student, log scale: exp(mean over seeds of "
+                  f"ln {metric.upper()}_A / {metric.upper()}_student) − 1\n(negative = better)")
     ax.set_title(title or f"{metric.upper()} change over the no-KD student, paired by seed")
     fig.legend(frameon=False, fontsize=8, loc="outside lower center", ncol=3)  # below the axis label, never on it
     return fig

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from matting_lib.metrics import METRIC_KEYS
+from matting_lib.paths import RunLayout
 from matting_lib.reporting import paper
 
 ROW_ORDER = tuple(paper.TABLE1)  # teacher, student, hinton, at, fsp, ofd, batch, spatial, channel, s+c, b+s+c
@@ -239,11 +240,9 @@ def collect(runs_dir: str | Path, *, configs: Sequence[str], seeds: int, command
     pipeline command of this run, e.g. ``./run_all.sh --profile smoke --runs-dir R``), so a table is never written
     without a row; ``ValueError`` when a file does not belong where it lies.
     """
-    from matting_lib.distillation.distill import run_name
-
-    runs_dir = Path(runs_dir)
-    wanted = [("teacher", None, runs_dir / "teacher" / "metrics.json")]
-    wanted += [(cfg, seed, runs_dir / "students" / run_name(cfg, seed) / "metrics.json")
+    runs = RunLayout(runs_dir)
+    wanted = [("teacher", None, runs.teacher / "metrics.json")]
+    wanted += [(cfg, seed, runs.student(cfg, seed) / "metrics.json")
                for cfg in configs for seed in range(seeds)]
     missing = [(cfg, seed, path) for cfg, seed, path in wanted if not path.is_file()]
     if missing:
@@ -281,16 +280,135 @@ def runs_csv(records: Sequence[dict]) -> str:
 
 
 def records_from_runs_csv(text: str, *, source: str = "runs.csv") -> list[dict]:
-    """The records of :func:`runs_csv` (``config``, ``seed``, ``metrics`` per convention), for :func:`summarise`."""
-    rows = list(csv.DictReader(io.StringIO(text)))
-    if not rows or tuple(rows[0]) != RUNS_CSV_FIELDS:
-        raise ValueError(f"{source}: not a runs table (needs the columns {', '.join(RUNS_CSV_FIELDS)})")
+    """The records of :func:`runs_csv` (``config``, ``seed``, ``metrics`` per convention), for :func:`summarise`.
+
+    Reads a table saved by a spreadsheet too (a UTF-8 byte-order mark, CRLF line ends). Raises ``ValueError``
+    naming ``source``, the line and the value for anything that is not a runs table: no header or no rows, a
+    metric that is not a number (``abc``, an empty cell), NaN, infinite or negative, a seed that is not a
+    non-negative integer, a (configuration, seed, convention) given twice."""
+    text = text.removeprefix("\ufeff")
+    fix = "fix or remove that row, or write the table again (./run_all.sh --only results)"
+    if "\x00" in text:
+        raise ValueError(f"{source}: not a text table (it holds NUL bytes); give a runs.csv written by notebook 04")
+    if not text.strip():
+        raise ValueError(f"{source}: the file is empty; give a runs.csv written by notebook 04 (columns "
+                         f"{', '.join(RUNS_CSV_FIELDS)})")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if tuple(f.strip() for f in reader.fieldnames or ()) != RUNS_CSV_FIELDS:
+        raise ValueError(f"{source}: not a runs table (needs the columns {', '.join(RUNS_CSV_FIELDS)}; its first "
+                         f"line is {text.splitlines()[0][:80]!r})")
+    reader.fieldnames = list(RUNS_CSV_FIELDS)
     by: dict[tuple[str, str], dict] = {}
-    for r in rows:
-        rec = by.setdefault((r["config"], r["seed"]), {"config": r["config"], "metrics": {}, "_path": source,
-                                                      "seed": int(r["seed"]) if r["seed"] else None})
-        rec["metrics"][r["convention"]] = {m: float(r[m]) for m in METRIC_KEYS}
+    seen: dict[tuple[str, str, str], int] = {}
+    for r in reader:
+        line = reader.line_num
+        if None in r or any(r[k] is None for k in RUNS_CSV_FIELDS):
+            raise ValueError(f"{source}, line {line}: expected {len(RUNS_CSV_FIELDS)} cells "
+                             f"({', '.join(RUNS_CSV_FIELDS)}); {fix}")
+        config, seed, conv = (r[k].strip() for k in ("config", "seed", "convention"))
+        if not config or not conv:
+            raise ValueError(f"{source}, line {line}: empty {'config' if not config else 'convention'} cell; {fix}")
+        if seed and not (seed.isdigit()):
+            raise ValueError(f"{source}, line {line}: seed = {seed!r} is not a non-negative integer; {fix}")
+        if (config, seed, conv) in seen:
+            raise ValueError(f"{source}, lines {seen[config, seed, conv]} and {line}: {config} "
+                             f"{'seed ' + seed if seed else '(no seed)'} ({conv}) appears twice; keep one row per "
+                             f"run and convention")
+        seen[config, seed, conv] = line
+        values = {}
+        for m in METRIC_KEYS:
+            cell = r[m].strip()
+            try:
+                v = float(cell)
+            except ValueError:
+                raise ValueError(f"{source}, line {line}: {m} = {cell!r} is not a number ({config}, "
+                                 f"{'seed ' + seed if seed else 'no seed'}); {fix}") from None
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"{source}, line {line}: {m} = {cell} ({config}, "
+                                 f"{'seed ' + seed if seed else 'no seed'}) is not a non-negative finite number; "
+                                 f"an error metric never is: {fix}")
+            values[m] = v
+        rec = by.setdefault((config, seed), {"config": config, "metrics": {}, "_path": source,
+                                             "seed": int(seed) if seed else None})
+        rec["metrics"][conv] = values
+    if not by:
+        raise ValueError(f"{source}: holds a header but no runs; give a runs.csv written by notebook 04")
     return list(by.values())
+
+
+PER_IMAGE_FIELDS = ("config", "seed", "name", "foreground", "kind", *METRIC_KEYS)
+
+
+def _kind_of(fg_stem: str) -> str:
+    """The foreground kind of a test image's foreground (file stem): the synthetic name's kind, else the official
+    Composition-1k kind list's, else ``other``."""
+    from matting_lib.data.synthetic import comp1k_test_kinds, fg_kind
+
+    kind = fg_kind(fg_stem)
+    if kind == "other":
+        kind = {Path(k).stem: v for k, v in comp1k_test_kinds().items()}.get(fg_stem, "other")
+    return kind
+
+
+def per_image_rows(records: Sequence[dict], convention: str = "official") -> list[dict]:
+    """Every run's per-image metrics: the ``metrics_<convention>.csv`` that scoring wrote beside each record's
+    ``metrics.json`` (:func:`collect` records), one row per run and test image with its foreground and kind.
+    A composite ``{bg}!{fg}!{f}!{b}`` belongs to foreground ``fg``. Raises ``FileNotFoundError`` naming the runs
+    without the file."""
+    missing = [Path(r["_path"]).parent / f"metrics_{convention}.csv" for r in records
+               if not (Path(r["_path"]).parent / f"metrics_{convention}.csv").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} run(s) have no per-image metrics ({', '.join(map(str, missing[:3]))}"
+                                f"{', …' if len(missing) > 3 else ''}); rescore them by rerunning those runs")
+    rows = []
+    for rec in records:
+        path = Path(rec["_path"]).parent / f"metrics_{convention}.csv"
+        with path.open(newline="", encoding="utf-8") as fh:
+            for r in csv.DictReader(fh):
+                stem = r["name"].removesuffix(".png")
+                fg = stem.split("!")[1] if stem.count("!") == 3 else stem
+                seed = None if rec.get("seed") is None or rec["config"] == "teacher" else int(rec["seed"])
+                rows.append({"config": rec["config"], "seed": seed, "name": stem, "foreground": fg,
+                             "kind": _kind_of(fg), **{m: float(r[m]) for m in METRIC_KEYS}})
+    return rows
+
+
+def per_image_csv_gz(rows: Sequence[dict]) -> bytes:
+    """:func:`per_image_rows` as a gzip-compressed CSV (values at full precision; no time stamp in the gzip
+    header, so the same rows give the same bytes). :func:`read_per_image` reads it back."""
+    import gzip
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(PER_IMAGE_FIELDS)
+    for r in rows:
+        writer.writerow([r["config"], "" if r["seed"] is None else r["seed"], r["name"], r["foreground"], r["kind"],
+                         *(repr(float(r[m])) for m in METRIC_KEYS)])
+    return gzip.compress(buf.getvalue().encode("utf-8"), compresslevel=9, mtime=0)
+
+
+def read_per_image(path: str | Path) -> list[dict]:
+    """The rows of a per-image file written by :func:`per_image_csv_gz` (``.csv.gz``, or a plain ``.csv``)."""
+    import gzip
+
+    raw = Path(path).read_bytes()
+    try:
+        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8-sig")
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a per-image table ({err}); give the runs_per_image.csv.gz notebook 04 "
+                         "writes") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if tuple(reader.fieldnames or ()) != PER_IMAGE_FIELDS:
+        raise ValueError(f"{path}: not a per-image table (needs the columns {', '.join(PER_IMAGE_FIELDS)})")
+    rows = []
+    for r in reader:
+        try:
+            values = {m: float(r[m]) for m in METRIC_KEYS}
+            seed = int(r["seed"]) if r["seed"] else None
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}, line {reader.line_num}: a seed or metric that is not a number") from None
+        rows.append({**r, "seed": seed, **values})
+    return rows
 
 
 def write_tables(rows: list[dict], out_dir: str | Path, stem: str, *, title: str = "") -> list[Path]:
