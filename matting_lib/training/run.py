@@ -52,7 +52,7 @@ class Training:
     val_set: Dataset
     config: TrainConfig
     run_dir: Path
-    teacher: nn.Module | None = None
+    teacher: nn.Module | None = None  # the frozen teacher: distilled from, or shown beside a no-KD student
     batch_cache: BatchCache | None = None
     folder: str = "new"  # what prepare_run_dir found: "new", "resume" or "stale" (moved aside)
     own_process_group: bool = field(default=False, repr=False)
@@ -108,17 +108,22 @@ def build_training(settings: TrainSettings, run_dir: str | os.PathLike, data_dir
     layout = DatasetLayout.for_root(data_dir)
     train_set, val_set = train_val_sets(layout, **settings.dataset_args())
     teacher_path = repo_path(teacher_checkpoint) if teacher_checkpoint else None
-    teacher = load_teacher(teacher_path, distill) if distill is not None and distill.uses_teacher else None
+    uses_teacher = distill is not None and distill.uses_teacher
+    # The teacher is loaded before the network is built, also for a student that does not distil from it (it is then
+    # only shown beside it): building its network draws from the seeded generator, so the student's initial weights
+    # depend on it, as in every committed run.
+    teacher = load_teacher(teacher_path, distill) if uses_teacher else (
+        checkpoints.load_model(teacher_path, kind="teacher") if teacher_path and teacher_path.is_file() else None)
     model = NETWORKS[network](settings.width)  # initialised from the seed
     if distill is None:
         objective = AlphaObjective()
     else:
         cache = teacher_cache_for(repo_path(teacher_cache_dir), teacher_path) \
-            if teacher_cache_dir and teacher is not None else None
-        objective = DistillObjective(teacher, model, distill, teacher_cache=cache)
+            if teacher_cache_dir and uses_teacher else None
+        objective = DistillObjective(teacher if uses_teacher else None, model, distill, teacher_cache=cache)
     extra = {} if distill is None else {"distill": distill.to_dict()}
     ident = run_identity.training_identity(identity or network, settings, data_dir=layout.root,
-                                           teacher_checkpoint=teacher_path if teacher is not None else None,
+                                           teacher_checkpoint=teacher_path if uses_teacher else None,
                                            **extra)
     run_dir = repo_path(run_dir)
     folder = "shared"
