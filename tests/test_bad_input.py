@@ -128,7 +128,7 @@ def test_ship_and_export_follow_the_same_rule(tmp_path, student_ckpt, capsys):
     files = _fake_dataset(tmp_path / "data")
     checkpoints.write_manifest(student_ckpt, steps=0)
     assert checkpoints.main(["ship", str(student_ckpt), str(files["alpha"].with_suffix(".pt")), "--force"]) == 1
-    assert "nothing is written into a dataset's inputs" in capsys.readouterr().out
+    assert "nothing is written into a dataset's inputs" in capsys.readouterr().err
     assert export.main(["--checkpoint", str(student_ckpt), "--out", str(files["merged"].parent / "m.onnx")]) == 1
     assert "nothing is written into a dataset's inputs" in capsys.readouterr().err
     assert export.main(["--checkpoint", str(student_ckpt), "--out", str(student_ckpt), "--force"]) == 1
@@ -159,6 +159,41 @@ def test_a_student_is_refused_where_a_teacher_is_expected(tmp_path, student_ckpt
     assert checkpoints.load_model(teacher_ckpt, kind="teacher").arch["kind"] == "teacher"
     cells = json.loads((REPO / "notebooks" / "03_distill.ipynb").read_text())["cells"]
     assert any('checkpoints.load_model(teacher_path, kind="teacher")' in "".join(c["source"]) for c in cells)
+
+
+class _Payload:
+    """Pickles as a call of os.system: loading it unsafely would create ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_that_asks_to_run_code_is_refused_without_advice_to_load_it_unsafely(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"epoch": 1, "model": _Payload(marker)}, evil)
+    cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((40, 40, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "tri.png"), np.full((40, 40), 128, np.uint8))
+    assert predict.main([str(tmp_path / "photo.png"), str(tmp_path / "tri.png"), "--checkpoint", str(evil),
+                         "--out", str(tmp_path / "a.png"), "--device", "cpu"]) == 1
+    messages = {"predict": capsys.readouterr().err}
+    for name, load in (("load_any_model", checkpoints.load_any_model), ("load_dim_pytorch", checkpoints.load_dim_pytorch),
+                       ("load_checkpoint", checkpoints.load_checkpoint)):
+        with pytest.raises(CheckpointError) as err:
+            load(evil)
+        messages[name] = str(err.value)
+    for name, text in messages.items():
+        assert "posix.system" in text or "os.system" in text, name
+        assert "weights_only" not in text and "weights_only=False" not in text, name  # torch's advice, not repeated
+        assert "trust" not in text and "Re-running" not in text, name
+    assert "would run code" in messages["predict"] and "nothing in it was called" in messages["predict"]
+    assert "nothing in it ran" in messages["load_checkpoint"]
+    assert not marker.exists() and not (tmp_path / "a.png").exists()
 
 
 def test_negative_seeds_are_refused_by_the_parameter_checks():
