@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .layout import read_gray, read_rgb
+from .output_safety import LOSSLESS_SUFFIXES, check_alpha_suffix  # noqa: F401 - part of this module's API
 from .datasets import make_input
 from .utils import atomic_write_bytes
 
@@ -50,22 +51,6 @@ def predict_alpha(model: nn.Module, image_rgb: np.ndarray, trimap: np.ndarray, *
         alpha[trimap == 0] = 0.0
         alpha[trimap == 255] = 1.0
     return np.clip(np.round(alpha * 255.0), 0, 255).astype(np.uint8)
-
-
-#: File suffixes an alpha matte may be written as: lossless formats OpenCV writes for 8-bit grey (TIFF with its
-#: default LZW compression). JPEG, WebP and JPEG 2000 would change the values the metrics read.
-LOSSLESS_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
-
-
-def check_alpha_suffix(path: str | os.PathLike) -> Path:
-    """``Path(path)`` if its suffix is one of :data:`LOSSLESS_SUFFIXES`; otherwise a ``ValueError`` naming it."""
-    path = Path(path)
-    if path.suffix.lower() not in LOSSLESS_SUFFIXES:
-        lossy = path.suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".jp2", ".avif", ".heic")
-        raise ValueError(f"{path}: " + (f"{path.suffix} is a lossy format; an alpha matte must be stored losslessly"
-                                        if lossy else f"unsupported suffix {path.suffix or '(none)'!r}")
-                         + f"; use {' / '.join(LOSSLESS_SUFFIXES)}, e.g. {path.with_suffix('.png')}")
-    return path
 
 
 def write_gray(path: str | os.PathLike, gray: np.ndarray) -> Path:
