@@ -180,6 +180,43 @@ def _group_means(rows: Sequence[dict], keys: Sequence[str]) -> dict[str, float]:
     return {"count": len(rows), **{k: float(np.mean([r[k] for r in rows])) for k in keys}}
 
 
+def check_test_composites(layout: Any, items: Sequence[Any]) -> None:
+    """Refuse test composites that were changed after they were composited: each composite of ``items`` present in
+    ``Composition-1k/merged/`` must have the SHA-256 that ``merged/manifest.json`` recorded when
+    :func:`matting_lib.compositing.build_test_set` wrote it (an altered composite would be scored as if it were the
+    test set). A :class:`~matting_lib.layout.LayoutError` names the altered files and what to do. Nothing is checked
+    without a manifest (composites made by other code) or with an unfinished one (``build_test_set`` finishes it);
+    missing composites are not an error (they are composited again)."""
+    import json
+
+    from .compositing import MERGED_MANIFEST
+    from .layout import LayoutError
+    from .utils import sha256_file
+
+    merged = Path(layout.merged_dir)
+    manifest = merged / MERGED_MANIFEST
+    if not manifest.is_file():
+        return
+    try:
+        record = json.loads(manifest.read_text(encoding="utf-8"))
+        files = dict(record.get("files") or {}) if record.get("complete") else None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError) as err:
+        raise LayoutError(f"{manifest} cannot be read ({type(err).__name__}: {err}); it records the test composites' "
+                          f"SHA-256. Delete {merged} to have the test set composited again from the dataset's "
+                          f"foregrounds and backgrounds") from None
+    if files is None:
+        return
+    altered = [it.image_path.name for it in items
+               if it.image_path.is_file() and files.get(it.image_path.name) != sha256_file(it.image_path)]
+    if altered:
+        shown = ", ".join(altered[:5]) + (f" and {len(altered) - 5} more" if len(altered) > 5 else "")
+        raise LayoutError(f"{len(altered)} of {len(items)} test composite(s) in {merged} are not the ones composited "
+                          f"from this dataset (their SHA-256 differs from {MERGED_MANIFEST}): {shown}. They were "
+                          f"changed afterwards, so their scores would not be the test set's; nothing was scored. "
+                          f"Delete them to have them composited again from the dataset's foregrounds and backgrounds "
+                          f"on the next run, or restore them from a copy")
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, *,
                         out_csv: str | os.PathLike | None = None, convention: str = "official",
                         pred_dir: str | os.PathLike | None = None, force: bool = False, device: str = "auto",
@@ -188,7 +225,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     folder ``data_dir`` and score it (``convention`` "official" or "spkd"), in one call.
 
     The test composites are built first when ``Composition-1k/merged/`` lacks them
-    (:func:`matting_lib.compositing.build_test_set`, as notebook 01 does). Predictions go to a temporary folder,
+    (:func:`matting_lib.compositing.build_test_set`, as notebook 01 does); composites changed since they were built
+    (their SHA-256 in ``merged/manifest.json``) are refused before the checkpoint is loaded
+    (:func:`check_test_composites`). Predictions go to a temporary folder,
     or are kept in ``pred_dir`` (other files there are left alone and not scored; a prediction of the same name
     is replaced only with ``force``). ``out_csv`` (refused if it exists, unless ``force``) gets one row per
     image with its category; ``<out_csv>.summary.json`` the means. Both, and ``pred_dir``, are checked before any
@@ -229,7 +268,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
         clash = [p for it in items if (p := prediction_path(pred_dir, it.name)).exists()]
         if clash and not force:
             raise FileExistsError(f"{pred_dir} already holds {len(clash)} prediction(s) of this test set (e.g. "
-                                  f"{clash[0].name}); pass force=True (--force) to replace them, or choose another folder")
+                                  f"{clash[0].name}); pass --force (force=True) to replace them, or choose another folder")
+    check_test_composites(layout, items)  # an altered composite is never scored as the test set
     from .export import load_network
 
     model = load_network(checkpoint)
@@ -325,12 +365,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="metric processes (default: one per core)")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = ap.parse_args(argv)
+    if args.workers is not None and args.workers < 0:
+        ap.error(f"argument --workers: must be 0 or more (0 or 1: in this process), got {args.workers}")
+    from .output_safety import one_line_warnings
+
     try:
-        res = evaluate_checkpoint(args.checkpoint, args.data, out_csv=args.out, convention=args.convention,
-                                  pred_dir=args.pred_dir, force=args.force, device=args.device,
-                                  workers=args.workers, progress=not args.no_progress)
+        with one_line_warnings(ap.prog):
+            res = evaluate_checkpoint(args.checkpoint, args.data, out_csv=args.out, convention=args.convention,
+                                      pred_dir=args.pred_dir, force=args.force, device=args.device,
+                                      workers=args.workers, progress=not args.no_progress)
     except (OSError, ValueError, RuntimeError, ImportError) as err:  # Checkpoint/Layout/MetricsInputError included
-        print(f"matting_lib.evaluation: error: {err}", file=sys.stderr)
+        print(f"{ap.prog}: error: {err}", file=sys.stderr)
         return 1
     print(format_summary(res))
     if args.out:

@@ -109,6 +109,28 @@ def test_metrics_never_writes_into_its_inputs_and_needs_force_for_an_existing_cs
     assert "is the ground-truth folder" in capsys.readouterr().err
 
 
+def test_metrics_speaks_in_its_options_and_prints_warnings_on_one_line(tmp_path, capsys):
+    tri = np.zeros((8, 8), np.uint8)
+    tri[2:6, 2:6] = 128
+    for d in ("P", "G", "T"):
+        (tmp_path / d).mkdir()
+        for name in ("im0.png", "im1.png") if d != "P" else ("im0.png",):
+            cv2.imwrite(str(tmp_path / d / name), tri)
+    base = ["--pred", str(tmp_path / "P"), "--gt", str(tmp_path / "G"), "--trimap", str(tmp_path / "T"),
+            "--no-progress"]
+    assert metrics_folder.main([*base, "--workers", "0"]) == 0
+    err = capsys.readouterr().err
+    assert err == ("python -m matting_lib.metrics: warning: 1 ground-truth file(s) have no prediction (e.g. im1); the "
+                   "means cover the 1 predictions only\n")  # one line: no file:line, no category, no source line
+    assert metrics_folder.main([*base, "--workers", "0", "--layout", "composition1k"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m matting_lib.metrics: error: ") and "use --layout same_name" in err
+    with pytest.raises(SystemExit) as exit_:
+        metrics_folder.main([*base, "--workers", "-1"])
+    assert exit_.value.code == 2
+    assert "argument --workers: must be 0 or more (0 or 1: in this process), got -1" in capsys.readouterr().err
+
+
 def test_evaluation_refuses_the_dataset_s_composites_as_prediction_folder(tmp_path, capsys):
     files = _fake_dataset(tmp_path / "data")
     for extra in ([], ["--force"]):  # refused before the checkpoint is even looked at
@@ -513,6 +535,8 @@ def test_notebook_03_refuses_a_negative_seed_and_a_student_teacher_before_writin
 # ------------------------------------------------------------------------------------------ the documented messages
 def test_docs_list_the_messages(tmp_path, student_ckpt):
     """Each new message of docs/bad_input.md, as the code words it today (paths replaced by placeholders)."""
+    from matting_lib import export
+
     data = tmp_path / "data"
     files = _fake_dataset(data)
     gt = tmp_path / "G"
@@ -540,6 +564,7 @@ def test_docs_list_the_messages(tmp_path, student_ckpt):
         "trimap as mask": _message(predict.mask_foreground, np.array([[0, 128, 255]], np.uint8), "M"),
         "mask as trimap": _message(predict.label_trimap, np.array([[0, 1]], np.uint8), "T"),
         "fifo": _message(predict.check_input_file, fifo, "photo").replace(str(fifo), "X"),
+        "opset": _message(export.check_opset, 3),
     }
     found = {k: _normalise(v, **names) for k, v in found.items()}
     found["disk full"] = re.sub(r"\d+ MiB free on \S+;", "N MiB free on D;", found["disk full"].replace(
