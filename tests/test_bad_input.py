@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from matting_lib import calibration, checkpoints, distill, evaluation, explorer, predict
+from matting_lib import calibration, checkpoints, cpu_env, distill, evaluation, explorer, predict
 from matting_lib.checkpoints import CheckpointError, save_checkpoint
 from matting_lib.layout import LayoutError, check_image_pixels
 from matting_lib.metrics import MetricsInputError
@@ -508,6 +508,34 @@ def test_calibration_bad_arguments_end_in_a_message(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, args
     assert not (tmp_path / "r").exists()  # nothing written for a bad value
+
+
+# ------------------------------------------------------------------------------------------ the CPU pin
+def test_the_opencv_switch_is_pinned_only_where_the_cpu_has_avx512(monkeypatch):
+    """OpenCV prints "Trying to disable unavailable CPU feature ... 'AVX512-SKX'" on every import where the CPU lacks
+    AVX-512: there the pin leaves OPENCV_CPU_DISABLE out (nothing to disable); with AVX-512 it is set."""
+    avx2 = {"sse4_2", "avx", "avx2", "fma"}
+    monkeypatch.setattr(cpu_env, "cpu_flags", lambda: avx2)
+    env: dict[str, str] = {}
+    cpu_env.pin(env)
+    assert "OPENCV_CPU_DISABLE" not in env and env["ATEN_CPU_CAPABILITY"] == "avx2" and cpu_env.is_pinned(env)
+    monkeypatch.setattr(cpu_env, "cpu_flags", lambda: avx2 | set(cpu_env.OPENCV_AVX512_FLAGS))
+    env = {}
+    cpu_env.pin(env)
+    assert env["OPENCV_CPU_DISABLE"] == "AVX512-SKX" and cpu_env.is_pinned(env)
+    del env["OPENCV_CPU_DISABLE"]
+    assert not cpu_env.is_pinned(env)
+
+
+@pytest.mark.skipif(not cpu_env.supported(), reason="needs an x86-64 CPU with AVX2")
+def test_opencv_under_the_pin_prints_nothing_on_import():
+    env = {k: v for k, v in os.environ.items() if k not in cpu_env.PINNED_ENV}
+    cpu_env.pin(env)
+    out = subprocess.run([sys.executable, "-c", "import cv2; print(cv2.getCPUFeaturesLine())"], env=env,
+                         capture_output=True, text=True, check=True)
+    assert "OPENCV" not in out.stderr, out.stderr  # no "Trying to disable unavailable CPU feature"
+    if set(cpu_env.OPENCV_AVX512_FLAGS) <= cpu_env.cpu_flags():
+        assert "AVX512-SKX?" in out.stdout, out.stdout  # OpenCV marks the feature it was told to leave unused
 
 
 # ------------------------------------------------------------------------------------------ notebooks
