@@ -184,9 +184,10 @@ def check_test_composites(layout: Any, items: Sequence[Any]) -> None:
     """Refuse test composites that were changed after they were composited: each composite of ``items`` present in
     ``Composition-1k/merged/`` must have the SHA-256 that ``merged/manifest.json`` recorded when
     :func:`matting_lib.compositing.build_test_set` wrote it (an altered composite would be scored as if it were the
-    test set). A :class:`~matting_lib.layout.LayoutError` names the altered files and what to do. Nothing is checked
-    without a manifest (composites made by other code) or with an unfinished one (``build_test_set`` finishes it);
-    missing composites are not an error (they are composited again)."""
+    test set). A :class:`~matting_lib.layout.LayoutError` names the altered files and what to do. Composites without a
+    manifest (made by other code) are taken as they are when they are all there, and refused when some are missing;
+    an unfinished manifest is left to ``build_test_set``, which finishes it; missing composites with a manifest are
+    not an error (they are composited again)."""
     import json
 
     from .compositing import MERGED_MANIFEST
@@ -196,6 +197,13 @@ def check_test_composites(layout: Any, items: Sequence[Any]) -> None:
     merged = Path(layout.merged_dir)
     manifest = merged / MERGED_MANIFEST
     if not manifest.is_file():
+        missing = [it.image_path.name for it in items if not it.image_path.is_file()]
+        if missing and len(missing) < len(items):  # composites made by other code, some of them missing
+            raise LayoutError(f"{merged} holds {len(items) - len(missing)} of the {len(items)} test composites but no "
+                              f"{MERGED_MANIFEST} (they were made by other code) and lacks {len(missing)} (e.g. "
+                              f"{missing[0]}); nothing is composited into it. Add the missing ones, or move the folder "
+                              f"away to have the whole test set composited from the dataset's foregrounds and "
+                              f"backgrounds")
         return
     try:
         record = json.loads(manifest.read_text(encoding="utf-8"))

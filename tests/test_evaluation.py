@@ -153,6 +153,13 @@ def test_an_altered_test_composite_is_named_and_never_scored(ckpt, tmp_path, cap
     altered.unlink()  # as the message says: composited again, then scored
     assert ev.main(args) == 0
     assert altered.read_bytes() != before[altered] and len(list(csv.DictReader((tmp_path / "scores.csv").open()))) == 6
+    (altered.parent / "manifest.json").unlink()  # composites made by other code, one of them missing
+    altered.unlink()
+    assert ev.main([*args, "--force"]) == 1
+    err = capsys.readouterr().err
+    assert (f"{altered.parent} holds 5 of the 6 test composites but no manifest.json (they were made by other code) "
+            f"and lacks 1 (e.g. {altered.name}); nothing is composited into it") in err
+    assert "overwrite=True" not in err and not altered.exists()
 
 
 def test_cli_names_its_options_and_prints_its_errors_and_warnings_on_one_line(ckpt, test_only, tmp_path, capsys):
