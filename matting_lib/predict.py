@@ -176,8 +176,8 @@ def check_memory(arch: dict | None, pixels: int, photo: str | os.PathLike, *, av
     need = memory_needed(arch, pixels)
     if available is None or need <= available:
         return
-    per_px = need / max(pixels, 1)
-    fits = max(0, int((available - MEMORY_FIXED) / (per_px - MEMORY_FIXED / max(pixels, 1))))
+    per_pixel = memory_needed(arch, 1) - MEMORY_FIXED
+    fits = max(0, (available - MEMORY_FIXED) // per_pixel)
     kind = f"the {(arch or {}).get('kind', 'matting')} network" + (f" (width {arch['width']})" if (arch or {}).get(
         "width") else "")
     raise PredictInputError(f"photo {photo} has {pixels:,} pixels: {kind} needs about {need / 1e9:.1f} GB of "
