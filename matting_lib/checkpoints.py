@@ -541,13 +541,18 @@ def main(argv: list[str] | None = None) -> int:
     student.add_argument("--profile", default="default")
     student.add_argument("--force", action="store_true", help="replace an existing DST")
     args = p.parse_args(argv)
+    from .output_safety import one_line_warnings
+
+    prog = f"{p.prog} {args.cmd}"
     try:
-        if args.cmd == "ship-student":
-            out = ship_student(args.runs, args.dst, config=args.config, profile=args.profile, force=args.force)
-        else:
-            out = ship_checkpoint(args.src, args.dst, force=args.force, **({"note": args.note} if args.note else {}))
+        with one_line_warnings(prog):
+            if args.cmd == "ship-student":
+                out = ship_student(args.runs, args.dst, config=args.config, profile=args.profile, force=args.force)
+            else:
+                out = ship_checkpoint(args.src, args.dst, force=args.force,
+                                      **({"note": args.note} if args.note else {}))
     except (ValueError, OSError) as err:  # CheckpointError, an output refused, a full disk, a read-only folder ...
-        print(f"{p.prog} {args.cmd}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {out} and {manifest_path(out).name}")
     return 0
