@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         args.checkpoint = str(SHIPPED_STUDENT)
     with one_line_warnings(prog):
         try:
-            return _matte(args)
+            return _matte(args, prog)
         except Exception as err:  # noqa: BLE001 - sorted below: a message for the user's mistakes, else re-raised
             if out_of_memory(err):
                 message = (f"ran out of memory while matting {args.image} ({type(err).__name__}: "
@@ -347,9 +347,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
 
 
-def _matte(args: argparse.Namespace) -> int:
+def _matte(args: argparse.Namespace, prog: str) -> int:
     """The work of :func:`main`: the user's files first (paths, output, sizes: no torch yet), then the network and
-    its memory, then decoding, then the matte."""
+    its memory, then decoding, then the matte. Warnings are printed after ``prog``."""
     inputs = [(path, what) for path, what in ((args.image, "photo"), (args.trimap, "trimap"), (args.mask, "mask"))
               if path is not None]
     for path, what in [*inputs, (args.checkpoint, "checkpoint")]:
@@ -387,7 +387,7 @@ def _matte(args: argparse.Namespace) -> int:
     else:
         trimap, warning = label_trimap(read_trimap(args.trimap), args.trimap)
     if warning:
-        print(warning, file=sys.stderr)
+        print(f"{prog}: {warning}", file=sys.stderr)
     if trimap.shape != image.shape[:2]:
         raise PredictInputError(f"the {'mask' if args.mask else 'trimap'} is {trimap.shape[1]}×{trimap.shape[0]} but "
                                 f"the image is {image.shape[1]}×{image.shape[0]}; they must be the same size")
@@ -395,7 +395,7 @@ def _matte(args: argparse.Namespace) -> int:
         raise PredictInputError(f"{args.image} is {image.shape[1]}×{image.shape[0]}; both sides must be ≥ 32 px")
     warning = known_region_warning(trimap, mask=args.mask, force_known=args.force_known)
     if warning:
-        print(warning, file=sys.stderr)
+        print(f"{prog}: {warning}", file=sys.stderr)
     model = model.to(device)
     t0 = time.time()
     try:
