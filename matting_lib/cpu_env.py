@@ -6,7 +6,8 @@ transcendental and reduction loops changed 1–6 of the 2,454 files of the defau
 an AVX-512 machine by disabling its AVX-512 paths), and at lr 0.01 last-bit differences in training grow into
 different students. Current x86-64 machines are AVX2 or AVX-512, so the pipeline pins everything to AVX2
 (x86-64-v3), the level they share: :data:`PINNED_ENV`, set by :func:`pin` before any kernel starts (the notebooks'
-kernels inherit it) and reported by :func:`describe`.
+kernels inherit it) and reported by :func:`describe`. On a CPU without AVX-512 OpenCV's switch is left out
+(:func:`pinned_env`): there is nothing to switch off, and OpenCV would warn about it on every import.
 
 Not reached by the pin: OpenCV's Intel IPP (resize, Gaussian blur, distance transforms...) chooses its own level
 from the CPU, and ``OPENCV_CPU_DISABLE`` does not limit it (only ``OPENCV_IPP`` would). Measured on an AVX2-only AMD
@@ -31,7 +32,7 @@ from collections.abc import Mapping
 #   ATEN_CPU_CAPABILITY       PyTorch's own CPU kernels compiled for AVX2 instead of AVX-512
 #   ONEDNN_MAX_CPU_ISA        oneDNN (convolutions, batch norm, pooling) at most AVX2
 #   MKL_CBWR                  MKL's conditional numerical reproducibility: the AVX2 code path on every AVX2+ CPU
-#   OPENCV_CPU_DISABLE        OpenCV's AVX-512 dispatch off
+#   OPENCV_CPU_DISABLE        OpenCV's AVX-512 dispatch off (set only where the CPU has AVX-512: see pinned_env)
 #   OPENBLAS_CORETYPE         OpenBLAS (NumPy's BLAS) kernels for Haswell (AVX2)
 PINNED_ENV: dict[str, str] = {
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
@@ -43,32 +44,54 @@ PINNED_ENV: dict[str, str] = {
 }
 
 
-def supported() -> bool:
-    """True on x86-64 Linux with AVX2 (the pinned level can only be reached where the CPU has it)."""
+#: The CPU flags of OpenCV's AVX512-SKX level (``OPENCV_CPU_DISABLE``'s value). On a CPU without all of them OpenCV
+#: has nothing to disable and prints "OPENCV: Trying to disable unavailable CPU feature on the current platform:
+#: 'AVX512-SKX'." on every import, so the variable is set only where they are all present.
+OPENCV_AVX512_FLAGS = ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (``/proc/cpuinfo``), e.g. ``{"avx2", "fma", ...}``; empty
+    elsewhere."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
+        return set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "")
+            line = next((line for line in fh if line.startswith("flags")), "")
     except OSError:
-        return False
-    return " avx2" in flags and " fma" in flags
+        return set()
+    return set(line.partition(":")[2].split())
+
+
+def supported() -> bool:
+    """True on x86-64 Linux with AVX2 (the pinned level can only be reached where the CPU has it)."""
+    return {"avx2", "fma"} <= cpu_flags()
+
+
+def pinned_env() -> dict[str, str]:
+    """The variables of :data:`PINNED_ENV` that mean something on this CPU: all of them, less
+    ``OPENCV_CPU_DISABLE`` where the CPU lacks AVX-512 (:data:`OPENCV_AVX512_FLAGS`): OpenCV dispatches no AVX-512
+    code there anyway, and asking it to disable a feature the CPU lacks makes it print a warning on every import."""
+    if set(OPENCV_AVX512_FLAGS) <= cpu_flags():
+        return dict(PINNED_ENV)
+    return {k: v for k, v in PINNED_ENV.items() if k != "OPENCV_CPU_DISABLE"}
 
 
 def pin(env: os._Environ | dict | None = None) -> dict[str, str]:
-    """Put :data:`PINNED_ENV` into ``env`` (default ``os.environ``) where the CPU supports it; a variable the
-    user already set is left alone (their choice wins). Returns what is now in effect of those variables."""
+    """Put :func:`pinned_env` into ``env`` (default ``os.environ``) where the CPU supports it; a variable the
+    user already set is left alone (their choice wins). Returns what is now in effect of :data:`PINNED_ENV`'s
+    variables."""
     env = os.environ if env is None else env
     if supported():
-        for key, value in PINNED_ENV.items():
+        for key, value in pinned_env().items():
             env.setdefault(key, value)
     return {k: env[k] for k in PINNED_ENV if k in env}
 
 
 def is_pinned(env: Mapping[str, str] | None = None) -> bool:
-    """Whether every variable of :data:`PINNED_ENV` has its pinned value in ``env`` (default ``os.environ``)."""
+    """Whether every variable of :func:`pinned_env` has its pinned value in ``env`` (default ``os.environ``)."""
     env = os.environ if env is None else env
-    return all(env.get(k) == v for k, v in PINNED_ENV.items())
+    return all(env.get(k) == v for k, v in pinned_env().items())
 
 
 def opencv_ipp_level() -> str | None:

@@ -16,6 +16,7 @@ Every module that reads or writes these folders asks :class:`RunLayout` for them
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,13 @@ def student_run_name(label: str, seed: int) -> str:
     """The one name of a student run: its folder under ``students/`` and its pipeline job (marker, executed
     notebook), ``kd-<configuration label>-seed<seed>``, e.g. ``kd-spatial+channel-seed0``."""
     return f"kd-{label}-seed{seed}"
+
+
+def parse_student_run_name(name: str) -> tuple[str, int] | None:
+    """``(configuration label, seed)`` of a student run folder's name (:func:`student_run_name`), or None for any
+    other name (a moved-aside ``<run>.stale-<time>`` folder included)."""
+    m = re.fullmatch(student_run_name("(.+)", 0).removesuffix("0") + r"(\d+)", name)
+    return (m[1], int(m[2])) if m else None
 
 
 
@@ -66,15 +74,14 @@ class RunLayout:
         """The run folder of the student of configuration ``label`` and ``seed``."""
         return self.students / student_run_name(label, seed)
 
-    def student_seeds(self, label: str) -> dict[int, Path]:
-        """``{seed: run folder}`` of every student of ``label`` found under ``students/``, in seed order."""
-        prefix = student_run_name(label, 0).removesuffix("0")
-        found = {}
-        for path in self.students.glob(f"{prefix}*"):
-            seed = path.name[len(prefix):]
-            if path.is_dir() and seed.isdigit():
-                found[int(seed)] = path
-        return dict(sorted(found.items()))
+    def student_runs(self) -> dict[str, list[Path]]:
+        """The student run folders under ``students/`` by configuration label, each list in seed order."""
+        found: dict[str, list[tuple[int, Path]]] = {}
+        for path in sorted(self.students.iterdir()) if self.students.is_dir() else []:
+            parsed = parse_student_run_name(path.name)
+            if parsed and path.is_dir():
+                found.setdefault(parsed[0], []).append((parsed[1], path))
+        return {label: [p for _, p in sorted(runs)] for label, runs in found.items()}
 
     @property
     def teacher_cache(self) -> Path:

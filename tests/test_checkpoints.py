@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -276,7 +279,7 @@ def test_ship_checkpoint_copies_with_manifest_and_never_overwrites(tmp_path, cap
     assert shipped["note"] == "./run_all.sh --only teacher" and shipped["shipped_from"] == str(src)
     assert dst.read_bytes() == src.read_bytes()
     before = ck.manifest_path(dst).read_text()
-    assert ck.main(["ship", str(src), str(dst)]) == 1 and "--force" in capsys.readouterr().out
+    assert ck.main(["ship", str(src), str(dst)]) == 1 and "--force" in capsys.readouterr().err
     assert ck.manifest_path(dst).read_text() == before  # nothing written is lost
     with open(src, "ab") as fh:  # a source that no longer matches its manifest is not shipped
         fh.write(b"\0")
@@ -486,9 +489,9 @@ def test_ship_refuses_destinations_that_would_lose_data(tmp_path, capsys):
     }
     for dst, message in cases.items():
         assert ck.main(["ship", str(src), dst, "--force"]) == 1, dst
-        assert message in capsys.readouterr().out, dst
+        assert message in capsys.readouterr().err, dst
     assert ck.main(["ship", str(ck.manifest_path(src)), str(tmp_path / "x.pt")]) == 1
-    assert "is a manifest" in capsys.readouterr().out
+    assert "is a manifest" in capsys.readouterr().err
     assert src.read_bytes() == before and ck.manifest_path(src).read_text() == manifest_before
     assert sorted(p.name for p in (tmp_path / "assets").iterdir()) == []
 
@@ -497,7 +500,7 @@ def test_ship_with_a_corrupt_manifest_names_it(tmp_path, capsys):
     src = _shippable(tmp_path)
     ck.manifest_path(src).write_text('{"sha256": "abc", ')  # cut short
     assert ck.main(["ship", str(src), str(tmp_path / "out.pt")]) == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "teacher.json is not valid JSON" in out and not (tmp_path / "out.pt").exists()
     ck.manifest_path(src).write_bytes(b"\xff\xfe[]")
     with pytest.raises(ck.CheckpointError, match="teacher.json is not valid JSON"):
@@ -507,29 +510,39 @@ def test_ship_with_a_corrupt_manifest_names_it(tmp_path, capsys):
         ck.check_manifest(src)
 
 
+def _student_run(runs, config: str, seed: int, val: float | None, sad: float = 1.0, *, folder: str | None = None):
+    """A finished student run as notebook 03 leaves it (``best.pt``, ``run.json`` with the run's identity,
+    ``metrics.json``; no ``metrics.json`` when ``val`` is None: unfinished), in ``folder`` (default: its own name)."""
+    import json
+
+    from matting_lib.distillation import distill
+
+    run = runs / "students" / (folder or f"kd-{config}-seed{seed}")
+    run.mkdir(parents=True)
+    torch.manual_seed(seed)
+    ck.save_checkpoint(run / "best.pt", model=build_student(0.0625), config={}, epoch=0, step=5, metrics={})
+    identity = {"kind": "student", "code": "c", "params": {"seed": seed, "width": 0.0625},
+                "distill": distill.PAPER_CONFIGS[config].to_dict()}
+    (run / "run.json").write_text(json.dumps({"identity": identity}))
+    if val is not None:
+        (run / "metrics.json").write_text(json.dumps({"config": config, "seed": seed, "best_val_loss": val,
+                                                      "distill": identity["distill"],
+                                                      "metrics": {"official": {"sad": sad}}}))
+    return run
+
+
 def test_ship_student_takes_the_lowest_validation_loss_and_predict_uses_it_by_default(tmp_path, monkeypatch):
     """ship-student chooses among a configuration's seeds by validation loss, never by test score; predict without
     --checkpoint uses the shipped student, and says what to do when none ships."""
-    import json
 
     import cv2
     import numpy as np
-    import torch
 
     from matting_lib.inference import predict
     from matting_lib.networks import checkpoints
-    from matting_lib.networks.models import build_student
 
     for seed, val, sad in ((0, 0.30, 1.0), (1, 0.20, 9.0), (2, None, 0.5)):  # seed 2 unfinished
-        run = tmp_path / "runs" / "students" / f"kd-spatial+channel-seed{seed}"
-        run.mkdir(parents=True)
-        torch.manual_seed(seed)
-        checkpoints.save_checkpoint(run / "best.pt", model=build_student(0.0625), config={}, epoch=0, step=5,
-                                    metrics={})
-        (run / "run.json").write_text(json.dumps({"identity": {"kind": "student", "code": "c"}}))
-        if val is not None:
-            (run / "metrics.json").write_text(json.dumps({"config": "spatial+channel", "seed": seed,
-                                                          "best_val_loss": val, "metrics": {"official": {"sad": sad}}}))
+        _student_run(tmp_path / "runs", "spatial+channel", seed, val, sad)
     out = tmp_path / "assets" / "student-default.pt"
     assert checkpoints.main(["ship-student", str(tmp_path / "runs"), str(out)]) == 0
     man = checkpoints.check_manifest(out)
@@ -548,3 +561,79 @@ def test_ship_student_takes_the_lowest_validation_loss_and_predict_uses_it_by_de
     assert predict.main(args) == 0 and cv2.imread(str(tmp_path / "a.png"), cv2.IMREAD_GRAYSCALE).shape == (40, 40)
     monkeypatch.setattr(predict, "SHIPPED_STUDENT", tmp_path / "missing.pt")
     assert predict.main(args[:-1] + [str(tmp_path / "b.png")]) == 2 and not (tmp_path / "b.png").exists()
+
+
+def test_ship_student_checks_every_run_before_writing_and_keeps_a_shipped_student(tmp_path, capsys, monkeypatch):
+    """ship-student reads and checks every candidate (its identity, its record, a finite validation loss) and the
+    configuration name before it writes; on any refusal or failure an existing shipped student and its manifest
+    stay byte for byte as they were, --force or not."""
+    import json
+
+    from matting_lib import files
+
+    runs = tmp_path / "runs"
+    for seed, val in ((0, 0.3), (1, 0.2)):
+        _student_run(runs, "spatial+channel", seed, val)
+    dst = tmp_path / "assets" / "student-default.pt"
+    assert ck.main(["ship-student", str(runs), str(dst)]) == 0
+    shipped = {p: p.read_bytes() for p in (dst, ck.manifest_path(dst))}
+
+    def refused(*args) -> str:
+        assert ck.main(["ship-student", str(runs), str(dst), "--force", *args]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("python -m matting_lib.checkpoints ship-student: error: ") and "Traceback" not in err
+        assert {p: p.read_bytes() for p in shipped} == shipped, "the shipped student was changed"
+        return err
+
+    _student_run(runs, "spatial", 0, 0.4)
+    err = refused("--config", "spatail")
+    assert (f"--config 'spatail': {runs / 'students'} holds no run of that configuration (did you mean 'spatial'?); "
+            f"the configurations there: spatial, spatial+channel") in err
+    assert "run the profile first" not in err
+    shutil.rmtree(runs / "students" / "kd-spatial-seed0")
+
+    run1 = runs / "students" / "kd-spatial+channel-seed1"
+    (run1 / "run.json").rename(tmp_path / "run.json")  # no identity: refused before anything is written
+    assert f"{run1 / 'run.json'} is missing: the run's identity is unknown" in refused()
+    (tmp_path / "run.json").rename(run1 / "run.json")
+
+    record = json.loads((run1 / "metrics.json").read_text())
+    (run1 / "metrics.json").write_text(json.dumps({**record, "best_val_loss": float("nan")}))
+    assert f"{run1 / 'metrics.json'}: best_val_loss is nan, not a finite number" in refused()
+    (run1 / "metrics.json").write_text('{"config": "spatial+channel", ')  # cut short
+    assert f"{run1 / 'metrics.json'} is not valid JSON" in refused()
+    (run1 / "metrics.json").write_text(json.dumps(record))
+
+    spatial = _student_run(runs, "spatial", 2, 0.1, folder="kd-spatial+channel-seed2")  # a kd-spatial run, renamed
+    err = refused()
+    assert "kd-spatial+channel-seed2/metrics.json records configuration 'spatial' seed 2, but the folder name " \
+           "kd-spatial+channel-seed2 says 'spatial+channel' seed 2: a run folder was copied or renamed" in err
+    shutil.copyfile(run1 / "metrics.json", spatial / "metrics.json")  # a record from another run beside its run.json
+    record = {**json.loads((spatial / "metrics.json").read_text()), "seed": 2}
+    (spatial / "metrics.json").write_text(json.dumps(record))
+    err = refused()
+    assert "kd-spatial+channel-seed2/run.json records the training of seed 2 with distillation types ['spatial']" in err
+    assert "metrics.json records seed 2 with types ['spatial', 'channel']" in err
+    shutil.rmtree(spatial)
+
+    real_replace = os.replace
+
+    def fail_on_the_checkpoint(src, target, *a, **k):  # the new manifest is in place, the checkpoint's rename fails
+        if Path(target) == dst:
+            raise OSError(28, "No space left on device")
+        return real_replace(src, target, *a, **k)
+
+    monkeypatch.setattr(files.os, "replace", fail_on_the_checkpoint)
+    assert "the disk is full" in refused()
+    monkeypatch.undo()
+
+    def fail_in_torch_save(*a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 42 vs 41")
+
+    monkeypatch.setattr(ck.torch, "save", fail_in_torch_save)
+    assert "the disk is full" in refused()
+    monkeypatch.undo()
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["student-default.json", "student-default.pt"]
+    _student_run(runs, "spatial+channel", 3, 0.05)
+    assert ck.main(["ship-student", str(runs), str(dst), "--force"]) == 0  # the pair replaced together
+    assert ck.check_manifest(dst)["run"] == "kd-spatial+channel-seed3"

@@ -124,3 +124,55 @@ def test_an_onnx_export_scores_like_its_checkpoint(test_only, ckpt, model, tmp_p
     assert b["count"] == 6
     for key in ("sad", "mse", "grad", "conn"):
         assert b["mean"][key] == pytest.approx(a["mean"][key], abs=1e-4)
+
+
+def test_an_altered_test_composite_is_named_and_never_scored(ckpt, tmp_path, capsys):
+    """merged/manifest.json records each composite's SHA-256: a composite changed afterwards is refused by name
+    before the checkpoint is loaded, and nothing of the dataset is touched; deleted, it is composited again."""
+    import cv2
+
+    from matting_lib.data.compositing import build_test_set
+
+    data = generate_dataset(tmp_path / "data", seed=0, preset="smoke", progress=False, splits=("test",))
+    items = build_test_set(DatasetLayout.for_root(data), progress=False)
+    altered = items[1].image_path
+    pixels = cv2.imread(str(altered))
+    pixels[0, 0] = 255 - pixels[0, 0]  # one pixel retouched, saved losslessly
+    cv2.imwrite(str(altered), pixels)
+    before = {p: p.read_bytes() for p in altered.parent.iterdir()}
+    args = ["--checkpoint", str(ckpt), "--data", str(data), "--out", str(tmp_path / "scores.csv"), "--device", "cpu",
+            "--workers", "0", "--no-progress"]
+    assert ev.main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m matting_lib.evaluation: error: 1 of 6 test composite(s) in {altered.parent} are "
+                          f"not the ones composited from this dataset (their SHA-256 differs from manifest.json): "
+                          f"{altered.name}. They were changed afterwards, so their scores would not be the test "
+                          f"set's; nothing was scored. Delete them to have them composited again")
+    assert {p: p.read_bytes() for p in altered.parent.iterdir()} == before  # nothing of the dataset changed
+    assert not (tmp_path / "scores.csv").exists()
+    altered.unlink()  # as the message says: composited again, then scored
+    assert ev.main(args) == 0
+    assert altered.read_bytes() != before[altered] and len(list(csv.DictReader((tmp_path / "scores.csv").open()))) == 6
+    (altered.parent / "manifest.json").unlink()  # composites made by other code, one of them missing
+    altered.unlink()
+    assert ev.main([*args, "--force"]) == 1
+    err = capsys.readouterr().err
+    assert (f"{altered.parent} holds 5 of the 6 test composites but no manifest.json (they were made by other code) "
+            f"and lacks 1 (e.g. {altered.name}); nothing is composited into it") in err
+    assert "overwrite=True" not in err and not altered.exists()
+
+
+def test_cli_names_its_options_and_prints_its_errors_and_warnings_on_one_line(ckpt, test_only, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        ev.main(["--checkpoint", str(ckpt), "--data", str(test_only), "--workers", "-1"])
+    assert exit_.value.code == 2
+    assert "python -m matting_lib.evaluation: error: argument --workers: must be 0 or more (0 or 1: in this " \
+           "process), got -1" in capsys.readouterr().err
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    items = list_test_items(DatasetLayout.for_root(test_only))
+    (pred / f"{items[0].name}.png").write_bytes(b"earlier prediction")
+    assert ev.main(["--checkpoint", str(ckpt), "--data", str(test_only), "--pred-dir", str(pred)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("python -m matting_lib.evaluation: error: ") and "pass --force (force=True) to replace" in err
+    assert "force=True (--force)" not in err

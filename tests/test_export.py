@@ -17,6 +17,7 @@ from onnx import TensorProto, helper
 from matting_lib.inference import evaluation as ev
 from matting_lib.inference import export as ex
 from matting_lib.inference import predict
+from matting_lib.networks import checkpoints
 from matting_lib.networks.checkpoints import check_manifest, save_checkpoint
 from matting_lib.networks.models import build_student, build_teacher, count_parameters
 
@@ -162,9 +163,41 @@ def test_failed_parity_or_opset_writes_nothing(nets, tmp_path, monkeypatch):
     with pytest.raises(ex.ExportError, match="differs from PyTorch by 5.00e-01"):
         ex.export_onnx(nets["student"], out, force=True)
     monkeypatch.undo()
-    with pytest.raises(ex.ExportError, match="opset 13"):  # torch cannot convert this graph below opset 16
-        ex.export_onnx(nets["student"], out, force=True, opset=13)
+    def kept_at_18(*a):
+        raise ex.ExportError("torch could not convert the graph to opset 17 (it stays at 18)")
+
+    monkeypatch.setattr(ex, "_to_onnx_proto", kept_at_18)
+    with pytest.raises(ex.ExportError, match="it stays at 18"):  # the exporter's own failure writes nothing either
+        ex.export_onnx(nets["student"], out, force=True)
     assert out.read_bytes() == b"previous" and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_opset_is_checked_against_the_true_range_before_anything_is_loaded(nets, tmp_path, capsys, monkeypatch):
+    """Below opset 16 onnx's version converter cannot take these graphs (measured: 15 and below fail after the whole
+    export, 16 and 17 work); above the installed onnx's newest nothing can be written. Both are refused at once."""
+    low, high = ex.opset_range()
+    assert (low, high) == (ex.MIN_OPSET, onnx.defs.onnx_opset_version()) and low == 16
+    ckpt = save_checkpoint(tmp_path / "s.pt", model=nets["student"], config={}, epoch=0, step=0, metrics={})
+
+    def never(*a, **k):
+        raise AssertionError("the export started before the opset was checked")
+
+    monkeypatch.setattr(ex, "_to_onnx_proto", never)
+    monkeypatch.setattr(checkpoints, "load_any_model", never)
+    for opset in (3, 15, high + 1, 0):
+        assert ex.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "m.onnx"), "--opset", str(opset)]) == 1
+        err = capsys.readouterr().err
+        assert err == (
+            f"python -m matting_lib.export: error: --opset {opset}: this exporter writes opsets 16 to {high} "
+            f"(torch's exporter builds the graph at opset 18 and onnx's version converter cannot take it "
+            f"below 16; the installed onnx knows up to {high}); use --opset 18 (the default) or another in "
+            f"that range\n"
+        )
+    assert not (tmp_path / "m.onnx").exists()
+    monkeypatch.undo()
+    out = ex.export_onnx(nets["student"], tmp_path / "m16.onnx", opset=low)  # the oldest in the range does export
+    assert onnx.load(str(out)).opset_import[0].version == low and ex.read_metadata(out)["matting_lib.exporter"] \
+        .endswith(f"opset {low}")
 
 
 def test_checkpoint_that_is_not_a_matting_network(tmp_path, capsys):

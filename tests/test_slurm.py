@@ -29,13 +29,14 @@ import sys
 import torch
 sys.path.insert(0, {tests!r})
 from test_training import TinyMatting
-from matting_lib import training
 from matting_lib.networks.models import build_student
+from matting_lib.settings import TrainConfig
+from matting_lib.training.loop import AlphaObjective, train
 
 torch.set_num_threads(1)
 torch.manual_seed(0)
-cfg = training.TrainConfig(lr=0.01, batch_size=2, steps=steps, val_every=20, seed=0, device="cpu", progress=False)
-result = training.train(build_student(0.125), training.AlphaObjective(), TinyMatting(8, seed=1),
+cfg = TrainConfig(lr=0.01, batch_size=2, steps=steps, val_every=20, seed=0, device="cpu", progress=False)
+result = train(build_student(0.125), AlphaObjective(), TinyMatting(8, seed=1),
                         TinyMatting(2, seed=2), cfg, run_dir)
 print("trained to step", result.step)
 """

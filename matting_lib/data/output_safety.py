@@ -20,17 +20,24 @@ Messages name the output, what it collides with, and what to do. Rule 1 and 2 ra
 (a ``ValueError``), rule 3 ``IsADirectoryError`` / ``NotADirectoryError`` / ``PermissionError``, rule 4
 ``FileExistsError``. :func:`explain_os_error` turns an ``OSError`` met while writing (a full disk, a read-only
 file system, a file where a folder should be) into one sentence saying what to do.
+
+Also here, because every command that writes a matte or speaks to a user shares them: :func:`check_alpha_suffix`
+(an alpha matte is written losslessly: ``.png``, ``.bmp``, ``.tif``) and :func:`one_line_warnings` (a warning as a
+command-line tool prints it). The module imports nothing but the standard library, so a command checks its outputs
+before it loads torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["ProtectedOutputError", "check_output", "check_output_folder", "protected_folders", "explain_os_error"]
+__all__ = ["ProtectedOutputError", "check_output", "check_output_folder", "protected_folders", "explain_os_error",
+           "LOSSLESS_SUFFIXES", "check_alpha_suffix", "one_line_warnings"]
 
 
 class ProtectedOutputError(ValueError):
@@ -128,6 +135,43 @@ def check_output_folder(path: str | os.PathLike, *, inputs: Iterable = (), datas
     except NotADirectoryError as err:  # a file above a folder still to be made
         raise NotADirectoryError(str(err).replace("cannot be written", "cannot be created", 1)) from None
     return out
+
+
+#: File suffixes an alpha matte may be written as: lossless formats OpenCV writes for 8-bit grey (TIFF with its
+#: default LZW compression). JPEG, WebP and JPEG 2000 would change the values the metrics read.
+LOSSLESS_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
+
+
+def check_alpha_suffix(path: str | os.PathLike) -> Path:
+    """``Path(path)`` if its suffix is one of :data:`LOSSLESS_SUFFIXES`; otherwise a ``ValueError`` naming it."""
+    path = Path(path)
+    if path.suffix.lower() not in LOSSLESS_SUFFIXES:
+        lossy = path.suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".jp2", ".avif", ".heic")
+        raise ValueError(f"{path}: " + (f"{path.suffix} is a lossy format; an alpha matte must be stored losslessly"
+                                        if lossy else f"unsupported suffix {path.suffix or '(none)'!r}")
+                         + f"; use {' / '.join(LOSSLESS_SUFFIXES)}, e.g. {path.with_suffix('.png')}")
+    return path
+
+
+@contextlib.contextmanager
+def one_line_warnings(prog: str) -> Iterator[None]:
+    """Within the block, every Python warning is printed to stderr as one line, ``<prog>: warning: <message>``, the
+    way a command-line tool speaks, instead of Python's ``file:line: Category: message`` with a source line.
+    Warnings that are filtered out stay so; each distinct message is shown once."""
+    import sys
+    import warnings
+
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        if text not in shown:
+            shown.add(text)
+            print(f"{prog}: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def explain_os_error(err: OSError, where: str | os.PathLike) -> str:

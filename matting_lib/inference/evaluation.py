@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from matting_lib.data.datasets import make_input
 from matting_lib.data.layout import read_gray, read_rgb
+from matting_lib.data.output_safety import LOSSLESS_SUFFIXES, check_alpha_suffix  # noqa: F401 - part of this module's API
 from matting_lib.files import atomic_write_bytes
 
 
@@ -52,22 +53,6 @@ def predict_alpha(model: nn.Module, image_rgb: np.ndarray, trimap: np.ndarray, *
         alpha[trimap == 0] = 0.0
         alpha[trimap == 255] = 1.0
     return np.clip(np.round(alpha * 255.0), 0, 255).astype(np.uint8)
-
-
-#: File suffixes an alpha matte may be written as: lossless formats OpenCV writes for 8-bit grey (TIFF with its
-#: default LZW compression). JPEG, WebP and JPEG 2000 would change the values the metrics read.
-LOSSLESS_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
-
-
-def check_alpha_suffix(path: str | os.PathLike) -> Path:
-    """``Path(path)`` if its suffix is one of :data:`LOSSLESS_SUFFIXES`; otherwise a ``ValueError`` naming it."""
-    path = Path(path)
-    if path.suffix.lower() not in LOSSLESS_SUFFIXES:
-        lossy = path.suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".jp2", ".avif", ".heic")
-        raise ValueError(f"{path}: " + (f"{path.suffix} is a lossy format; an alpha matte must be stored losslessly"
-                                        if lossy else f"unsupported suffix {path.suffix or '(none)'!r}")
-                         + f"; use {' / '.join(LOSSLESS_SUFFIXES)}, e.g. {path.with_suffix('.png')}")
-    return path
 
 
 def write_gray(path: str | os.PathLike, gray: np.ndarray) -> Path:
@@ -197,6 +182,51 @@ def _group_means(rows: Sequence[dict], keys: Sequence[str]) -> dict[str, float]:
     return {"count": len(rows), **{k: float(np.mean([r[k] for r in rows])) for k in keys}}
 
 
+def check_test_composites(layout: Any, items: Sequence[Any]) -> None:
+    """Refuse test composites that were changed after they were composited: each composite of ``items`` present in
+    ``Composition-1k/merged/`` must have the SHA-256 that ``merged/manifest.json`` recorded when
+    :func:`matting_lib.data.compositing.build_test_set` wrote it (an altered composite would be scored as if it were the
+    test set). A :class:`~matting_lib.data.layout.LayoutError` names the altered files and what to do. Composites
+    without a manifest (made by other code) are taken as they are when they are all there, and refused when some are
+    missing; an unfinished manifest is left to ``build_test_set``, which finishes it; missing composites with a manifest
+    are not an error (they are composited again)."""
+    import json
+
+    from matting_lib.data.compositing import MERGED_MANIFEST
+    from matting_lib.data.layout import LayoutError
+    from matting_lib.files import sha256_file
+
+    merged = Path(layout.merged_dir)
+    manifest = merged / MERGED_MANIFEST
+    if not manifest.is_file():
+        missing = [it.image_path.name for it in items if not it.image_path.is_file()]
+        if missing and len(missing) < len(items):  # composites made by other code, some of them missing
+            raise LayoutError(f"{merged} holds {len(items) - len(missing)} of the {len(items)} test composites but no "
+                              f"{MERGED_MANIFEST} (they were made by other code) and lacks {len(missing)} (e.g. "
+                              f"{missing[0]}); nothing is composited into it. Add the missing ones, or move the folder "
+                              f"away to have the whole test set composited from the dataset's foregrounds and "
+                              f"backgrounds")
+        return
+    try:
+        record = json.loads(manifest.read_text(encoding="utf-8"))
+        files = dict(record.get("files") or {}) if record.get("complete") else None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError) as err:
+        raise LayoutError(f"{manifest} cannot be read ({type(err).__name__}: {err}); it records the test composites' "
+                          f"SHA-256. Delete {merged} to have the test set composited again from the dataset's "
+                          f"foregrounds and backgrounds") from None
+    if files is None:
+        return
+    altered = [it.image_path.name for it in items
+               if it.image_path.is_file() and files.get(it.image_path.name) != sha256_file(it.image_path)]
+    if altered:
+        shown = ", ".join(altered[:5]) + (f" and {len(altered) - 5} more" if len(altered) > 5 else "")
+        raise LayoutError(f"{len(altered)} of {len(items)} test composite(s) in {merged} are not the ones composited "
+                          f"from this dataset (their SHA-256 differs from {MERGED_MANIFEST}): {shown}. They were "
+                          f"changed afterwards, so their scores would not be the test set's; nothing was scored. "
+                          f"Delete them to have them composited again from the dataset's foregrounds and backgrounds "
+                          f"on the next run, or restore them from a copy")
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, *,
                         out_csv: str | os.PathLike | None = None, convention: str = "official",
                         pred_dir: str | os.PathLike | None = None, force: bool = False, device: str = "auto",
@@ -205,7 +235,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     Composition-1k-layout folder ``data_dir`` and score it (``convention`` "official" or "spkd"), in one call.
 
     The test composites are built first when ``Composition-1k/merged/`` lacks them
-    (:func:`matting_lib.data.compositing.build_test_set`, as notebook 01 does). Predictions go to a temporary folder,
+    (:func:`matting_lib.data.compositing.build_test_set`, as notebook 01 does); composites changed since they were built
+    (their SHA-256 in ``merged/manifest.json``) are refused before the checkpoint is loaded
+    (:func:`check_test_composites`). Predictions go to a temporary folder,
     or are kept in ``pred_dir`` (other files there are left alone and not scored; a prediction of the same name
     is replaced only with ``force``). ``out_csv`` (refused if it exists, unless ``force``) gets one row per
     image with its category; ``<out_csv>.summary.json`` the means. Both, and ``pred_dir``, are checked before any
@@ -247,8 +279,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
         if clash and not force:
             raise FileExistsError(
                 f"{pred_dir} already holds {len(clash)} prediction(s) of this test set (e.g. "
-                f"{clash[0].name}); pass force=True (--force) to replace them, or choose another folder"
+                f"{clash[0].name}); pass --force (force=True) to replace them, or choose another folder"
             )
+    check_test_composites(layout, items)  # an altered composite is never scored as the test set
     from matting_lib.inference.export import load_network
 
     model = load_network(checkpoint)
@@ -343,12 +376,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="metric processes (default: one per core)")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = ap.parse_args(argv)
+    if args.workers is not None and args.workers < 0:
+        ap.error(f"argument --workers: must be 0 or more (0 or 1: in this process), got {args.workers}")
+    from matting_lib.data.output_safety import one_line_warnings
+
     try:
-        res = evaluate_checkpoint(args.checkpoint, args.data, out_csv=args.out, convention=args.convention,
-                                  pred_dir=args.pred_dir, force=args.force, device=args.device,
-                                  workers=args.workers, progress=not args.no_progress)
+        with one_line_warnings(ap.prog):
+            res = evaluate_checkpoint(args.checkpoint, args.data, out_csv=args.out, convention=args.convention,
+                                      pred_dir=args.pred_dir, force=args.force, device=args.device,
+                                      workers=args.workers, progress=not args.no_progress)
     except (OSError, ValueError, RuntimeError, ImportError) as err:  # Checkpoint/Layout/MetricsInputError included
-        print(f"matting_lib.evaluation: error: {err}", file=sys.stderr)
+        print(f"{ap.prog}: error: {err}", file=sys.stderr)
         return 1
     print(format_summary(res))
     if args.out:

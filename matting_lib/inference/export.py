@@ -44,6 +44,11 @@ from matting_lib.networks.models import MIN_SIDE, DIMNet, count_parameters
 
 FORMAT = "matting_lib.onnx/1"
 DEFAULT_OPSET = 18  # the oldest opset torch's dynamo exporter emits natively; onnxruntime ≥ 1.14 runs it
+#: The oldest opset these networks export to. torch's dynamo exporter builds the graph at opset 18 and converts it
+#: down with onnx's version converter, which has no adapter below opset 16 for the graph's Identity nodes: 16 and 17
+#: export and match PyTorch (teacher and student), 15 and below fail only after the whole export. The newest is the
+#: newest the installed onnx knows (:func:`opset_range`; 28 with onnx 1.23, which onnxruntime 1.32 runs).
+MIN_OPSET = 16
 INPUT_NAME, OUTPUT_NAME = "input", "alpha"
 PARITY_ATOL = 1e-4  # max |Δα| allowed between onnxruntime and PyTorch
 CHECK_SHAPE = (1, 4, 37, 53)  # odd sizes: every pooling floors, every unpooling pads back
@@ -82,6 +87,23 @@ def _require(module: str):
                           f"pip install -e '.[onnx]' (or the pinned versions in requirements.lock)") from None
 
 
+def opset_range() -> tuple[int, int]:
+    """(oldest, newest) ONNX opset :func:`export_onnx` writes: :data:`MIN_OPSET` and the installed onnx's newest."""
+    return MIN_OPSET, _require("onnx").defs.onnx_opset_version()
+
+
+def check_opset(opset: int) -> int:
+    """``opset`` if :func:`export_onnx` can write it, else an :class:`ExportError` with the true range, before the
+    export starts (the exporter itself would fail only after it, with the version converter's traceback)."""
+    low, high = opset_range()
+    if not low <= opset <= high:
+        raise ExportError(f"--opset {opset}: this exporter writes opsets {low} to {high} (torch's exporter builds the "
+                          f"graph at opset 18 and onnx's version converter cannot take it below {low}; the installed "
+                          f"onnx knows up to {high}); use --opset {DEFAULT_OPSET} (the default) or another in that "
+                          f"range")
+    return opset
+
+
 def metadata(model: DIMNet, *, opset: int, source: str = "", source_sha256: str = "") -> dict[str, str]:
     """The ``metadata_props`` written into an exported file (all values strings, keys ``matting_lib.*``)."""
     arch = dict(model.arch)
@@ -117,15 +139,19 @@ def _to_onnx_proto(model: DIMNet, opset: int):
     # the floor-pooling / padded-unpooling path while tracing.
     example = torch.randn(2, 4, 64, 96)
     dims = {0: Dim("N"), 2: Dim("H", min=MIN_SIDE), 3: Dim("W", min=MIN_SIDE)}
-    ir_log = logging.getLogger("onnx_ir")
-    level = ir_log.level
-    ir_log.setLevel(logging.ERROR)  # "attribute type is ambiguous" for empty INTS attributes: harmless, noisy
+    # Quiet, as the result is checked here (opset, parity): onnx_ir's "attribute type is ambiguous" for empty INTS
+    # attributes, torch's note that it builds at opset 18 and converts down, onnxscript's converter fallback.
+    logs = [logging.getLogger(name) for name in ("onnx_ir", "torch.onnx", "onnxscript")]
+    levels = [log.level for log in logs]
+    for log in logs:
+        log.setLevel(logging.ERROR)
     try:
         program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=opset, verbose=False,
                                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes=(dims,),
                                     external_data=False)
     finally:
-        ir_log.setLevel(level)
+        for log, level in zip(logs, levels):
+            log.setLevel(level)
     return program.model_proto
 
 
@@ -168,10 +194,7 @@ def export_onnx(model: DIMNet, out: str | os.PathLike, *, force: bool = False, o
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"output {out} must end in .onnx (matting_lib.predict recognises exported models by it)")
     check_output(out, force=force, example="model.onnx")
-    newest = onnx.defs.onnx_opset_version()
-    if not 1 <= opset <= newest:  # torch would only fail after the whole export, with a C++ assertion
-        raise ExportError(f"--opset {opset}: the installed onnx knows opsets 1 to {newest}; use --opset "
-                          f"{DEFAULT_OPSET} (the default) or another in that range")
+    check_opset(opset)
     was_training = model.training
     model.eval()  # BatchNorm with running statistics, as at inference
     try:
@@ -180,7 +203,7 @@ def export_onnx(model: DIMNet, out: str | os.PathLike, *, force: bool = False, o
         actual = max(op.version for op in proto.opset_import if op.domain in ("", "ai.onnx"))
         if actual != opset:
             raise ExportError(f"torch could not convert the graph to opset {opset} (it stays at {actual}); "
-                              f"nothing was written. Use --opset {DEFAULT_OPSET} (the default) or higher.")
+                              f"nothing was written. Use --opset {DEFAULT_OPSET} (the default) or higher")
         del proto.metadata_props[:]
         for key, value in metadata(model, opset=actual, source=source, source_sha256=source_sha256).items():
             proto.metadata_props.add(key=key, value=value)
@@ -219,6 +242,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
 
     checkpoint, out = Path(checkpoint), Path(out)
     check_output(out, inputs=[checkpoint], force=force, example="model.onnx")  # before the (slow) load and export
+    check_opset(opset)
     try:
         model = load_any_model(checkpoint)
     except CheckpointError as err:
@@ -290,17 +314,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="matting_lib checkpoint (teacher/student .pt) or DIM-PyTorch BEST_checkpoint.tar")
     p.add_argument("--out", required=True, help="output .onnx file")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX opset, {MIN_OPSET} to the installed onnx's newest (default {DEFAULT_OPSET})")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from matting_lib.data.output_safety import one_line_warnings
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        out = export_checkpoint(args.checkpoint, args.out, force=args.force, opset=args.opset)
-        meta = read_metadata(out)
+        with one_line_warnings(parser.prog):
+            out = export_checkpoint(args.checkpoint, args.out, force=args.force, opset=args.opset)
+            meta = read_metadata(out)
     except (OSError, ValueError, RuntimeError, ImportError) as err:
-        print(f"matting_lib.export: error: {err}", file=sys.stderr)
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {out} ({meta['matting_lib.kind']}, width {meta['matting_lib.width']}, "
           f"{int(meta['matting_lib.parameters']):,} parameters, {meta['matting_lib.exporter']}; onnxruntime matches "

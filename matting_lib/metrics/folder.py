@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from matting_lib.data.layout import LayoutError, read_gray
-from matting_lib.data.output_safety import check_output
+from matting_lib.data.output_safety import check_output, one_line_warnings
 from matting_lib.files import atomic_write_text
 from matting_lib.metrics import CONVENTIONS, METRIC_KEYS, MetricsInputError, NoUnknownPixelsWarning, evaluate_counted
 
@@ -86,7 +86,7 @@ def _match_composition1k(gt: dict, tri: dict, stem: str, name: str) -> tuple[Pat
     parts = stem.rsplit("!", 3)
     if len(parts) != 4 or not (parts[2].isdigit() and parts[3].isdigit()):
         raise MetricsInputError(f"{name}: not a Composition-1k name '{{bg}}!{{fg}}!{{f}}!{{b}}.png'; "
-                                f"use matcher='same_name' for other layouts")
+                                f"use --layout same_name (matcher='same_name') for other layouts")
     fg, b = parts[1], parts[3]
     hint = f"gt {fg}.* and trimap {fg}_{b}.*"
     if int(b) >= 20:
@@ -255,12 +255,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = ap.parse_args(argv)
+    if args.workers is not None and args.workers < 0:
+        ap.error(f"argument --workers: must be 0 or more (0 or 1: in this process), got {args.workers}")
     try:
-        res = evaluate_folder(args.pred, args.gt, args.trimap, out_csv=args.out, convention=args.convention,
-                              workers=args.workers, matcher=args.layout, force=args.force,
-                              progress=not args.no_progress)
+        with one_line_warnings(ap.prog):
+            res = evaluate_folder(args.pred, args.gt, args.trimap, out_csv=args.out, convention=args.convention,
+                                  workers=args.workers, matcher=args.layout, force=args.force,
+                                  progress=not args.no_progress)
     except MetricsInputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{ap.prog}: error: {e}", file=sys.stderr)
         return 2
     m = res["mean"]
     print(f"{res['count']} images ({res['convention']}): SAD {m['sad']:.2f}  MSE {m['mse']:.4f}  "

@@ -38,6 +38,7 @@ import json
 import os
 import pickle
 import shutil
+import sys
 import tarfile
 import types
 import warnings
@@ -49,8 +50,9 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
-from matting_lib.files import atomic_write, atomic_write_text, disk_full_error, sha256_file
+from matting_lib.files import atomic_write, atomic_write_bytes, atomic_write_text, disk_full_error, sha256_file
 from matting_lib.networks.models import DIMNet, build_teacher, model_from_arch
+from matting_lib.paths import RunLayout
 
 FORMAT = "matting_lib.checkpoint/1"
 
@@ -118,8 +120,8 @@ def _sniff(fh, path: Path, what: str) -> str:
                 or any(n.rsplit("/", 1)[-1] == "constants.pkl" for n in names):
             raise UnsafeCheckpointError(
                 f"{path} is a TorchScript archive (it holds code/ and constants.pkl), not a checkpoint of weights: "
-                f"torch.load would run its code through torch.jit.load. Refused without loading it. Ask for the "
-                f"state dict (torch.save(model.state_dict(), ...)) or, if you trust the file, convert it yourself")
+                f"torch.load would run its code through torch.jit.load. Refused without loading it; nothing in it "
+                f"ran. Ask whoever made it for the weights alone (torch.save(model.state_dict(), ...))")
         if len(folders) != 1 or len(records) != len(names) or "data.pkl" not in records:
             raise CheckpointError(f"{bad} (a zip archive, but not one torch.save wrote: no single folder with "
                                   f"data.pkl; it holds {sorted(names)[:4]})")
@@ -152,6 +154,22 @@ def _opened(path: str | os.PathLike, what: str) -> Iterator[BinaryIO]:
 
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [""])[0][:200]
+
+
+def _weights_only_reason(err: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it unsafely: the global
+    its pickle asks for (nothing in it ran), or the first line of any other error."""
+    import re
+
+    asked = re.search(r"GLOBAL ([\w.]+)", str(err))
+    if asked:
+        return (f"its pickle asks for {asked[1]}, which a file of weights never needs (torch's weights-only loader "
+                f"refused it; nothing in it ran)")
+    text = str(err)
+    if text.startswith("Weights only load failed"):  # the cause follows torch's paragraph of advice
+        text = "\n\n".join(part for part in text.split("\n\n")[1:] if "weights_only" not in part) or "unreadable"
+    first = (text.strip().splitlines() or [""])[0][:200]
+    return f"truncated or not a checkpoint ({type(err).__name__}: {first})"
 
 
 def _check_finite(state: dict, path: str | os.PathLike) -> None:
@@ -222,9 +240,10 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
             ckpt = torch.load(fh, map_location=map_location, weights_only=True, mmap=False)
         except Exception as err:  # a truncated zip, a foreign pickle: all mean "not ours"
             raise CheckpointError(
-                f"{path} is not a matting_lib checkpoint: truncated or not a checkpoint ({type(err).__name__}: "
-                f"{_first_line(err)}). For DIM-PyTorch's BEST_checkpoint.tar use "
-                f"matting_lib.networks.checkpoints.load_dim_pytorch / import_dim_pytorch_teacher.") from None
+                f"{path} is not a matting_lib checkpoint: {_weights_only_reason(err)}. For DIM-PyTorch's "
+                f"BEST_checkpoint.tar use matting_lib.networks.checkpoints.load_dim_pytorch / "
+                f"import_dim_pytorch_teacher."
+            ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         what = f"a dict with keys {sorted(map(str, ckpt))[:8]}" if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path} is not a matting_lib checkpoint (found {what}, no format={FORMAT!r}). "
@@ -346,11 +365,87 @@ def ship_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, force: bo
     check_ship_destination(dst, force=force, example_name=src.with_suffix(".pt").name,
                            inputs=(src, manifest_path(src)))
     manifest = check_manifest(src)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))  # streamed, not read into memory
     keep = {k: v for k, v in manifest.items() if k not in ("file", "sha256", "bytes")}
-    write_manifest(dst, **{**keep, **info, "shipped_from": str(src)})
-    return dst
+    # streamed, not read into memory; the copy and its manifest are replaced together
+    return _write_with_manifest(dst, lambda tmp: shutil.copyfile(src, tmp), {**keep, **info, "shipped_from": str(src)})
+
+
+def _write_with_manifest(dst: Path, write: Any, info: dict[str, Any]) -> Path:
+    """Write the checkpoint ``dst`` (``write(tmp_path)`` fills a temporary file beside it) and its manifest so that
+    they always describe each other: the manifest is made from the finished temporary file and put in place just
+    before the checkpoint is renamed over ``dst``. Any failure (an exception, a full disk, Ctrl-C) leaves the
+    previous ``dst`` and manifest as they were."""
+    _check_plain(info, "manifest")
+    mpath = manifest_path(dst)
+    old = mpath.read_bytes() if mpath.is_file() else None
+    replaced = False
+
+    def write_both(tmp: Path) -> None:
+        nonlocal replaced
+        write(tmp)
+        record = {"file": dst.name, "sha256": sha256_file(tmp), "bytes": tmp.stat().st_size, **info}
+        text = json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n"
+        atomic_write_text(mpath, text)
+        replaced = True
+
+    try:
+        return atomic_write(dst, write_both)
+    except BaseException:
+        if replaced:  # the checkpoint's rename failed after the new manifest went in: put the old one back
+            if old is None:
+                mpath.unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(mpath, old)
+        raise
+
+
+def _read_json(path: Path, what: str, fix: str) -> dict:
+    """A JSON object from ``path`` or a :class:`CheckpointError` naming the file, what it is and ``fix``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing: {what} is unknown; {fix}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({type(err).__name__}: {_first_line(err)}); {fix}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a {type(data).__name__}, not a JSON object; {fix}")
+    return data
+
+
+def _student_candidate(run: Path, config: str, seed: int, fix: str) -> dict:
+    """The ``metrics.json`` record of the finished student run ``run`` (``kd-<config>-seed<seed>``) after checking
+    that the run is what its folder name says: its record names ``config`` and ``seed``, its identity
+    (``run.json``) the same seed and the same distillation configuration as the record, and its best validation
+    loss is a finite number."""
+    import math
+
+    rec = _read_json(run / "metrics.json", "its result", fix)
+    ident = _read_json(run / "run.json", "the run's identity", fix).get("identity")
+    if not isinstance(ident, dict) or ident.get("kind") != "student" or not isinstance(ident.get("distill"), dict):
+        raise CheckpointError(f"{run / 'run.json'} records no student identity (kind and distillation "
+                              f"configuration); {fix}")
+    params = ident.get("params") if isinstance(ident.get("params"), dict) else {}
+    if (rec.get("config"), rec.get("seed")) != (config, seed):
+        raise CheckpointError(f"{run / 'metrics.json'} records configuration {rec.get('config')!r} seed "
+                              f"{rec.get('seed')}, but the folder name {run.name} says {config!r} seed {seed}: a run "
+                              f"folder was copied or renamed; {fix}")
+    if rec.get("distill") != ident["distill"] or params.get("seed") != seed:
+        raise CheckpointError(f"{run / 'run.json'} records the training of seed {params.get('seed')} with "
+                              f"distillation {_distill_summary(ident['distill'])}, but {run / 'metrics.json'} "
+                              f"records seed {seed} with {_distill_summary(rec.get('distill'))}: the files come from "
+                              f"different runs; {fix}")
+    loss = rec.get("best_val_loss")
+    if isinstance(loss, bool) or not isinstance(loss, (int, float)) or not math.isfinite(loss):
+        raise CheckpointError(f"{run / 'metrics.json'}: best_val_loss is {loss!r}, not a finite number (a diverged "
+                              f"or damaged training), so the seeds cannot be compared; {fix}")
+    return rec
+
+
+def _distill_summary(cfg: Any) -> str:
+    """A distillation configuration of a run record in a few words, e.g. ``types ['spatial'], layers [...]``."""
+    if not isinstance(cfg, dict):
+        return "none recorded"
+    return ", ".join(f"{k} {cfg.get(k)}" for k in ("types", "weights", "layers", "teacher_alpha_weight"))
 
 
 def ship_student(runs_dir: str | os.PathLike, dst: str | os.PathLike, *, config: str = "spatial+channel",
@@ -360,41 +455,62 @@ def ship_student(runs_dir: str | os.PathLike, dst: str | os.PathLike, *, config:
     ``runs_dir/students/`` (``kd-<config>-seed<n>``, each with ``best.pt`` and ``metrics.json``), the one with the
     lowest validation loss (the fixed validation crops that picked its ``best.pt``) — never by a test score. Writes
     the weights alone and a manifest: the configuration, every candidate's validation loss, the chosen run's
-    identity (``run.json``: settings, data, teacher, code) and its test metrics, reported, not used."""
-    runs = Path(runs_dir) / "students"
-    prefix = f"kd-{config}-seed"
-    found = sorted(d for d in runs.glob(f"{prefix}*") if d.name[len(prefix):].isdigit()) if runs.is_dir() else []
-    records = {}
+    identity (``run.json``: settings, data, teacher, code) and its test metrics, reported, not used.
+
+    Everything is read and checked before anything is written: ``config`` names configurations that have runs
+    there (else the message lists those that have); every finished candidate's ``metrics.json`` names the
+    configuration and seed its folder name says and its ``run.json`` the same seed and distillation settings; its
+    best validation loss is finite; the chosen ``best.pt`` loads as a student. A run without ``metrics.json`` or
+    ``best.pt`` is unfinished and not a candidate. The checkpoint and its manifest are replaced together
+    (:func:`_write_with_manifest`); on any failure the previous ``dst`` stays as it was."""
+    dst, runs_dir = Path(dst), Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise CheckpointError(f"runs folder {runs_dir} " + ("is a file" if runs_dir.exists() else "does not exist")
+                              + "; give the runs folder of a profile run, e.g. runs/default")
+    students = RunLayout(runs_dir).students
+    by_config = RunLayout(runs_dir).student_runs()
+    if not by_config:
+        raise CheckpointError(f"{students} holds no student run (kd-<configuration>-seed<n>); run the profile first "
+                              f"(./run_all.sh --profile {profile})")
+    if config not in by_config:
+        import difflib
+
+        close = difflib.get_close_matches(config, list(by_config), n=1)
+        raise CheckpointError(f"--config {config!r}: {students} holds no run of that configuration"
+                              + (f" (did you mean {close[0]!r}?)" if close else "")
+                              + f"; the configurations there: {', '.join(sorted(by_config))}")
+    found = by_config[config]
+    check_ship_destination(dst, force=force, example_name="student-default.pt",
+                           inputs=tuple(f for run in found for f in (run / "best.pt", run / "metrics.json")))
+    records, unfinished = {}, []
     for run in found:
-        try:
-            rec = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # an unfinished run: not a candidate
-        if rec.get("best_val_loss") is not None and (run / "best.pt").is_file():
-            records[run] = rec
+        if not ((run / "metrics.json").is_file() and (run / "best.pt").is_file()):
+            unfinished.append(run.name)
+            continue
+        fix = (f"rerun it (./run_all.sh --profile {profile} --only distill) or move {run} out of {students}; "
+               f"nothing was written")
+        records[run] = _student_candidate(run, config, int(run.name.rsplit("seed", 1)[1]), fix)
     if not records:
-        raise CheckpointError(f"no finished {config} student under {runs} (looked for {prefix}<n>/metrics.json and "
-                              f"best.pt); run the profile first (./run_all.sh)")
+        raise CheckpointError(f"no finished {config} student under {students} ({len(unfinished)} unfinished: "
+                              f"{', '.join(unfinished[:3])}; a finished run holds metrics.json and best.pt); finish "
+                              f"them first (./run_all.sh --profile {profile} --only distill)")
     chosen = min(records, key=lambda r: (records[r]["best_val_loss"], r.name))
     rec = records[chosen]
-    check_ship_destination(dst, force=force, example_name="student-default.pt", inputs=(chosen / "best.pt",))
-    model = load_model(chosen / "best.pt", kind="student")
     ckpt = load_checkpoint(chosen / "best.pt")
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(dst, model=model, config=ckpt["config"], epoch=ckpt["epoch"], step=ckpt["step"],
-                    metrics={"best_val_loss": rec["best_val_loss"]})
-    identity = json.loads((chosen / "run.json").read_text(encoding="utf-8")).get("identity")
-    write_manifest(dst, kind="student", config=config, profile=profile, seed=rec.get("seed"), run=chosen.name,
-                   width=rec.get("width"), params=rec.get("params"), steps=rec.get("steps"),
-                   best_step=rec.get("best_step"), best_val_loss=rec["best_val_loss"],
-                   chosen_by="the lowest validation loss (fixed validation crops of held-out training foregrounds) "
-                             "among the configuration's seeds; test metrics are reported, never used to choose",
-                   candidates={r.name: records[r]["best_val_loss"] for r in sorted(records)},
-                   identity=identity, test_images=rec.get("test_images"), metrics=rec.get("metrics"),
-                   note=f"python -m matting_lib.checkpoints ship-student {Path(runs_dir).as_posix()} {dst.as_posix()} "
-                        f"--config {config}")
-    return dst
+    model = check_kind(model_from_checkpoint(ckpt, chosen / "best.pt"), "student", f"checkpoint {chosen / 'best.pt'}")
+    identity = json.loads((chosen / "run.json").read_text(encoding="utf-8"))["identity"]
+    info = dict(kind="student", config=config, profile=profile, seed=rec.get("seed"), run=chosen.name,
+                width=rec.get("width"), params=rec.get("params"), steps=rec.get("steps"),
+                best_step=rec.get("best_step"), best_val_loss=rec["best_val_loss"],
+                chosen_by="the lowest validation loss (fixed validation crops of held-out training foregrounds) "
+                          "among the configuration's seeds; test metrics are reported, never used to choose",
+                candidates={r.name: records[r]["best_val_loss"] for r in sorted(records)},
+                identity=identity, test_images=rec.get("test_images"), metrics=rec.get("metrics"),
+                note=f"python -m matting_lib.checkpoints ship-student {runs_dir.as_posix()} {dst.as_posix()} "
+                     f"--config {config}")
+    return _write_with_manifest(dst, lambda tmp: save_checkpoint(
+        tmp, model=model, config=ckpt["config"], epoch=ckpt["epoch"], step=ckpt["step"],
+        metrics={"best_val_loss": rec["best_val_loss"]}), info)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,17 +529,23 @@ def main(argv: list[str] | None = None) -> int:
                              "validation loss among a configuration's seeds (the one predict uses by default)")
     student.add_argument("runs", help="the profile's runs folder, e.g. runs/default")
     student.add_argument("dst", help="e.g. matting_lib/assets/student-default.pt")
-    student.add_argument("--config", default="spatial+channel", help="the configuration (default: spatial+channel)")
+    student.add_argument("--config", default="spatial+channel",
+                         help="the configuration, e.g. spatial, channel, spatial+channel (default)")
     student.add_argument("--profile", default="default")
     student.add_argument("--force", action="store_true", help="replace an existing DST")
     args = p.parse_args(argv)
+    from matting_lib.data.output_safety import one_line_warnings
+
+    prog = f"{p.prog} {args.cmd}"
     try:
-        if args.cmd == "ship-student":
-            out = ship_student(args.runs, args.dst, config=args.config, profile=args.profile, force=args.force)
-        else:
-            out = ship_checkpoint(args.src, args.dst, force=args.force, **({"note": args.note} if args.note else {}))
+        with one_line_warnings(prog):
+            if args.cmd == "ship-student":
+                out = ship_student(args.runs, args.dst, config=args.config, profile=args.profile, force=args.force)
+            else:
+                out = ship_checkpoint(args.src, args.dst, force=args.force,
+                                      **({"note": args.note} if args.note else {}))
     except (ValueError, OSError) as err:  # CheckpointError, an output refused, a full disk, a read-only folder ...
-        print(f"error: {err}")
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {out} and {manifest_path(out).name}")
     return 0
@@ -486,7 +608,7 @@ class _AllowListUnpickler(pickle.Unpickler):
             return getattr(torch, name)
         raise UnsafeCheckpointError(
             f"the pickle asks for {module}.{name}, which is not one of the tensor, container or module classes "
-            f"a DIM-PyTorch checkpoint needs; refused without calling it")
+            f"a DIM-PyTorch checkpoint needs")
 
 
 def _safe_load(fh, **kwargs):
@@ -534,8 +656,9 @@ def load_dim_pytorch(path: str | os.PathLike) -> collections.OrderedDict:
                 warnings.simplefilter("ignore")  # torch's legacy loader warns that our stand-ins' "source" changed
                 obj = torch.load(fh, map_location="cpu", weights_only=False, pickle_module=_SAFE_PICKLE, mmap=False)
         except UnsafeCheckpointError as err:
-            raise UnsafeCheckpointError(f"{path}: {err}. If you trust this file and need it, load it yourself "
-                                        f"with torch.load(weights_only=False).") from None
+            raise UnsafeCheckpointError(f"{path} is refused: loading it would run code ({err}); nothing in it was "
+                                        f"called. Use a matting_lib checkpoint or DIM-PyTorch's BEST_checkpoint.tar "
+                                        f"from its authors") from None
         except Exception as err:
             raise CheckpointError(f"{path} could not be read as a torch checkpoint: truncated or not a checkpoint "
                                   f"({type(err).__name__}: {_first_line(err)})") from None
@@ -582,6 +705,8 @@ def load_any_model(path: str | os.PathLike) -> DIMNet:
     except CheckpointError as own_err:  # not ours: perhaps DIM-PyTorch's
         try:
             return import_dim_pytorch_teacher(path)
+        except UnsafeCheckpointError:  # it asks to run code: that alone is the answer
+            raise
         except CheckpointError as dim_err:
             raise CheckpointError(f"{own_err}\nand as a DIM-PyTorch checkpoint: {dim_err}") from None
     return model_from_checkpoint(ckpt, path)  # ours: its errors (no arch, NaN weights) are the ones to show
