@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -140,6 +141,25 @@ def test_test_sh_fast_deselects_the_slow_tests():
         tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
     )
 
+
+
+def test_test_sh_runs_the_linters_before_the_tests(tmp_path):
+    """test.sh runs ruff and codespell (configured in pyproject.toml) before pytest, so CI fails on a lint error."""
+    script = (REPO / "test.sh").read_text()
+    lint, tests = script.index("-m ruff check"), script.index("-m pytest")
+    assert lint < tests and script.index("-m codespell_lib") < tests
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]
+    assert {"F", "E", "I", "UP", "B"} <= set(config["ruff"]["lint"]["select"]) and config["ruff"]["line-length"] == 120
+    # the checks are real: a dead import and a typo in a file of the package are found
+    probe = tmp_path / "probe.py"
+    typo = "rec" + "ieve"  # spelt apart so that the tree itself stays clean
+    probe.write_text(f"import os\n\n# {typo}\n")
+    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", "--no-cache", str(probe)],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert ruff.returncode == 1 and "F401" in ruff.stdout
+    spell = subprocess.run([sys.executable, "-m", "codespell_lib", str(probe)], capture_output=True, text=True,
+                           cwd=REPO, timeout=60)
+    assert spell.returncode != 0 and f"{typo} ==> receive" in spell.stdout
 
 # ----------------------------------------------------------------------------------------- no development history
 # What a user reads states what the project is, never how it was made: no "session 6", "issue 12", "before this

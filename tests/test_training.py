@@ -13,6 +13,7 @@ from matting_lib.networks.checkpoints import load_checkpoint
 from matting_lib.networks.losses import alpha_loss, unknown_mask
 from matting_lib.networks.models import build_student
 from matting_lib.settings import REMOVED_FIELDS, TrainConfig
+from matting_lib.training.log import EVENTS_DIR
 from matting_lib.training.loop import AlphaObjective, train, validate
 
 
@@ -298,3 +299,32 @@ def test_a_finished_run_continued_to_more_steps_equals_a_longer_run(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(longer.state_dict().values(), extended.state_dict().values()))
     a, b = load_checkpoint(tmp_path / "long" / "best.pt"), load_checkpoint(tmp_path / "extended" / "best.pt")
     assert a["step"] == b["step"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def _events(run_dir):
+    """{tag: [(step, value)]} of the scalars and {tag: [step]} of the images in a run's TensorBoard events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / EVENTS_DIR), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    images = {tag: [e.step for e in acc.Images(tag)] for tag in acc.Tags()["images"]}
+    return scalars, images
+
+
+def test_the_loop_writes_tensorboard_events_that_a_resume_continues_exactly(tmp_path):
+    """Every loss term, the lr and the validation loss as TensorBoard scalars, validation mattes as images, one
+    value per step; a run interrupted at step 3 and resumed has the events of an uninterrupted one."""
+    _run(tmp_path / "full", steps=6, val_every=2)
+    scalars, images = _events(tmp_path / "full")
+    assert {"train/loss", "train/alpha", "lr", "val/loss"} <= set(scalars)
+    assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3, 4, 5, 6]
+    assert [s for s, _ in scalars["val/loss"]] == [2, 4, 6]
+    logged = _log_rows(tmp_path / "full" / "log.csv")
+    assert [v for _, v in scalars["train/loss"]] == pytest.approx([float(r["loss"]) for r in logged], rel=1e-6)
+    assert images == {"val/image_trimap_truth_prediction": [2, 4, 6]}
+    _run(tmp_path / "cut", steps=6, val_every=2, stop_after_steps=3)
+    _run(tmp_path / "cut", steps=6, val_every=2)
+    again, _ = _events(tmp_path / "cut")
+    assert [s for s, _ in again["train/loss"]] == [1, 2, 3, 4, 5, 6]
+    assert again["train/loss"] == scalars["train/loss"] and again["val/loss"] == scalars["val/loss"]
