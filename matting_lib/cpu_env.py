@@ -99,6 +99,7 @@ def opencv_ipp_level() -> str | None:
     None without OpenCV). IPP picks it from the CPU by itself (the pin does not reach it, see the module docstring),
     so generated data records it (:func:`matting_lib.data.synthetic.generate_dataset`'s manifest)."""
     try:
+        # imported only to describe the pin: this module stays standard library only
         import cv2
 
         ipp = cv2.ipp.getIppVersion() if cv2.ipp.useIPP() else "off"
@@ -111,12 +112,14 @@ def describe() -> str:
     """One line on the instruction sets in effect (call after torch/numpy are imported, e.g. in a notebook)."""
     parts = []
     try:
+        # imported only to describe the pin: this module stays standard library only
         import torch
 
         parts.append(f"torch {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} thread(s)")
     except ImportError:
         pass
     try:
+        # imported only to describe the pin: this module stays standard library only
         import numpy as np
         from numpy._core._multiarray_umath import __cpu_features__ as feats  # type: ignore[attr-defined]
         top = [k for k in ("X86_V4", "X86_V3", "X86_V2") if feats.get(k)]
@@ -133,6 +136,7 @@ def describe() -> str:
 def reexec_pinned() -> None:
     """Restart this Python process with :data:`PINNED_ENV` if it is not in effect yet (for command-line entry
     points: the variables only work before NumPy/PyTorch load). Does nothing where :func:`supported` is False."""
+    # imported only to describe the pin: this module stays standard library only
     import sys
 
     if not supported() or is_pinned():

@@ -133,7 +133,8 @@ def test_package_map_matches_the_files():
 def test_test_sh_fast_deselects_the_slow_tests():
     """``./test.sh --fast`` becomes ``-m "not slow"`` (the marker is registered); other arguments pass through."""
     script = (REPO / "test.sh").read_text()
-    loop = script[script.index("args=()"):script.index("done\n") + 5]  # the argument translation, without the env
+    start = script.index("args=()")
+    loop = script[start:script.index("done\n", start) + 5]  # the argument translation, without the env
     out = subprocess.run(["bash", "-c", loop + 'printf "%s\\n" "${args[@]}"', "test.sh", "--fast", "-k", "metrics"],
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.splitlines() == ["-m", "not slow", "-k", "metrics"], out.stderr

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from matting_lib.data.layout import DatasetLayout, LayoutError, encode_png, read_alpha, read_rgb
 from matting_lib.data.layout_check import check_layout
@@ -159,7 +160,6 @@ def _inputs_digest(layout: DatasetLayout, split: str, fgs: list[str], bgs: list[
 def build_composites(layout: DatasetLayout, split: str, *, method: str = "revised", overwrite: bool = False,
                      progress: bool = True, limit: int | None = None) -> list[TestItem]:
     """Write the composites of ``split`` (see :func:`build_test_set`); ``limit`` keeps the first N foregrounds."""
-    from tqdm.auto import tqdm
 
     if method not in COMPOSITE_METHODS:
         raise ValueError(f"unknown compositing method {method!r}; valid: {', '.join(COMPOSITE_METHODS)}")

@@ -12,12 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+from PIL import Image
 
-from matting_lib.data.compositing import list_test_items
+from matting_lib.data.compositing import COMPOSITE_METHODS, list_test_items
 from matting_lib.data.layout import DatasetLayout, read_alpha, read_rgb, read_trimap
+from matting_lib.data.layout_check import check_layout, link_dataset
+from matting_lib.data.synthetic import PRESETS, generate_dataset
 from matting_lib.data.trimap import UNKNOWN, snap_trimap
-from matting_lib.params import param
+from matting_lib.params import check_counts, param
 
 __all__ = ["COMPOSITION_1K", "dataset_summary", "matte_statistics", "plot_gallery", "plot_statistics",
            "compare_with_composition_1k", "DataParams", "prepare_dataset"]
@@ -32,7 +36,6 @@ COMPOSITION_1K = {"train foregrounds": 431, "train backgrounds per foreground": 
 def dataset_summary(layout: DatasetLayout) -> dict[str, dict[str, float]]:
     """Counts and sizes of a dataset, keyed like :data:`COMPOSITION_1K`, plus foreground sizes (pixels,
     read from file headers only)."""
-    from PIL import Image
 
     out: dict[str, float] = {}
     for split in ("train", "test"):
@@ -69,7 +72,6 @@ def matte_statistics(layout: DatasetLayout, *, limit: int | None = None) -> dict
 
 def plot_gallery(layout: DatasetLayout, *, n: int = 6, seed: int = 0, size: float = 2.2):
     """Figure: ``n`` random test composites (seeded), each with its alpha and trimap below it."""
-    import matplotlib.pyplot as plt
 
     items = list_test_items(layout)
     pick = np.random.default_rng(seed).choice(len(items), size=min(n, len(items)), replace=False)
@@ -90,7 +92,6 @@ def plot_gallery(layout: DatasetLayout, *, n: int = 6, seed: int = 0, size: floa
 
 def plot_statistics(stats: dict[str, np.ndarray]):
     """Figure: the distribution of unknown-region size and of alpha values inside the unknown region."""
-    import matplotlib.pyplot as plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.2))
     a1.hist(100 * stats["unknown_fraction"], bins=20, color="tab:blue", alpha=0.8, label="unknown (trimap 128)")
@@ -135,9 +136,6 @@ class DataParams:
                                      "inspection")
 
     def __post_init__(self) -> None:
-        from matting_lib.data.compositing import COMPOSITE_METHODS
-        from matting_lib.data.synthetic import PRESETS
-        from matting_lib.params import check_counts
 
         if self.source not in ("synthetic", "adobe"):
             raise ValueError(f"source must be 'synthetic' or 'adobe', got {self.source!r}")
@@ -161,8 +159,6 @@ def prepare_dataset(params: DataParams, *, progress: bool = True) -> DatasetLayo
     """Notebook 01's first step: generate the synthetic benchmark into ``data_dir`` (or find it complete),
     or, for ``source="adobe"``, link ``data_dir`` to ``adobe_root``; then check the layout (raises with the
     full report if anything is missing). Returns the layout of ``data_dir``."""
-    from matting_lib.data.layout_check import check_layout, link_dataset
-    from matting_lib.data.synthetic import generate_dataset
 
     if params.source == "synthetic":
         generate_dataset(params.data_dir, seed=params.seed, preset=params.preset, overwrite=params.overwrite,

@@ -31,6 +31,9 @@ Notebook 01's dataset preparation and inspection helpers (:class:`DataParams`, :
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -39,9 +42,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from matting_lib import cpu_env
 from matting_lib.data.compositing import TestItem, list_test_items, upscaled_size
-from matting_lib.data.layout import DatasetLayout, LayoutError, read_alpha, read_rgb, read_trimap
+from matting_lib.data.layout import DatasetLayout, LayoutError, dataset_identity, read_alpha, read_rgb, read_trimap
 from matting_lib.data.trimap import UNKNOWN, random_trimap, snap_trimap
+from matting_lib.provenance import code_digest
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "make_input", "split_train_val", "MattingTrainDataset",
            "MattingTestDataset", "train_val_sets"]
@@ -153,13 +158,7 @@ class MattingTrainDataset(Dataset):
         (``run_identity.code_digest``), the NumPy/OpenCV versions, the CPU-kernel pin and OpenCV IPP's level. Keys
         :class:`matting_lib.data.batch_cache.BatchCache`."""
         if getattr(self, "_identity", None) is None:
-            import hashlib
-            import json
-            import os
 
-            from matting_lib import cpu_env
-            from matting_lib.data.layout import dataset_identity
-            from matting_lib.provenance import code_digest
 
             record = {"format": 1, "class": type(self).__name__, "data": dataset_identity(self.layout),
                       "pairs": self.pairs, "crop_size": self.crop_size, "crop_scales": self.crop_scales,

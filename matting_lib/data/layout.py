@@ -21,7 +21,11 @@ whole dataset folder is :mod:`matting_lib.data.layout_check`; compositing is :mo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,8 +223,6 @@ def check_image_pixels(path: str | os.PathLike, max_pixels: int, *, what: str = 
     """Refuse an image of more than ``max_pixels`` pixels from its header alone, before anything decodes it (a
     12,000 × 12,000 PNG decodes to 432 MB): :class:`LayoutError` naming the file, its size and ``option``. A file
     whose header PIL cannot read passes (the decoder's own message will name the problem)."""
-    import re
-    import warnings
 
     try:
         with warnings.catch_warnings():
@@ -321,8 +323,6 @@ def dataset_identity(layout: DatasetLayout) -> dict[str, str]:
     * Other data (Adobe layout): ``{"kind": "names+sizes", ...}``, the name lists and the byte size of every
       listed file: hashing 43,100 images would take minutes, and a changed file almost always changes size.
     """
-    import hashlib
-    import json
 
     h = hashlib.sha256()
     man = layout.root / "manifest.json"
@@ -356,7 +356,6 @@ def compare_training_data(manifest: dict, layout: DatasetLayout) -> tuple[bool |
     New manifests record ``dataset`` (:func:`dataset_identity`); older ones only the SHA-256 of the dataset's
     ``manifest.json`` (``dataset_manifest_sha256``), which also changes with the library versions it lists, so a
     mismatch there may be the environment rather than the data — the message says so."""
-    import hashlib
 
     stored = manifest.get("dataset")
     if stored:

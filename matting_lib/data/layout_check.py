@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from matting_lib.data.layout import SPLITS, DatasetLayout, LayoutError, check_split
 
@@ -82,7 +83,6 @@ def check_layout(layout: DatasetLayout, *, split: str = "both", decode: bool = T
     foregrounds, alphas and trimaps (finds truncated files); backgrounds are only opened.
     split: "train", "test" or "both". Returns a :class:`LayoutReport`; call ``.raise_if_bad()`` to stop.
     """
-    from tqdm.auto import tqdm
 
     splits = SPLITS if split == "both" else (check_split(split),)
     report = LayoutReport(layout.root, split)

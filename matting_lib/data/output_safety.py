@@ -59,7 +59,10 @@ def dataset_roots_above(path: str | os.PathLike) -> list[Path]:
 
 def protected_folders(root: str | os.PathLike) -> list[tuple[Path, str]]:
     """``(path, what it holds)`` of a dataset's inputs and ground truth, resolved (see the module docstring)."""
-    from matting_lib.data.layout import DatasetLayout
+    # imported here: this module checks outputs before a command loads numpy or torch
+    from matting_lib.data.layout import (
+        DatasetLayout,  # here: the module checks outputs before a command loads numpy or torch
+    )
 
     lay = DatasetLayout.for_root(_resolved(root))
     return [(_resolved(p), what) for p, what in (
@@ -106,7 +109,10 @@ def check_output(path: str | os.PathLike, *, inputs: Iterable = (), datasets: It
         example: a file name the message suggests when ``path`` is a folder.
         companions: files written beside ``path`` (``<out>.summary.json``, a manifest): checked the same way.
     """
-    from matting_lib.files import check_writable
+    # imported here: this module checks outputs before a command loads numpy or torch
+    from matting_lib.files import (
+        check_writable,  # here: the module checks outputs before a command loads numpy or torch
+    )
 
     out = Path(path)
     for target in (out, *map(Path, companions)):
@@ -124,7 +130,10 @@ def check_output_folder(path: str | os.PathLike, *, inputs: Iterable = (), datas
     """Refuse, before any work, a folder output: inside a dataset's inputs or an input folder, an input itself,
     a file, or a place that cannot be written (its nearest existing ancestor is read-only). Returns ``Path(path)``.
     Which of its files may be replaced is the command's business (e.g. ``--force`` for predictions)."""
-    from matting_lib.files import writable_ancestor
+    # imported here: this module checks outputs before a command loads numpy or torch
+    from matting_lib.files import (
+        writable_ancestor,  # here: the module checks outputs before a command loads numpy or torch
+    )
 
     out = Path(path)
     _refuse_protected(out, what, inputs, datasets, folder=True)
@@ -158,8 +167,9 @@ def one_line_warnings(prog: str) -> Iterator[None]:
     """Within the block, every Python warning is printed to stderr as one line, ``<prog>: warning: <message>``, the
     way a command-line tool speaks, instead of Python's ``file:line: Category: message`` with a source line.
     Warnings that are filtered out stay so; each distinct message is shown once."""
-    import sys
-    import warnings
+    # imported here: this module checks outputs before a command loads numpy or torch
+    import sys  # here: the module checks outputs before a command loads numpy or torch
+    import warnings  # here: the module checks outputs before a command loads numpy or torch
 
     shown: set[str] = set()
 
@@ -178,7 +188,8 @@ def explain_os_error(err: OSError, where: str | os.PathLike) -> str:
     """One sentence for an ``OSError`` met while writing under ``where`` (the file it names, else ``where``):
     a full disk (ENOSPC, EDQUOT), a read-only file system or folder (EROFS, EACCES, EPERM), a file where a folder
     should be (ENOTDIR, EEXIST on a folder), or else the error itself with its file."""
-    from matting_lib.files import DiskFullError
+    # imported here: this module checks outputs before a command loads numpy or torch
+    from matting_lib.files import DiskFullError  # here: the module checks outputs before a command loads numpy or torch
 
     target = Path(err.filename) if err.filename else Path(where)
     if isinstance(err, DiskFullError):

@@ -64,10 +64,12 @@ from torch import Tensor, nn
 
 from matting_lib.distillation.kd_losses import KD_LOSSES, SPATIAL_MODES, KDLoss, TermContext, ofd_margin
 from matting_lib.distillation.teacher_cache import TeacherOutputCache
+from matting_lib.networks.checkpoints import check_kind, weights_fingerprint
 from matting_lib.networks.losses import alpha_loss, unknown_mask
 from matting_lib.networks.models import LAYERS, build_channel_adapters, build_connector, frozen_inference_copy
 from matting_lib.params import UnknownNameError, lookup
 from matting_lib.paths import student_run_name
+from matting_lib.provenance import code_digest
 
 LAYER_NAMES = LAYERS  # conv1..conv5 (encoder stages after pooling), dconv5..dconv2 (decoder stages after BN)
 DEFAULT_LAYERS = ("conv2", "conv3", "conv4", "conv5")
@@ -291,8 +293,6 @@ def teacher_cache_for(root, teacher_checkpoint) -> TeacherOutputCache:
     """The teacher-output cache of one teacher under ``root``, named by the teacher's weights fingerprint and the
     digest of the network code that computes its forward pass (two files with the same weights share it; another
     teacher, or changed network code, never reads its outputs)."""
-    from matting_lib.networks.checkpoints import weights_fingerprint
-    from matting_lib.provenance import code_digest
 
     return TeacherOutputCache(root, f"{weights_fingerprint(teacher_checkpoint)[:24]}-{code_digest('networks')[:8]}")
 
@@ -325,7 +325,6 @@ class DistillObjective(nn.Module):
         if config.uses_teacher and teacher is None:
             raise ValueError(f"DistillObjective: configuration {config_label(config)!r} needs a teacher; load one "
                              f"(matting_lib.checkpoints) or use the 'student' configuration")
-        from matting_lib.networks.checkpoints import check_kind
 
         check_kind(student, "student", "DistillObjective's student")
         if teacher is not None:

@@ -9,7 +9,14 @@ folder is :func:`matting_lib.metrics.folder.evaluate_folder`.
 
 from __future__ import annotations
 
+import argparse
+import csv
+import io
+import json
 import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +27,22 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from matting_lib.data.compositing import MERGED_MANIFEST, build_test_set, list_test_items
 from matting_lib.data.datasets import make_input
-from matting_lib.data.layout import read_gray, read_rgb
-from matting_lib.data.output_safety import LOSSLESS_SUFFIXES, check_alpha_suffix  # noqa: F401 - part of this module's API
-from matting_lib.files import atomic_write_bytes
+from matting_lib.data.layout import DatasetLayout, LayoutError, read_gray, read_rgb
+from matting_lib.data.output_safety import (  # noqa: F401 - part of this module's API
+    LOSSLESS_SUFFIXES,
+    check_alpha_suffix,
+    check_output,
+    check_output_folder,
+    one_line_warnings,
+)
+from matting_lib.data.synthetic import comp1k_test_kinds, fg_kind
+from matting_lib.files import atomic_write_bytes, atomic_write_text, sha256_file
+from matting_lib.inference.export import load_network
+from matting_lib.metrics import METRIC_KEYS, MetricsInputError
+from matting_lib.metrics.folder import ImagesNotEvaluatedError
+from matting_lib.networks.devices import checked_device
 
 
 @torch.no_grad()
@@ -133,10 +152,7 @@ def score_test_set(model: nn.Module, items: Sequence[Any], pred_dir: str | os.Pa
     temporary folder, removed afterwards — and scores them in each convention (official DIM and the SPKD code's)
     with :func:`evaluate_model`; prints one line per convention when ``report``. Returns
     ``{convention: evaluate_folder result}`` (``mean``, ``rows``, ``count``)."""
-    import shutil
-    import tempfile
 
-    from matting_lib.metrics import METRIC_KEYS
 
     with tempfile.TemporaryDirectory(prefix="matting-scores-") as tmp:
         folder = Path(tmp) / "predictions" if pred_dir is None else Path(pred_dir)
@@ -171,7 +187,6 @@ def foreground_categories(fg_names: Sequence[str]) -> dict[str, str] | None:
     """``{fg name: category}`` when the names give one: the synthetic benchmark's ``test-0003-hair.png``, or an
     official Composition-1k test name (``assets/comp1k_test_kinds.csv``). Names with neither are ``"other"``;
     None when no name gives a category (no breakdown is worth printing)."""
-    from matting_lib.data.synthetic import comp1k_test_kinds, fg_kind
 
     official = comp1k_test_kinds()
     cats = {n: fg_kind(n) if fg_kind(n) != "other" else official.get(n, "other") for n in fg_names}
@@ -190,11 +205,7 @@ def check_test_composites(layout: Any, items: Sequence[Any]) -> None:
     without a manifest (made by other code) are taken as they are when they are all there, and refused when some are
     missing; an unfinished manifest is left to ``build_test_set``, which finishes it; missing composites with a manifest
     are not an error (they are composited again)."""
-    import json
 
-    from matting_lib.data.compositing import MERGED_MANIFEST
-    from matting_lib.data.layout import LayoutError
-    from matting_lib.files import sha256_file
 
     merged = Path(layout.merged_dir)
     manifest = merged / MERGED_MANIFEST
@@ -250,17 +261,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     "categories": {category: {"count", metric...}} (empty when the names give none), "rows": [...]}``; the
     metrics are those of :func:`matting_lib.metrics.evaluate_alpha` (SAD and Grad /1000 etc.).
     """
-    import json
-    import shutil
-    import tempfile
 
-    from matting_lib.data.compositing import build_test_set, list_test_items
-    from matting_lib.data.layout import DatasetLayout
-    from matting_lib.data.output_safety import check_output, check_output_folder
-    from matting_lib.files import atomic_write_text
-    from matting_lib.metrics import METRIC_KEYS, MetricsInputError
-    from matting_lib.metrics.folder import ImagesNotEvaluatedError
-    from matting_lib.networks.devices import checked_device
 
     # before any work: never into the dataset or onto an input; an existing result is replaced only with force
     if out_csv is not None:
@@ -282,7 +283,6 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
                 f"{clash[0].name}); pass --force (force=True) to replace them, or choose another folder"
             )
     check_test_composites(layout, items)  # an altered composite is never scored as the test set
-    from matting_lib.inference.export import load_network
 
     model = load_network(checkpoint)
     dev = checked_device("cpu" if Path(checkpoint).suffix.lower() == ".onnx" else device)
@@ -320,8 +320,6 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
         os.close(fd)
         out_csv = Path(name)
     if out_csv is not None:
-        import csv
-        import io
 
         buf = io.StringIO()
         fields = list(rows[0]) if rows else ["name", "category", *METRIC_KEYS, "n_unknown", "note"]
@@ -356,8 +354,6 @@ def format_summary(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m matting_lib.evaluation --checkpoint CKPT --data DIR [--out CSV]``; returns the exit code."""
-    import argparse
-    import sys
 
     ap = argparse.ArgumentParser(
         prog="python -m matting_lib.evaluation",
@@ -378,7 +374,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.workers is not None and args.workers < 0:
         ap.error(f"argument --workers: must be 0 or more (0 or 1: in this process), got {args.workers}")
-    from matting_lib.data.output_safety import one_line_warnings
 
     try:
         with one_line_warnings(ap.prog):

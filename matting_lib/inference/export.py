@@ -25,6 +25,7 @@ it exactly like the PyTorch network.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -36,10 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.export import Dim
 
 from matting_lib.data.datasets import IMAGENET_MEAN, IMAGENET_STD
-from matting_lib.data.output_safety import check_output
+from matting_lib.data.output_safety import check_output, one_line_warnings
 from matting_lib.files import atomic_write, sha256_file
+from matting_lib.networks.checkpoints import CheckpointError, load_any_model
 from matting_lib.networks.models import MIN_SIDE, DIMNet, count_parameters
 
 FORMAT = "matting_lib.onnx/1"
@@ -78,7 +81,6 @@ class OnnxModelError(ValueError):
 # ------------------------------------------------------------------------------------------------- export
 def _require(module: str):
     """Import an optional dependency (the ``onnx`` extra) with an error that says how to install it."""
-    import importlib
 
     try:
         return importlib.import_module(module)
@@ -132,7 +134,6 @@ def metadata(model: DIMNet, *, opset: int, source: str = "", source_sha256: str 
 
 def _to_onnx_proto(model: DIMNet, opset: int):
     """The exported ``onnx.ModelProto`` (weights inline) with dynamic N, H, W."""
-    from torch.export import Dim
 
     _require("onnxscript")  # torch's dynamo exporter translates through it
     # An example batch of 2 at an odd size: torch.export specialises dimensions of size 1, and odd sizes exercise
@@ -230,7 +231,6 @@ def load_network(checkpoint: str | os.PathLike) -> nn.Module:
     ``.onnx`` export (an onnxruntime-backed module on the CPU). Errors name the file."""
     if Path(checkpoint).suffix.lower() == ".onnx":
         return OnnxMatting(checkpoint)
-    from matting_lib.networks.checkpoints import load_any_model
     return load_any_model(checkpoint)
 
 
@@ -238,7 +238,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
                       opset: int = DEFAULT_OPSET) -> Path:
     """Export any checkpoint :func:`matting_lib.networks.checkpoints.load_any_model` loads (ours, or DIM-PyTorch's
     ``BEST_checkpoint.tar``); the metadata records the checkpoint's file name and SHA-256."""
-    from matting_lib.networks.checkpoints import CheckpointError, load_any_model
 
     checkpoint, out = Path(checkpoint), Path(out)
     check_output(out, inputs=[checkpoint], force=force, example="model.onnx")  # before the (slow) load and export
@@ -320,7 +319,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from matting_lib.data.output_safety import one_line_warnings
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -49,6 +49,7 @@ def check_output(out: str | Path, inputs: list[str | Path | None], *, force: boo
     """Refuse ``out`` before anything is computed (:func:`matting_lib.data.output_safety.check_output`: one of
     ``inputs``, a dataset's inputs or ground truth, a folder, a read-only folder, an existing file without
     ``force``), and a lossy or unknown suffix."""
+    # imported after the inputs are checked: a bad path answers before torch loads
     from matting_lib.data.output_safety import check_output as check_safe
 
     return check_alpha_suffix(check_safe(out, inputs=inputs, force=force, what="--out", example="alpha.png"))
@@ -80,6 +81,7 @@ def check_intact(path: str | os.PathLike, what: str) -> None:
     JPEG as flat grey, with only libjpeg's warning): PIL checks a PNG's chunk checksums and its end (``verify``) and
     decodes every format it knows to the last byte (``load``). A :class:`PredictInputError` names the file; a
     format PIL does not read passes (OpenCV's decoder then decides)."""
+    # imported after the inputs are checked: a bad path answers before torch loads
     from PIL import Image, UnidentifiedImageError
 
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the pixel count is --max-pixels' business
@@ -102,6 +104,7 @@ def check_intact(path: str | os.PathLike, what: str) -> None:
 
 def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) from an image file's header (PIL; nothing is decoded), or None where PIL cannot tell."""
+    # imported after the inputs are checked: a bad path answers before torch loads
     import warnings
 
     from PIL import Image
@@ -208,6 +211,7 @@ def mask_foreground(mask, path: str | os.PathLike):
     (:class:`PredictInputError`). Any other mask is not binary (soft edges, JPEG noise): foreground where it is at
     least 128, and the warning says so (a noisy background of 1-2 levels would otherwise all count as foreground).
     """
+    # imported after the inputs are checked: a bad path answers before torch loads
     import numpy as np
 
     counts = np.bincount(mask.ravel(), minlength=256)
@@ -235,6 +239,7 @@ def label_trimap(trimap, path: str | os.PathLike):
     other foreground; the warning says which was taken. A trimap of only 0 and 1 is a binary mask: refused
     (:class:`PredictInputError`, give it as ``--mask``). Anything else is snapped to the nearest of 0 / 128 / 255
     (:func:`matting_lib.data.trimap.snap_trimap`)."""
+    # imported after the inputs are checked: a bad path answers before torch loads
     import cv2
     import numpy as np
 
@@ -356,12 +361,14 @@ def _matte(args: argparse.Namespace, prog: str) -> int:
     for path, what in [*inputs, (args.checkpoint, "checkpoint")]:
         check_input_file(path, what)
     check_output(args.out, [args.image, args.trimap, args.mask, args.checkpoint], force=args.force)
+    # imported after the inputs are checked: a bad path answers before torch loads
     from matting_lib.data.layout import check_image_pixels
 
     for path, what in inputs:
         check_image_pixels(path, args.max_pixels, what=what)
     size = image_size(args.image)
 
+    # imported after the inputs are checked: a bad path answers before torch loads
     from matting_lib.data.layout import read_trimap
     from matting_lib.data.trimap import trimap_from_mask
     from matting_lib.inference.evaluation import predict_alpha, read_rgb, write_gray  # torch from here on
@@ -374,6 +381,7 @@ def _matte(args: argparse.Namespace, prog: str) -> int:
         device = resolve_device("cpu")
     if size is not None:
         if device.type == "cuda":
+            # imported after the inputs are checked: a bad path answers before torch loads
             import torch
 
             check_memory(getattr(model, "arch", None), size[0] * size[1], args.image, where="GPU memory",

@@ -16,15 +16,18 @@ import csv
 import io
 import json
 import math
+import multiprocessing
 import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from matting_lib.data.layout import LayoutError, read_gray
 from matting_lib.data.output_safety import check_output, one_line_warnings
@@ -208,7 +211,6 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, trim
 
 
 def _run_jobs(jobs: list[tuple[str, str, str, str, str]], workers: int | None, progress: bool) -> list[dict]:
-    from tqdm.auto import tqdm
 
     if workers is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -216,8 +218,6 @@ def _run_jobs(jobs: list[tuple[str, str, str, str, str]], workers: int | None, p
     bar = dict(total=len(jobs), desc="metrics", unit="img", disable=not progress)
     if workers <= 1:
         return [_evaluate_job(j) for j in tqdm(jobs, **bar)]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     chunk = max(1, min(16, math.ceil(len(jobs) / (4 * workers))))
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),

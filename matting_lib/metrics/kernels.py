@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 F32 = np.float32
 N_LEVELS = 10  # Conn thresholds 0.1, 0.2, ..., 1.0 (step 0.1, as hleval.m calls it)
@@ -268,7 +269,6 @@ def spkd_metrics(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray, mask: np.
       casting, under which the 2020 code ran), ties to the first component in row-major order, the same
       empty-threshold guard, pred's phi in float32 and gt's in float64; / 1000.
     """
-    from scipy.ndimage import gaussian_filter
 
     p = _alpha32(pred).copy()
     g = gt / 255.0 if gt.dtype == np.uint8 else gt.astype(np.float64)

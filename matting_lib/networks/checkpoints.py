@@ -30,13 +30,17 @@ truncated and foreign files raise :class:`CheckpointError` naming the file, and 
 
 from __future__ import annotations
 
+import argparse
 import collections
 import contextlib
 import copyreg
+import difflib
 import hashlib
 import json
+import math
 import os
 import pickle
+import re
 import shutil
 import sys
 import tarfile
@@ -50,8 +54,9 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
+from matting_lib.data.output_safety import check_output, one_line_warnings
 from matting_lib.files import atomic_write, atomic_write_bytes, atomic_write_text, disk_full_error, sha256_file
-from matting_lib.networks.models import DIMNet, build_teacher, model_from_arch
+from matting_lib.networks.models import DIMNet, build_teacher, count_parameters, model_from_arch
 from matting_lib.paths import RunLayout
 
 FORMAT = "matting_lib.checkpoint/1"
@@ -159,7 +164,6 @@ def _first_line(err: BaseException) -> str:
 def _weights_only_reason(err: BaseException) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it unsafely: the global
     its pickle asks for (nothing in it ran), or the first line of any other error."""
-    import re
 
     asked = re.search(r"GLOBAL ([\w.]+)", str(err))
     if asked:
@@ -273,7 +277,6 @@ def check_kind(model: nn.Module, expected: str, source: str) -> nn.Module:
     arch = getattr(model, "arch", None) or {}
     kind = arch.get("kind")
     if kind in _KIND_EXAMPLES and kind != expected:
-        from matting_lib.networks.models import count_parameters
 
         raise CheckpointError(f"{source} holds a {kind} network ({count_parameters(model):,} parameters at width "
                               f"{arch.get('width')}), but a {expected} is expected here; give a {expected}'s "
@@ -333,7 +336,6 @@ def check_ship_destination(dst: str | os.PathLike, *, force: bool = True, exampl
     beside it as ``.json``), and what :func:`matting_lib.data.output_safety.check_output` refuses for it or its
     manifest (a folder, a dataset's inputs, one of ``inputs``, a read-only folder, or, without ``force``, an
     existing file)."""
-    from matting_lib.data.output_safety import check_output
 
     dst = Path(dst)
     if dst.is_dir():
@@ -417,7 +419,6 @@ def _student_candidate(run: Path, config: str, seed: int, fix: str) -> dict:
     that the run is what its folder name says: its record names ``config`` and ``seed``, its identity
     (``run.json``) the same seed and the same distillation configuration as the record, and its best validation
     loss is a finite number."""
-    import math
 
     rec = _read_json(run / "metrics.json", "its result", fix)
     ident = _read_json(run / "run.json", "the run's identity", fix).get("identity")
@@ -473,7 +474,6 @@ def ship_student(runs_dir: str | os.PathLike, dst: str | os.PathLike, *, config:
         raise CheckpointError(f"{students} holds no student run (kd-<configuration>-seed<n>); run the profile first "
                               f"(./run_all.sh --profile {profile})")
     if config not in by_config:
-        import difflib
 
         close = difflib.get_close_matches(config, list(by_config), n=1)
         raise CheckpointError(f"--config {config!r}: {students} holds no run of that configuration"
@@ -516,7 +516,6 @@ def ship_student(runs_dir: str | os.PathLike, dst: str | os.PathLike, *, config:
 def main(argv: list[str] | None = None) -> int:
     """``python -m matting_lib.checkpoints ship SRC DST [--force]``: see :func:`ship_checkpoint`;
     ``ship-student RUNS DST [--config C]``: see :func:`ship_student`."""
-    import argparse
     p = argparse.ArgumentParser(prog="python -m matting_lib.checkpoints",
                                 description="Ship a trained checkpoint with its provenance manifest.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -534,7 +533,6 @@ def main(argv: list[str] | None = None) -> int:
     student.add_argument("--profile", default="default")
     student.add_argument("--force", action="store_true", help="replace an existing DST")
     args = p.parse_args(argv)
-    from matting_lib.data.output_safety import one_line_warnings
 
     prog = f"{p.prog} {args.cmd}"
     try:

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 ENCODER_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 DECODER_LAYERS = ("dconv5", "dconv4", "dconv3", "dconv2")
@@ -197,7 +198,6 @@ def frozen_inference_copy(net: nn.Module) -> nn.Module:
     forward instead of 132 ms. The copy shares no tensor with ``net`` (later changes to ``net`` do not reach it)
     and has no gradients.
     """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     was_training = net.training
     copy_ = copy.deepcopy(net).eval()

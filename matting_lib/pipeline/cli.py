@@ -26,6 +26,7 @@ from matting_lib.pipeline.state import executed_path, job_fingerprint, job_state
 def run_job(job: Job, runs_root: Path, profile: str, *, log=print, env: dict[str, str] | None = None) -> float:
     """Execute one notebook under its limits (``env`` added to its kernel's environment); verify its outputs;
     write its marker. Returns wall seconds."""
+    # imported here: the pipeline loads only the standard library up front
     from matting_lib.files import atomic_write_text
     from matting_lib.pipeline.execute import execute_notebook
 
@@ -58,6 +59,7 @@ def retrain_afresh(job: Job, profile: str, *, log=print) -> Path | None:
     """``--force``: a job that trains starts afresh. Its training folder (``job.train_dir``), when it holds anything,
     is moved aside to ``<folder>.stale-<UTC time>`` (kept, never deleted); without this the notebook would find the
     same training recorded there and only re-score the old weights. Returns the new place of the old folder."""
+    # imported here: the pipeline loads only the standard library up front
     from matting_lib.training.run_identity import move_aside  # standard library only
 
     folder = Path(job.train_dir) if job.train_dir else None
@@ -86,6 +88,7 @@ def make_runner(args: argparse.Namespace, runs_root: Path, parallel: int, *, pro
     a local runner reports each finished job to ``progress``."""
     if args.executor == "local":
         return LocalRunner(progress.wrap(run_job) if progress else run_job, runs_root, args.profile, parallel)
+    # imported here: the pipeline loads only the standard library up front
     from matting_lib.pipeline.slurm import SubmititRunner  # imports submitit
 
     return SubmititRunner.from_args(args, run_job, runs_root)
@@ -104,6 +107,7 @@ def resolve_profile(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
+    # imported here: the pipeline loads only the standard library up front
     from matting_lib.pipeline.runlock import RunLock
     from matting_lib.pipeline.validate import check_jobs, validate_profile
 
@@ -130,6 +134,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         runner.print_scripts(jobs_to_run)
         return 0
     figures = figures_dir_for(args.profile, runs_root, args.figures_dir)
+    # imported here: the pipeline loads only the standard library up front
     from matting_lib.data.output_safety import check_output_folder
 
     for folder, option in ((runs_root / args.profile, "--runs-dir"), (figures, "--figures-dir")):
@@ -241,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.check_args:  # the base interpreter, before the environment exists: standard-library checks only
+            # imported here: the pipeline loads only the standard library up front
             from matting_lib.pipeline.validate import validate_profile
 
             validate_profile(resolve_profile(args), full=False)
@@ -253,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_all.sh: error: {err}", file=sys.stderr)
         return 1
     except OSError as err:  # a full disk, a read-only runs folder, a file where a folder should be: no traceback
+        # imported here: the pipeline loads only the standard library up front
         from matting_lib.data.output_safety import explain_os_error
 
         where = Path(args.runs_dir) / args.profile

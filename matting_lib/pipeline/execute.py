@@ -44,6 +44,7 @@ REARM_INTERVAL_S = 1.0  # how often every channel socket is re-armed (the livene
 @functools.cache
 def rearming_client_class() -> type:
     """An ``AsyncKernelClient`` whose channels re-arm their asyncio socket after each send and once a second."""
+    # imported here: the pipeline loads only the standard library up front
     import asyncio
 
     import zmq
@@ -98,6 +99,7 @@ def _ipc_kernel_manager() -> type:
     the network, and ipykernel has no reason to warn about unencrypted TCP traffic on every notebook), with the
     re-arming client. Instances register with the :class:`JobWatch` of a per-job subclass
     (:func:`kernel_manager_for`)."""
+    # imported here: the pipeline loads only the standard library up front
     import shutil
     import tempfile
 
@@ -225,6 +227,7 @@ def execute_notebook(notebook: Path, out: Path, params: dict, *, job: str, stage
 
     ``job``/``stage`` name the job and its profile table in messages (e.g. ``distill.cell_timeout_s``); ``env``
     is added to the kernel's environment."""
+    # imported here: the pipeline loads only the standard library up front
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError

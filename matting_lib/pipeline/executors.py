@@ -95,6 +95,7 @@ def visible_gpus() -> list[str]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    # imported here: the pipeline loads only the standard library up front
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())]

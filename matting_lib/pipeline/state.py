@@ -34,6 +34,7 @@ def _json(path: Path) -> Any:
 
 
 def _check_dataset(path: Path, job: Any) -> str | None:
+    # imported here: the pipeline loads only the standard library up front
     from matting_lib.data.layout import DatasetLayout
 
     merged = DatasetLayout.for_root(path).merged_dir
@@ -45,6 +46,7 @@ def _check_dataset(path: Path, job: Any) -> str | None:
 
 
 def _check_checkpoint(path: Path, job: Any) -> str | None:
+    # imported here: the pipeline loads only the standard library up front
     from matting_lib.networks.checkpoints import load_checkpoint
 
     if not path.is_file():
@@ -145,10 +147,12 @@ def job_fingerprint(job: Any, runs_root: Path, profile: str) -> str:
         m = _read_marker(marker_path(runs_root, profile, dep)) or {}
         upstream.append([m.get("fingerprint"), m.get("finished")])
     if job.inputs:
+        # imported here: the pipeline loads only the standard library up front
         from matting_lib.files import sha256_file  # lazily: the pipeline imports only the standard library up front
     files = [sha256_file(f) if Path(f).is_file() else "missing" for f in job.inputs]
     code = {}
     if job.code:
+        # imported here: the pipeline loads only the standard library up front
         from matting_lib.provenance import code_digest  # standard library only
 
         code = {"code": code_digest(*job.code)}

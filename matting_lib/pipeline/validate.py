@@ -87,6 +87,7 @@ def _pipeline_key_problems(stage: str, table: dict[str, Any]) -> list[str]:
 @functools.cache
 def declared_parameters(notebook: Path) -> dict[str, dict]:
     """papermill's view of a notebook's ``parameters`` cell: name -> {inferred_type_name, default, help}."""
+    # imported here: the pipeline loads only the standard library up front
     import papermill as pm
 
     return pm.inspect_notebook(str(notebook))
@@ -132,6 +133,7 @@ def _notebook_key_problems(stage: str, table: dict[str, Any]) -> list[str]:
 
 
 def _config_problems(configs: list[str]) -> list[str]:
+    # imported here: the pipeline loads only the standard library up front
     from matting_lib.distillation.distill import CONFIGS
 
     return [f"distill.configs: unknown configuration {c!r}{_suggest(c, CONFIGS)}; valid names: "
@@ -162,12 +164,15 @@ def validate_profile(prof: dict[str, Any], *, full: bool) -> None:
 def _params_class(stage: str):
     """The dataclass that validates a stage's notebook parameters (None: the notebook has none yet)."""
     if stage == "data":
+        # imported here: the pipeline loads only the standard library up front
         from matting_lib.data.dataset_report import DataParams
         return DataParams
     if stage == "teacher":
+        # imported here: the pipeline loads only the standard library up front
         from matting_lib.training.teacher import TeacherParams
         return TeacherParams
     if stage == "distill":
+        # imported here: the pipeline loads only the standard library up front
         from matting_lib.training.student import DistillRunParams
         return DistillRunParams
     return None
@@ -189,6 +194,7 @@ def _teacher_width(teacher) -> tuple[float, str] | None:
 def check_jobs(jobs: list[Job]) -> None:
     """Refuse, for every job at once: parameters a job's notebook does not declare (papermill would only warn),
     values its parameter dataclass rejects, and students whose width is not their teacher's."""
+    # imported here: the pipeline loads only the standard library up front
     from matting_lib.params import params_from_dict
 
     problems, built = [], {}

@@ -11,22 +11,31 @@ callbacks directly and the notebook also executes headlessly under papermill.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import cv2
+import ipywidgets as W
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython import display as ipd
+from scipy.cluster.hierarchy import leaves_list, linkage
+from scipy.spatial.distance import squareform
 from torch import nn
 
+from matting_lib.data.compositing import list_test_items
+from matting_lib.data.datasets import make_input
+from matting_lib.data.layout import read_rgb, read_trimap
+from matting_lib.data.trimap import snap_trimap
 from matting_lib.distillation.kd_losses import SIMILARITY_KINDS, similarity_matrix
+from matting_lib.networks.checkpoints import load_checkpoint, load_model
 from matting_lib.paths import RunLayout
 
 
 def cluster_order(matrix: np.ndarray) -> np.ndarray:
     """Leaf order of an average-linkage clustering of the rows of a (C, C) similarity matrix."""
-    from scipy.cluster.hierarchy import leaves_list, linkage
-    from scipy.spatial.distance import squareform
 
     c = matrix.shape[0]
     if c < 3:
@@ -156,7 +165,6 @@ class SimilarityExplorer:
     # ------------------------------------------------------------------ widgets
     def widget(self):
         """The ipywidgets UI (a VBox). Every control's change calls :meth:`update`."""
-        import ipywidgets as W
 
         names = list(self.models)
         h, w = self.feature_grid(self.layers[0])
@@ -180,7 +188,6 @@ class SimilarityExplorer:
 
     def snapshot_png(self) -> bytes:
         """The view drawn last (by :meth:`widget` or a control), as PNG bytes."""
-        import io
 
         if self.last_figure is None:
             raise RuntimeError("call widget() first")
@@ -191,13 +198,12 @@ class SimilarityExplorer:
     def show(self) -> None:
         """Display the widget, then a static picture of its initial view: a saved notebook keeps no widget state
         (papermill's executed copy would show only ``VBox(children=...)``), but it keeps that picture."""
-        from IPython.display import Image, Markdown, display
 
         ui = self.widget()
-        display(ui)
-        display(Markdown("*The initial view as a static picture, kept in the saved notebook. The controls above "
-                         "need a running kernel: open the notebook in JupyterLab and run all cells.*"))
-        display(Image(self.snapshot_png()))
+        ipd.display(ui)
+        ipd.display(ipd.Markdown("*The initial view as a static picture, kept in the saved notebook. The controls "
+                                 "above need a running kernel: open the notebook in JupyterLab and run all cells.*"))
+        ipd.display(ipd.Image(self.snapshot_png()))
 
     def update(self) -> plt.Figure:
         """Redraw from the widgets' current values (called by every control; also callable in tests)."""
@@ -205,7 +211,6 @@ class SimilarityExplorer:
             raise RuntimeError("call widget() first")
         if self._updating:  # adjusting the sliders below fires their observers again
             return self.last_figure
-        from IPython.display import display
 
         c, out = self._widgets
         self._updating = True
@@ -220,7 +225,7 @@ class SimilarityExplorer:
             self._updating = False
         out.clear_output(wait=True)
         with out:
-            display(fig)
+            ipd.display(fig)
         plt.close(fig)
         self.last_figure = fig
         return fig
@@ -244,7 +249,6 @@ def load_models(checkpoints: Mapping[str, str | Path]) -> tuple[dict[str, nn.Mod
     """``name -> checkpoint path`` to the networks and the channel adapters of those that were distilled with
     them (see :func:`load_adapters`), ready for :class:`SimilarityExplorer`. The entry named ``"teacher"`` must
     hold a teacher, the others students (:func:`matting_lib.networks.checkpoints.check_kind`)."""
-    from matting_lib.networks.checkpoints import load_model
 
     nets = {name: load_model(path, kind="teacher" if name == "teacher" else "student")
             for name, path in checkpoints.items()}
@@ -255,12 +259,7 @@ def load_models(checkpoints: Mapping[str, str | Path]) -> tuple[dict[str, nn.Mod
 def load_test_batch(layout, n: int = 4, size: int = 128) -> tuple[torch.Tensor, np.ndarray]:
     """The first ``n`` test composites (one per foreground where possible), centre-cropped to a square and resized
     to ``size``×``size``: network inputs (n, 4, size, size) and RGB images (n, size, size, 3) uint8."""
-    import cv2
 
-    from matting_lib.data.compositing import list_test_items
-    from matting_lib.data.datasets import make_input
-    from matting_lib.data.layout import read_rgb, read_trimap
-    from matting_lib.data.trimap import snap_trimap
 
     items = list_test_items(layout)
     if not items:
@@ -284,7 +283,6 @@ def load_test_batch(layout, n: int = 4, size: int = 128) -> tuple[torch.Tensor, 
 
 def load_adapters(checkpoint_path) -> nn.ModuleDict | None:
     """The channel adapters (layer -> 1×1 conv) a distillation run saved under ``"objective"``, or None."""
-    from matting_lib.networks.checkpoints import load_checkpoint
 
     state = load_checkpoint(checkpoint_path).get("objective") or {}
     convs: dict[str, nn.Conv2d] = {}

@@ -22,7 +22,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from matting_lib.reporting import paper
+from matting_lib.data.output_safety import check_output
+from matting_lib.reporting import figures, paper, results
 from matting_lib.reporting.paired_stats import (
     ALPHA,
     MARGIN,
@@ -36,7 +37,7 @@ from matting_lib.reporting.paired_stats import (
     per_kind_changes,
     seeds_needed,
 )
-from matting_lib.reporting.results import PAPER_ORDERINGS, records_from_runs_csv
+from matting_lib.reporting.results import PAPER_ORDERINGS, read_per_image, records_from_runs_csv
 
 Claim = tuple[str, str, str]  # (text, better, worse)
 STAT_KEYS = ("metric", "convention", "level", "method", "margin", "cluster")
@@ -424,7 +425,6 @@ def per_image_report(rows: Sequence[Mapping], *, level: float = 0.95,
 # ------------------------------------------------------------------------- notebook 04's outputs from a runs.csv
 def table1(records: Sequence[Mapping], convention: str = "official") -> list[dict]:
     """Notebook 04's Table 1 rows of one convention, with the paired interval column vs the no-KD student."""
-    from matting_lib.reporting import results
 
     return with_intervals(results.table_rows(results.summarise(records, convention)), records,
                           convention=convention)
@@ -432,7 +432,6 @@ def table1(records: Sequence[Mapping], convention: str = "official") -> list[dic
 
 def notebook_summary(records: Sequence[Mapping]) -> str:
     """Notebook 04's ``summary.md``: the teacher's gap sentence, then :func:`summary_markdown`."""
-    from matting_lib.reporting import results
 
     gap = results.teacher_gap_sentence(results.summarise(records)).strip()
     return (gap + "\n\n" if gap else "") + summary_markdown(records)
@@ -520,7 +519,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                      f"{', '.join(sorted(have))}")
         text = report_markdown(records, extra, **kw)
         if args.per_image:
-            from matting_lib.reporting.results import read_per_image
 
             text += "\n" + per_image_report(read_per_image(args.per_image), level=args.level)
     except (ValueError, OSError) as err:
@@ -530,7 +528,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _notebook_outputs(records: Sequence[Mapping], args: argparse.Namespace) -> str:
     """What ``--table1``, ``--summary`` and ``--forest`` ask for, as notebook 04 makes it."""
-    from matting_lib.reporting import results
 
     text = ""
     if args.table1:
@@ -539,8 +536,6 @@ def _notebook_outputs(records: Sequence[Mapping], args: argparse.Namespace) -> s
     if args.summary:
         text += ("\n" if text else "") + notebook_summary(records)
     if args.forest:
-        from matting_lib.data.output_safety import check_output
-        from matting_lib.reporting import figures
 
         out = check_output(args.forest, inputs=args.files, force=args.force, what="--forest", example="forest.png")
         if out.suffix.lower() != ".png":

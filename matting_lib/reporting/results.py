@@ -13,6 +13,7 @@ Every run folder holds a ``metrics.json`` written by notebook 02 (teacher) or 03
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import math
@@ -20,6 +21,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from matting_lib.data.layout import read_gray
+from matting_lib.data.synthetic import comp1k_test_kinds, fg_kind
+from matting_lib.distillation.distill import ABLATION_CONFIGS
+from matting_lib.files import atomic_write_text
+from matting_lib.inference.evaluation import prediction_path, qualitative_samples
 from matting_lib.metrics import METRIC_KEYS
 from matting_lib.paths import RunLayout
 from matting_lib.reporting import paper
@@ -106,7 +112,6 @@ def _published(cfg: str) -> dict[str, float] | None:
     """The paper's numbers of a row: Table 1's, or Table 3's for a layer-ablation configuration; None otherwise."""
     if cfg in paper.TABLE1:
         return paper.table1_row(cfg)
-    from matting_lib.distillation.distill import ABLATION_CONFIGS
 
     if cfg in ABLATION_CONFIGS and ABLATION_CONFIGS[cfg].layers in paper.TABLE3:
         return dict(zip(METRIC_KEYS, paper.TABLE3[ABLATION_CONFIGS[cfg].layers]))
@@ -342,7 +347,6 @@ PER_IMAGE_FIELDS = ("config", "seed", "name", "foreground", "kind", *METRIC_KEYS
 def _kind_of(fg_stem: str) -> str:
     """The foreground kind of a test image's foreground (file stem): the synthetic name's kind, else the official
     Composition-1k kind list's, else ``other``."""
-    from matting_lib.data.synthetic import comp1k_test_kinds, fg_kind
 
     kind = fg_kind(fg_stem)
     if kind == "other":
@@ -376,7 +380,6 @@ def per_image_rows(records: Sequence[dict], convention: str = "official") -> lis
 def per_image_csv_gz(rows: Sequence[dict]) -> bytes:
     """:func:`per_image_rows` as a gzip-compressed CSV (values at full precision; no time stamp in the gzip
     header, so the same rows give the same bytes). :func:`read_per_image` reads it back."""
-    import gzip
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -389,7 +392,6 @@ def per_image_csv_gz(rows: Sequence[dict]) -> bytes:
 
 def read_per_image(path: str | Path) -> list[dict]:
     """The rows of a per-image file written by :func:`per_image_csv_gz` (``.csv.gz``, or a plain ``.csv``)."""
-    import gzip
 
     raw = Path(path).read_bytes()
     try:
@@ -413,7 +415,6 @@ def read_per_image(path: str | Path) -> list[dict]:
 
 def write_tables(rows: list[dict], out_dir: str | Path, stem: str, *, title: str = "") -> list[Path]:
     """Write ``<stem>.md``, ``<stem>.csv`` and ``<stem>.tex`` (atomically) into ``out_dir``."""
-    from matting_lib.files import atomic_write_text
 
     out = Path(out_dir)
     return [atomic_write_text(out / f"{stem}.md", to_markdown(rows, title=title)),
@@ -436,8 +437,6 @@ def hardest_images(per_image_csv: str | Path, n: int, metric: str = "sad") -> li
 
 def comparison_samples(items, pred_dirs: dict[str, str | Path], names: Sequence[str]) -> list[dict]:
     """Image, trimap, ground truth and each model's prediction (keyed by its label) for the named test images."""
-    from matting_lib.data.layout import read_gray
-    from matting_lib.inference.evaluation import prediction_path, qualitative_samples
 
     samples = qualitative_samples(items, next(iter(pred_dirs.values())), names)
     for s, name in zip(samples, names):

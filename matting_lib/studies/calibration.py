@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
+import hashlib
+import io
 import json
 import os
 import sys
@@ -34,10 +36,32 @@ from pathlib import Path
 
 import numpy as np
 
-from matting_lib.metrics import METRIC_KEYS
+from matting_lib.data.compositing import composite, list_test_items
+from matting_lib.data.datasets import split_train_val
+from matting_lib.data.layout import DatasetLayout, compare_training_data, dataset_identity, read_alpha, read_rgb
+from matting_lib.data.output_safety import check_output_folder
+from matting_lib.data.synthetic import fg_kind
+from matting_lib.data.trimap import trimap_from_distance
+from matting_lib.files import atomic_write_text, sha256_file
+from matting_lib.inference.evaluation import predict_alpha, score_test_set
+from matting_lib.metrics import METRIC_KEYS, evaluate_alpha
+from matting_lib.networks.checkpoints import (
+    check_ship_destination,
+    load_checkpoint,
+    load_model,
+    manifest_path,
+    model_from_checkpoint,
+    save_checkpoint,
+    write_manifest,
+)
+from matting_lib.networks.models import build_student, build_teacher, count_parameters
+from matting_lib.networks.profiling import count_macs
 from matting_lib.params import help_of
 from matting_lib.settings import TrainSettings, override, setting
+from matting_lib.training.loop import list_snapshots
+from matting_lib.training.run import train_network
 from matting_lib.training.run_identity import identity_values, record
+from matting_lib.training.run_identity import read_settings as stored
 
 
 # ------------------------------------------------------------------------------------------ settings
@@ -70,7 +94,6 @@ def train_run(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings:
     ``run_dir/run.json`` records the run's identity (:func:`matting_lib.training.run_identity.training_identity`:
     settings, data, code) and every setting; a run folder holding another training is moved aside first (never
     continued), a larger ``steps`` continues it. ``stop_after_steps`` ends this stint early."""
-    from matting_lib.training.run import train_network
 
     return train_network(settings, run_dir, data_dir, network=settings.kind, identity=f"calibration-{settings.kind}",
                          snapshot_every=settings.snapshot_every, stop_after_steps=stop_after_steps, progress=progress)
@@ -109,7 +132,6 @@ def train_stint(data_dir: str | os.PathLike, run_dir: str | os.PathLike, setting
                 stint_steps: int = 0, progress: bool = True):
     """:func:`train_run` for at most ``stint_steps`` more steps (0: to ``settings.steps``): one sitting's share of
     a long run. The next call continues exactly where this one stopped."""
-    from matting_lib.networks.checkpoints import load_checkpoint
 
     last = Path(run_dir) / "last.pt"
     done = load_checkpoint(last)["step"] if last.is_file() else 0
@@ -136,11 +158,6 @@ def validation_composites(data_dir: str | os.PathLike, *, val_fraction: float = 
     composited as the test set (top-left crop, :func:`matting_lib.data.compositing.composite`), with a fixed-band
     trimap (:func:`matting_lib.data.trimap.trimap_from_distance`, band width drawn per foreground from
     ``trimap_width`` with ``seed``, as the synthetic test trimaps). Deterministic; nothing is written."""
-    from matting_lib.data.compositing import composite
-    from matting_lib.data.datasets import split_train_val
-    from matting_lib.data.layout import DatasetLayout, read_alpha, read_rgb
-    from matting_lib.data.synthetic import fg_kind
-    from matting_lib.data.trimap import trimap_from_distance
 
     layout = DatasetLayout.for_root(data_dir)
     names, bgs, k = layout.fg_names("train"), layout.bg_names("train"), layout.bg_per_fg("train")
@@ -166,8 +183,6 @@ def score_model(model, composites: Sequence[Composite], *, metrics: Sequence[str
     """Official metrics of ``model`` on ``composites``: ``{"all": {metric: mean}, "<kind>": {...}, ...}``, plus
     ``"count"`` per group. Predictions as :func:`matting_lib.inference.evaluation.predict_alpha` (8-bit, known regions
     forced), so the numbers are those the test-set evaluation would give on these images."""
-    from matting_lib.inference.evaluation import predict_alpha
-    from matting_lib.metrics import evaluate_alpha
 
     rows: dict[str, list[dict[str, float]]] = {}
     for c in composites:
@@ -190,11 +205,7 @@ def evaluate_snapshots(run_dir: str | os.PathLike, composites: Sequence[Composit
     Scores are cached in ``run_dir/curve.csv`` keyed by step (and by a digest of the composites' names, so
     another validation set is scored afresh): a growing run only scores its new snapshots. ``score_new=False``
     returns the cached rows only (nothing is computed)."""
-    import hashlib
 
-    from matting_lib.files import atomic_write_text
-    from matting_lib.networks.checkpoints import load_model
-    from matting_lib.training.loop import list_snapshots
 
     run_dir = Path(run_dir)
     digest = hashlib.sha256("\n".join(c.name for c in composites).encode()).hexdigest()[:12]
@@ -266,7 +277,6 @@ def recorded_stand_ins(runs_dir: str | os.PathLike, plan: dict[str, RunSettings]
     Raises ``ValueError`` naming the manifest when it cannot stand in: trained on other data than ``data_dir`` (its
     dataset identity), or scored on another number of validation composites than ``n_composites`` or another
     ``bg_per_fg`` (each checked when given). Cheap (no scoring), so notebook 00 calls it before the students train."""
-    from matting_lib.data.layout import DatasetLayout, dataset_identity
 
     records = [recorded_curve(p) for p in recorded]
     here = dataset_identity(DatasetLayout.for_root(data_dir)) if data_dir is not None and records else None
@@ -342,8 +352,6 @@ def training_tmacs(settings: RunSettings, steps: int) -> float:
 
 @functools.cache
 def _forward_macs(kind: str, width: float, size: int) -> int:
-    from matting_lib.networks.models import build_student, build_teacher
-    from matting_lib.networks.profiling import count_macs
 
     return count_macs((build_teacher if kind == "teacher" else build_student)(width), size)
 
@@ -355,7 +363,6 @@ def setting_label(settings: RunSettings) -> str:
 
 def read_settings(run_dir: str | os.PathLike) -> RunSettings:
     """The :class:`RunSettings` recorded in ``run_dir/run.json`` (with the target steps)."""
-    from matting_lib.training.run_identity import read_settings as stored
 
     return RunSettings(**stored(run_dir))
 
@@ -416,9 +423,7 @@ def table_markdown(table: Sequence[dict], *, student_steps: Sequence[int] = ()) 
 
 def write_csv(path: str | os.PathLike, rows: Sequence[dict]) -> Path:
     """Rows of dicts (same keys) as CSV, atomically."""
-    import io
 
-    from matting_lib.files import atomic_write_text
 
     buf = io.StringIO()
     if rows:
@@ -441,20 +446,6 @@ def ship_teacher(data_dir: str | os.PathLike, run_dir: str | os.PathLike, step: 
     curve``); choose the step from that curve, never from test metrics. ``out`` (or its manifest) existing is
     refused without ``force``; nothing is written before every check has passed."""
 
-    from matting_lib.data.compositing import list_test_items
-    from matting_lib.data.layout import DatasetLayout, compare_training_data, dataset_identity
-    from matting_lib.files import sha256_file
-    from matting_lib.inference.evaluation import score_test_set
-    from matting_lib.networks.checkpoints import (
-        check_ship_destination,
-        load_checkpoint,
-        manifest_path,
-        model_from_checkpoint,
-        save_checkpoint,
-        write_manifest,
-    )
-    from matting_lib.networks.models import count_parameters
-    from matting_lib.training.loop import list_snapshots
 
     run_dir, out = Path(run_dir), Path(out)
     settings = read_settings(run_dir)
@@ -544,8 +535,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_command(args: argparse.Namespace) -> int:
     """One subcommand of :func:`main`; its errors (ValueError, OSError) name the file or value."""
-    from matting_lib.data.layout import DatasetLayout
-    from matting_lib.data.output_safety import check_output_folder
 
     DatasetLayout.for_root(args.data).bg_per_fg("train")  # the dataset is there (its name lists name it if not)
     runs = {"ship": [args.run_dir], "curve": args.run_dir}.get(args.cmd, [])

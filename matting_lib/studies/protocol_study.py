@@ -31,6 +31,7 @@ each; prints the tables docs/calibration.md shows)::
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import math
@@ -39,9 +40,19 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+from scipy import stats
 
-from matting_lib.studies.calibration import RunSettings
+from matting_lib.distillation.distill import CONFIGS
+from matting_lib.files import atomic_write_text
+from matting_lib.networks.checkpoints import load_model
+from matting_lib.params import lookup
+from matting_lib.reporting.figures import save_figure
+from matting_lib.reporting.paired_stats import confidence_interval
+from matting_lib.studies.calibration import RunSettings, score_model, train_run, validation_composites, write_csv
+from matting_lib.training.run import train_network
+from matting_lib.training.student import DistillRunParams
 
 #: Candidate protocols: overrides of the base settings (``steps`` as a multiple of the base's steps).
 PROTOCOLS: dict[str, dict] = {
@@ -61,7 +72,6 @@ BASE = RunSettings(kind="student", width=0.25, crop_size=96, batch_size=16, lr=0
 def protocol_settings(name: str, base: RunSettings = BASE, seed: int = 0) -> RunSettings:
     """The settings of protocol ``name`` (:data:`PROTOCOLS`) for ``seed``: ``steps`` scales the base's steps,
     ``lr_decay`` given as a fraction of the steps becomes that step."""
-    from matting_lib.params import lookup
 
     over = dict(lookup(PROTOCOLS, name, "protocol"))
     steps = base.steps * int(over.pop("steps", 1))
@@ -75,8 +85,6 @@ def train_distilled(data_dir: str | os.PathLike, run_dir: str | os.PathLike, set
     """Train (or resume) a distilled student of ``config`` with these settings, as notebook 03 trains it (the same
     objective, data, loop and run identity), into ``run_dir``; returns
     :class:`matting_lib.training.loop.TrainResult`."""
-    from matting_lib.training.run import train_network
-    from matting_lib.training.student import DistillRunParams
 
     fields = set(DistillRunParams.__dataclass_fields__) & set(RunSettings.__dataclass_fields__) - {"kind"}
     p = DistillRunParams(**{k: getattr(settings, k) for k in fields}, config=config, data_dir=str(data_dir),
@@ -89,8 +97,6 @@ def _train_and_score(args: tuple[str, str, str, RunSettings, int, str, str]) -> 
     """Worker: train one run (or read back a finished one) and score its ``best.pt`` on the validation composites."""
     data_dir, run_dir, name, settings, bg_per_fg, config, teacher = args
 
-    from matting_lib.networks.checkpoints import load_model
-    from matting_lib.studies.calibration import score_model, train_run, validation_composites
 
     run = Path(run_dir)
     scores_file = run / "validation.json"
@@ -109,7 +115,6 @@ def _train_and_score(args: tuple[str, str, str, RunSettings, int, str, str]) -> 
     row = {"protocol": name, "config": config, "seed": settings.seed, "steps": settings.steps,
            "best_step": result.best_step,
            "val_sad": scores["sad"], "val_mse": scores["mse"], "images": scores["count"], "train_s": round(wall, 1)}
-    from matting_lib.files import atomic_write_text
 
     atomic_write_text(scores_file, json.dumps({"settings": dataclasses.asdict(settings), "row": row}, indent=1))
     return row
@@ -138,7 +143,6 @@ def run_study(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, protocol
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
     """The per-run rows a study wrote (``OUT.csv``), numbers as numbers."""
-    import csv
 
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -167,7 +171,6 @@ def paired_table(students: Sequence[dict], distilled: Sequence[dict], *, level: 
     same protocol and seed (validation SAD; the no-KD student, or another distilled configuration), as Table 1
     pairs them: mean, per-seed std and the t-interval's half-width (:mod:`matting_lib.reporting.paired_stats`
     conventions), over the seeds both have."""
-    from matting_lib.reporting.paired_stats import confidence_interval
 
     out = []
     for name in dict.fromkeys(r["protocol"] for r in distilled):
@@ -196,7 +199,6 @@ def seed_effect(rows: Sequence[dict], protocols: Sequence[str]) -> dict:
     shares of the sum of squares (seed, protocol, residual), the seed factor's F-test p-value
     (``scipy.stats.f``) and the residual standard deviation relative to the mean: the part of a run's score that
     pairing by seed does not remove."""
-    from scipy import stats
 
     seeds = sorted(set.intersection(*({r["seed"] for r in rows if r["protocol"] == p} for p in protocols)))
     m = np.array([[next(r["val_sad"] for r in rows if r["protocol"] == p and r["seed"] == s) for p in protocols]
@@ -242,7 +244,6 @@ def table_markdown(table: Sequence[dict]) -> str:
 
 def figure(rows: Sequence[dict], table: Sequence[dict]):
     """Each run's validation SAD per protocol (dots) with the mean ± std (bar), cost on a second axis."""
-    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     names = [t["protocol"] for t in table]
@@ -281,7 +282,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown or args.seeds < 2 or args.jobs < 1:
         p.error(f"unknown protocol(s) {unknown}; valid: {', '.join(PROTOCOLS)}" if unknown else
                 "--seeds must be at least 2 (a standard deviation needs two) and -j at least 1")
-    from matting_lib.distillation.distill import CONFIGS
 
     bad = [c for c in (args.config, args.against) if c not in CONFIGS]
     if bad:
@@ -299,8 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         text += "\n" + paired_markdown(paired_table(others, rows), args.config, args.against)
     print(text)
     if args.out:
-        from matting_lib.reporting.figures import save_figure
-        from matting_lib.studies.calibration import write_csv
 
         write_csv(f"{args.out}.csv", rows)
         save_figure(figure(rows, table), Path(args.out), formats=("png",))

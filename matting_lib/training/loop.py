@@ -44,7 +44,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
-from matting_lib.data.datasets import IMAGENET_MEAN, IMAGENET_STD
+from matting_lib.data.datasets import IMAGENET_MEAN, IMAGENET_STD, train_val_sets
 from matting_lib.networks.checkpoints import load_checkpoint, save_checkpoint, unwrap
 from matting_lib.networks.devices import resolve_device
 from matting_lib.networks.losses import alpha_loss, unknown_mask
@@ -475,7 +475,6 @@ def train_alpha(model: nn.Module, layout, run_dir: str | os.PathLike, config: Tr
     """Train ``model`` with the alpha loss alone (:class:`AlphaObjective`) on a dataset folder: the teacher of
     notebook 02 and the calibration runs. The sets are :func:`matting_lib.data.datasets.train_val_sets` of ``layout``
     (a :class:`~matting_lib.data.layout.DatasetLayout`) with these arguments; then :func:`train` into ``run_dir``."""
-    from matting_lib.data.datasets import train_val_sets
 
     train_set, val_set = train_val_sets(layout, crop_size=crop_size, seed=seed, split_seed=split_seed,
                                         val_fraction=val_fraction, val_samples=val_samples, epoch_length=epoch_length)

@@ -39,7 +39,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from matting_lib.networks.checkpoints import weights_fingerprint
+from matting_lib.data.layout import DatasetLayout
+from matting_lib.data.layout import dataset_identity as identity
+from matting_lib.files import atomic_write_text
+from matting_lib.networks.checkpoints import load_checkpoint, weights_fingerprint
 from matting_lib.provenance import code_digest
 from matting_lib.settings import IDENTITY
 
@@ -70,8 +73,6 @@ def record(params: Any) -> dict[str, Any]:
 def dataset_identity(data_dir: str | os.PathLike) -> str:
     """What identifies the training data: :func:`matting_lib.data.layout.dataset_identity` (the files' contents for a
     generated dataset, the name lists and file sizes for other data) as ``"<kind>:<sha256>"``."""
-    from matting_lib.data.layout import DatasetLayout
-    from matting_lib.data.layout import dataset_identity as identity
 
     d = identity(DatasetLayout.for_root(data_dir))
     return f"{d['kind']}:{d['sha256']}"
@@ -131,7 +132,6 @@ def _differences(stored: Any, current: Mapping[str, Any]) -> list[str]:
 
 
 def _damaged(run_dir: Path) -> list[str]:
-    from matting_lib.networks.checkpoints import load_checkpoint
 
     bad = []
     for name in CHECKPOINTS:
@@ -195,7 +195,6 @@ def prepare_run_dir(run_dir: str | os.PathLike, identity: Mapping[str, Any], *, 
 
 
 def _write_record(path: Path, identity: Mapping[str, Any], settings: Any) -> None:
-    from matting_lib.files import atomic_write_text
 
     data = {"identity": identity, "created": _utc()}
     if settings is not None:

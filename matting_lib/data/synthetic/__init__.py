@@ -25,10 +25,12 @@ backgrounds and colour textures in :mod:`matting_lib.data.synthetic.textures`, f
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import shutil
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from matting_lib import cpu_env
 from matting_lib.data.layout import DatasetLayout, LayoutError, encode_png
@@ -98,7 +101,6 @@ _COMP1K_KINDS = Path(__file__).parents[2] / "assets" / "comp1k_test_kinds.csv"
 def comp1k_test_kinds() -> dict[str, str]:
     """{test foreground name: kind} for Composition-1k's 50 test foregrounds, from ``assets/comp1k_test_kinds.csv``
     (the official names, each assigned to the closest synthetic kind; the file says which rows are guesses)."""
-    import csv
 
     with _COMP1K_KINDS.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
@@ -229,7 +231,6 @@ def generate_dataset(out_dir: str | os.PathLike, *, seed: int = 0, preset: str =
     splits: ``("test",)`` writes the test split alone (e.g. to evaluate a checkpoint); its files are the same bytes
     as in the full dataset (each split has its own random streams), and the manifest records the splits.
     """
-    from tqdm.auto import tqdm
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
@@ -275,7 +276,6 @@ def generate_dataset(out_dir: str | os.PathLike, *, seed: int = 0, preset: str =
 
     pool = None
     if workers > 1:
-        import multiprocessing as mp
         pool = mp.get_context("fork" if os.name == "posix" else "spawn").Pool(workers)
     try:
         results = pool.imap(_make_item, jobs) if pool else map(_make_item, jobs)

@@ -21,11 +21,14 @@ import numpy as np
 def _photo(package: str, name: str) -> np.ndarray:
     """A bundled photograph as uint8 RGB (greyscale ones replicated to 3 channels)."""
     if package == "skimage":
+        # imported only when backgrounds are generated (large sample images)
         import skimage.data
         folder = Path(skimage.data.__file__).parent
     else:
+        # imported only when backgrounds are generated (large sample images)
         import sklearn.datasets
         folder = Path(sklearn.datasets.__file__).parent / "images"
+    # imported only when backgrounds are generated (large sample images)
     from PIL import Image  # PIL, not OpenCV: libpng warns about one bundled PNG's colour profile
 
     try:
