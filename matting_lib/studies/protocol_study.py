@@ -64,7 +64,8 @@ PROTOCOLS: dict[str, dict] = {
     "constant-x2": {"steps": 2},
     "step-x2": {"lr_decay": "0.8", "steps": 2},
 }
-#: The default profile's student settings (profiles/default.toml [distill]); the study's base.
+#: The study's base: the default profile's student settings (profiles/default.toml [distill]) at the paper's
+#: constant learning rate without weight averaging (the protocols above vary exactly that).
 BASE = RunSettings(kind="student", width=0.25, crop_size=96, batch_size=16, lr=0.01, steps=500, val_every=100,
                    val_samples=64, num_workers=0, threads=1, snapshot_every=10**6)
 
