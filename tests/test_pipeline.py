@@ -193,7 +193,7 @@ def test_fingerprint_tracks_params_and_upstream(tmp_path):
     assert f2 != f1  # an upstream result changed -> rerun
     marker.write_text(json.dumps({"fingerprint": "abc", "finished": "t2"}))
     assert state.job_fingerprint(a, tmp_path, "p") != f2  # the upstream job ran again -> rerun
-    assert not state.is_done(a, tmp_path, "p")
+    assert not state.job_state(a, tmp_path, "p")[0]
 
 
 def test_load_mode_fingerprint_follows_the_shipped_checkpoint(tmp_path):

@@ -23,7 +23,7 @@ def test_summarise_mean_std_and_relative(tmp_path):
         _write(tmp_path, "student", seed, sad)
     for seed, sad in enumerate([80.0, 90.0, 100.0]):
         _write(tmp_path, "spatial+channel", seed, sad)
-    recs = results.load_records(results.find_metrics_files(tmp_path))
+    recs = results.load_records(sorted(tmp_path.rglob("metrics.json")))
     summ = results.summarise(recs)
     assert summ["student"]["sad"].mean == pytest.approx(110.0)
     assert summ["student"]["sad"].std == pytest.approx(10.0)  # sample std
@@ -49,7 +49,7 @@ def test_runs_csv_round_trip_gives_the_same_table(tmp_path):
     teacher.mkdir()
     (teacher / "metrics.json").write_text(json.dumps({"config": "teacher", "metrics": {
         "official": {"sad": 60.0, "mse": 0.02, "grad": 5.0, "conn": 9.0}}}))
-    recs = results.load_records(results.find_metrics_files(tmp_path))
+    recs = results.load_records(sorted(tmp_path.rglob("metrics.json")))
     text = results.runs_csv(recs)
     lines = text.splitlines()
     assert lines[0] == "config,seed,convention,sad,mse,grad,conn" and len(lines) == 1 + 3 * 2 + 1

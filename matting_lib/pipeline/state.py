@@ -178,5 +178,3 @@ def job_state(job: Any, runs_root: Path, profile: str) -> tuple[bool, str]:
     return (False, "; ".join(problems)) if problems else (True, "")
 
 
-def is_done(job: Any, runs_root: Path, profile: str) -> bool:
-    return job_state(job, runs_root, profile)[0]

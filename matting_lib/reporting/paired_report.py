@@ -239,12 +239,6 @@ def read_runs_csv(path: str | Path) -> list[dict]:
     return [{**rec, "source": str(p)} for rec in records_from_runs_csv(text, source=str(p))]
 
 
-def pooled_records(paths: Sequence[str | Path]) -> list[dict]:
-    """The records of several ``runs.csv`` files (:func:`read_runs_csv`), each labelled with its path as
-    ``source``; the comparisons take seeds as units, averaging a seed's runs over the files that have it."""
-    return [rec for p in paths for rec in read_runs_csv(p)]
-
-
 def identical_runs(records: Sequence[Mapping], *, metric: str = "sad", convention: str = "official") -> list[str]:
     """One note per seeded run whose ``metric`` is bit-identical in two or more sources: the same training
     recorded twice (seeds as units average it with itself; as separate units it would count twice)."""

@@ -48,7 +48,6 @@ from scipy import stats
 #: The configurations whose ten pairwise orderings are the hard ones to decide (the similarity rows and OFD).
 STRONG = ("spatial", "channel", "spatial+channel", "batch+spatial+channel", "ofd")
 METHODS = ("t", "bootstrap")
-VERDICTS = ("holds", "reversed", "equivalent", "undecided")
 #: The family-wise error rate of :func:`family_verdicts` and the default equivalence margin (a fraction).
 ALPHA = 0.05
 MARGIN = 0.03

@@ -47,11 +47,6 @@ class Stat:
         return f"{self.mean:.{digits}f}"
 
 
-def find_metrics_files(runs_dir: str | Path) -> list[Path]:
-    """Every ``metrics.json`` below ``runs_dir`` (teacher and student runs), sorted."""
-    return sorted(Path(runs_dir).rglob("metrics.json"))
-
-
 def load_records(paths: Iterable[str | Path]) -> list[dict]:
     """Read metrics.json files; raise naming the file when one lacks ``config`` or ``metrics``."""
     records = []
