@@ -127,7 +127,7 @@ BUILDER = textwrap.dedent("""
 LOADER = textwrap.dedent("""
     import importlib.util, json, os, sys
     import torch
-    from matting_lib.checkpoints import UnsafeCheckpointError, load_dim_pytorch
+    from matting_lib.networks.checkpoints import UnsafeCheckpointError, load_dim_pytorch
     from matting_lib.networks.models import build_teacher
     out, marker_a, marker_b = sys.argv[1], sys.argv[2], sys.argv[3]
     assert importlib.util.find_spec("models") is None, "the original classes must not be importable here"

@@ -65,7 +65,7 @@ def test_two_process_gloo_training(tmp_path):
     assert r0["step"] == r1["step"] == 4
     assert r1["saves"] == [] and r0["saves"].count("last.pt") == 1  # only rank 0 writes, last.pt once
     assert set(r0["saves"]) <= {"best.pt", "last.pt"}
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.pt", "last.pt", "log.csv"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.pt", "last.pt", "log.csv", "tb"]
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
     assert not r0["initialized_after"] and not r1["initialized_after"]  # train() cleaned up its process group
