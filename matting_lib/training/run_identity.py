@@ -18,7 +18,7 @@ trains (:func:`code_digest`) — with the ``run.json`` stored in the folder:
 Identities are plain JSON dicts (``kind``, ``params``, ``target``, ``teacher``, ``dataset``, ``code``). The teacher is
 identified by :func:`weights_fingerprint` (the SHA-256 of its architecture and tensors), not by the checkpoint file's
 SHA-256: ``torch.save`` names the archive's inner folder after the temporary file it writes, so the same teacher saved
-twice gives two file hashes. The dataset is identified by :func:`dataset_identity` (one place to change it).
+twice gives two file hashes. The dataset is identified by :func:`dataset_key` (one place to change it).
 
 **Code.** :data:`CODE` names the modules whose code determines a result, by group: ``data`` (what makes a training
 sample), ``networks``, ``training`` (data, networks, losses, distillation, the loop, the settings and the seeding
@@ -39,8 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from matting_lib.data.layout import DatasetLayout
-from matting_lib.data.layout import dataset_identity as identity
+from matting_lib.data.layout import DatasetLayout, dataset_identity
 from matting_lib.files import atomic_write_text
 from matting_lib.networks.checkpoints import load_checkpoint, weights_fingerprint
 from matting_lib.provenance import code_digest
@@ -70,11 +69,10 @@ def record(params: Any) -> dict[str, Any]:
     return {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
 
 
-def dataset_identity(data_dir: str | os.PathLike) -> str:
+def dataset_key(data_dir: str | os.PathLike) -> str:
     """What identifies the training data: :func:`matting_lib.data.layout.dataset_identity` (the files' contents for a
     generated dataset, the name lists and file sizes for other data) as ``"<kind>:<sha256>"``."""
-
-    d = identity(DatasetLayout.for_root(data_dir))
+    d = dataset_identity(DatasetLayout.for_root(data_dir))
     return f"{d['kind']}:{d['sha256']}"
 
 
@@ -92,7 +90,7 @@ def training_identity(kind: str, params: Any, *, teacher_checkpoint=None, data_d
     return {"format": FORMAT, "kind": kind, "params": _plain(same), "target": _plain(target), **_plain(extra),
             "extendable": bool(getattr(params, "extendable", True)),
             "teacher": weights_fingerprint(teacher_checkpoint) if teacher_checkpoint is not None else None,
-            "dataset": dataset_identity(data_dir) if data_dir is not None else None,
+            "dataset": dataset_key(data_dir) if data_dir is not None else None,
             "code": code_digest("training")}
 
 
