@@ -137,6 +137,20 @@ def test_bad_set_fails_before_anything_runs(tmp_path, capsys, args, message):
     assert not any(tmp_path.iterdir()), "nothing may be created or executed"
 
 
+@pytest.mark.parametrize("text, message", [
+    (b"[distill]\nsteps = \n", "is not valid TOML: Invalid value (at line 2, column 9)"),
+    (b"[distill]\nnote = \"caf\xe9\"\n", "is not UTF-8 text (byte b'\\xe9' on line 2)"),
+])
+def test_a_profile_that_is_not_toml_is_named_with_its_line(tmp_path, monkeypatch, capsys, text, message):
+    """A hand-edited profile with a syntax error: its file and line, exit 2, no TOMLDecodeError traceback."""
+    (tmp_path / "mine.toml").write_bytes(text)
+    monkeypatch.setattr(profiles, "profiles_dir", lambda: tmp_path)
+    rc = cli.main(["--check-args", "--profile", "mine"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"run_all.sh: error: {tmp_path / 'mine.toml'} {message}"), err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize("args, message", [
     (["--set", "distill.configs=spatial"], "distill.configs = 'spatial'"),
     (["--executor", "slurm", "--slurm-time", "x"], "--slurm-time 'x'"),
