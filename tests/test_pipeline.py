@@ -262,6 +262,36 @@ def test_up_to_date_needs_outputs_that_verify(tmp_path):
     assert "executed notebook" in state.job_state(job, tmp_path, "p")[1]
 
 
+def test_a_record_notebook_04_refuses_is_one_its_rerun_replaces(tmp_path):
+    """A metrics.json of another run (a copied folder) fails notebook 04 with "rerun that run (… --only distill)";
+    that command must then run the job again instead of answering "up to date, skipped": one check
+    (paths.metrics_problem) decides both."""
+    from matting_lib.reporting.results import collect
+
+    job = plan.plan_jobs("p", {"distill": {"configs": ["at"]}}, runs_root=tmp_path)[2]
+    run = tmp_path / "p" / "students" / "kd-at-seed0"
+    run.mkdir(parents=True)
+    _student_outputs(run)  # the record of the no-KD student, seed 0, copied into the AT run's folder
+    (tmp_path / "p" / "teacher").mkdir()
+    (tmp_path / "p" / "teacher" / "metrics.json").write_text(json.dumps({"config": "teacher", "metrics": {}}))
+    nb = state.executed_path(tmp_path, "p", job)
+    nb.parent.mkdir(parents=True)
+    nb.write_text(json.dumps({"cells": [], "metadata": {"papermill": {"exception": False}}}))
+    marker = state.marker_path(tmp_path, "p", job.key)
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"fingerprint": state.job_fingerprint(job, tmp_path, "p"), "finished": "x"}))
+
+    problem = (f"{run / 'metrics.json'} holds config 'student' seed 0, not 'at' seed 0: a run folder was copied or "
+               f"renamed")
+    with pytest.raises(ValueError) as refused:
+        collect(tmp_path / "p", configs=["at"], seeds=1, command="./run_all.sh --profile p")
+    assert str(refused.value).startswith(f"{problem}; rerun that run (./run_all.sh --profile p --only distill")
+    assert state.job_state(job, tmp_path, "p") == (False, problem)  # so that command runs the job again
+    (run / "metrics.json").write_text(json.dumps({"config": "at", "seed": 0, "metrics": {}}))  # what the rerun writes
+    assert state.job_state(job, tmp_path, "p") == (True, "")
+    assert collect(tmp_path / "p", configs=["at"], seeds=1)[1]["config"] == "at"
+
+
 def test_tables_must_hold_every_configuration(tmp_path):
     job = common.Job("results", "results", {"configs": ["student", "spatial"]})
     for name in state.TABLE_FILES:

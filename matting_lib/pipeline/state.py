@@ -8,7 +8,8 @@ for every job):
 
     dataset     the data folder: its test composites (``Composition-1k/merged/*.png``) exist
     checkpoint  a matting_lib checkpoint that loads (``weights_only``) with its ``format``, ``arch`` and weights
-    metrics     a run's ``metrics.json``: valid JSON with ``config`` and ``metrics``
+    metrics     a run's ``metrics.json``: the record of this job's run (:func:`matting_lib.paths.metrics_problem`,
+                the check notebook 04 makes before it builds a table)
     tables      the results folder: Table 1 (both conventions; Markdown, CSV, LaTeX; ``table1_compact.md``),
                 ``summary.md``, ``costs.md``, ``runs.csv``, and the CSV has a row for the teacher and for every
                 configuration of the job
@@ -23,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from matting_lib.paths import RunLayout  # standard library only
+from matting_lib.paths import RunLayout, metrics_problem  # standard library only
 
 TABLE_FILES = tuple(f"table1_{conv}.{ext}" for conv in ("official", "spkd") for ext in ("md", "csv", "tex")) + (
     "table1_compact.md", "summary.md", "costs.md", "runs.csv")
@@ -71,12 +72,10 @@ def _read_json(path: Path, what: str) -> tuple[Any, str | None]:
 
 
 def _check_metrics(path: Path, job: Any) -> str | None:
-    rec, problem = _read_json(path, "")
-    if problem:
-        return problem
-    if not isinstance(rec, dict) or "config" not in rec or "metrics" not in rec:
-        return f"{path} lacks 'config' or 'metrics'"
-    return None
+    # notebook 04's own check (paths.metrics_problem): what it refuses, the job's rerun mends
+    if job.stage == "distill":
+        return metrics_problem(path, job.params.get("config"), job.params.get("seed"))
+    return metrics_problem(path, "teacher")
 
 
 def _check_tables(path: Path, job: Any) -> str | None:
