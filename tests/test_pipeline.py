@@ -391,27 +391,79 @@ def test_smoke_reruns_damaged_outputs_and_retrains_students_after_a_teacher_chan
     assert json.loads((students / "kd-spatial-seed0" / "metrics.json").read_text())["steps"] == 6
 
 
-def test_a_code_change_reruns_the_trainings_and_a_docstring_edit_does_not(tmp_path, monkeypatch):
-    """Each training job's fingerprint carries the digest of the code that trains (provenance.CODE): a changed loss
-    makes the teacher and student jobs 'todo' on the next run (and their notebook moves the old run aside, see
-    test_run_identity); an edited docstring or comment changes nothing."""
+def test_a_code_change_reruns_the_runs_that_execute_it_and_a_docstring_edit_does_not(tmp_path, monkeypatch):
+    """A training job's fingerprint and its run's identity carry the digests of the code it executes
+    (provenance.training_groups): an edit of the spatial term reruns the runs that distil with it (and the explorer,
+    which shows every loss) and no other, the no-KD student and the teacher included; an edit of the loop reruns every
+    training; a docstring or comment changes nothing. The rerun says which part changed."""
     import shutil
 
     from matting_lib import provenance
+    from matting_lib.training import run_identity
 
     pkg = tmp_path / "matting_lib"
     shutil.copytree(REPO / "matting_lib", pkg, ignore=shutil.ignore_patterns("__pycache__", "assets"))
     monkeypatch.setattr(provenance, "PACKAGE", pkg)
-    jobs = plan.plan_jobs("smoke", profiles.load_profile("smoke"), runs_root=tmp_path / "runs")
-    before = {j.key: state.job_fingerprint(j, tmp_path / "runs", "smoke") for j in jobs}
+    runs = tmp_path / "runs"
+    jobs = plan.plan_jobs("smoke", profiles.load_profile("smoke"), runs_root=runs)
+
+    def fingerprints():
+        return {j.key: state.job_fingerprint(j, runs, "smoke") for j in jobs}
+
+    def identity_code(config):
+        return run_identity.code_groups({"distill": DistillRunParams(config=config).distill_config.to_dict()})
+
+    before = fingerprints()
+    no_kd = provenance.group_digests(*identity_code("student"))
     losses = pkg / "distillation" / "kd_losses.py"
     text = losses.read_text()
     losses.write_text(text.replace('"""', '"""Edited. ', 1) + "\n# a comment\n")
-    assert {j.key: state.job_fingerprint(j, tmp_path / "runs", "smoke") for j in jobs} == before
-    losses.write_text(text + "\n\ndef _changed():\n    return 2\n")
-    after = {j.key: state.job_fingerprint(j, tmp_path / "runs", "smoke") for j in jobs}
+    assert fingerprints() == before
+    term = "    return sum((similarity_loss(\"spatial\", s, t, spatial_mode=ctx.spatial_mode) for s, t in zip(fs, ft)),"
+    assert term in text
+    losses.write_text(text.replace(term, term.replace("return sum(", "return 1.0 * sum(")))
+    after = fingerprints()
     changed = sorted(k for k in before if before[k] != after[k])
-    assert changed == sorted(j.key for j in jobs if j.stage in ("teacher", "distill", "explorer")), changed
+    assert changed == ["explorer", "kd-batch+spatial+channel-seed0", "kd-spatial+channel-seed0", "kd-spatial-seed0"]
+    assert provenance.group_digests(*identity_code("student")) == no_kd  # the no-KD run folder is resumed as it is
+    marker = state.marker_path(runs, "smoke", "kd-spatial-seed0")
+    marker.parent.mkdir(parents=True)
+    job = next(j for j in jobs if j.key == "kd-spatial-seed0")
+    losses.write_text(text)
+    marker.write_text(json.dumps({"fingerprint": before[job.key], "params": job.params,
+                                  "parts": state.fingerprint_parts(job, runs, "smoke")}))
+    losses.write_text(text.replace(term, term.replace("return sum(", "return 1.0 * sum(")))
+    assert state.job_state(job, runs, "smoke") == (False, "library code changed: kd:spatial (the units of each "
+                                                          "group: matting_lib.provenance)")
+    losses.write_text(text)
+    marker.unlink()
+    assert fingerprints() == before
+    loop = pkg / "training" / "loop.py"
+    loop.write_text(loop.read_text() + "\n\ndef _changed():\n    return 2\n")
+    after = fingerprints()
+    assert sorted(k for k in before if before[k] != after[k]) == sorted(
+        j.key for j in jobs if j.stage in ("teacher", "distill"))
+
+
+def test_the_rerun_reason_names_the_part_that_changed(tmp_path):
+    """The marker records the parts of the fingerprint: a rerun names the parameters, the upstream job or the
+    input file that changed, not all of them at once."""
+    shipped = tmp_path / "teacher-x.pt"
+    shipped.write_bytes(b"weights v1")
+    job = plan.plan_jobs("x", {"teacher": {"mode": "load", "shipped_checkpoint": str(shipped)}},
+                         runs_root=tmp_path)[1]
+    marker = state.marker_path(tmp_path, "x", job.key)
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"fingerprint": state.job_fingerprint(job, tmp_path, "x"), "params": job.params,
+                                  "parts": state.fingerprint_parts(job, tmp_path, "x")}))
+    shipped.write_bytes(b"weights v2")
+    assert state.job_state(job, tmp_path, "x")[1] == f"input file(s) changed: {shipped}"
+    job.params["steps"] = 7
+    state.marker_path(tmp_path, "x", "data").write_text(json.dumps({"fingerprint": "f", "finished": "t"}))
+    assert state.job_state(job, tmp_path, "x")[1] == (f"parameters changed: steps None -> 7; upstream results "
+                                                      f"changed (data ran again); input file(s) changed: {shipped}")
+    marker.write_text(json.dumps({"fingerprint": "old"}))
+    assert "its marker does not record which" in state.job_state(job, tmp_path, "x")[1]
 
 
 def test_force_moves_a_training_aside_so_that_it_retrains(tmp_path):

@@ -115,7 +115,7 @@ sys.exit(cli.main(["--profile", "smoke", "--runs-dir", str(runs)]))
 
 
 def test_ctrl_c_stops_the_kernel_and_says_how_to_resume(tmp_path):
-    """Ctrl-C during a notebook (a training): its kernel, which runs in its own session, is killed first; the user
+    """Ctrl-C during a notebook (a training): its kernel, which runs in its own process group, is killed first; the user
     reads one message naming the job and saying that rerunning resumes, exit code 130, no ZMQ or asyncio
     traceback; no marker, so the rerun executes the job again."""
     import signal

@@ -23,7 +23,14 @@ from matting_lib.pipeline.executors import EXECUTORS, LocalRunner, option_proble
 from matting_lib.pipeline.plan import plan_jobs
 from matting_lib.pipeline.profiles import apply_overrides, figures_dir_for, load_profile
 from matting_lib.pipeline.progress import Progress
-from matting_lib.pipeline.state import executed_path, job_fingerprint, job_state, marker_path, verify_outputs
+from matting_lib.pipeline.state import (
+    executed_path,
+    fingerprint_parts,
+    job_state,
+    marker_path,
+    parts_fingerprint,
+    verify_outputs,
+)
 
 # ----------------------------------------------------------------------------------------------- execution
 #: The jobs whose execution started in this process and has not returned (job key -> notebook), for the message of
@@ -67,8 +74,9 @@ def run_job(job: Job, runs_root: Path, profile: str, *, log=print, env: dict[str
         raise PipelineError(f"{job.notebook.name} finished in job {job.key!r} but its outputs do not verify: "
                             f"{'; '.join(problems)}.\n  executed copy: {out}")
     wall = time.time() - t0
+    parts = fingerprint_parts(job, runs_root, profile)
     atomic_write_text(marker, json.dumps({
-        "key": job.key, "stage": job.stage, "fingerprint": job_fingerprint(job, runs_root, profile),
+        "key": job.key, "stage": job.stage, "fingerprint": parts_fingerprint(parts), "parts": parts,
         "params": job.params, "outputs": job.outputs, "executed_notebook": str(out), "wall_s": round(wall, 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }, indent=2, default=str))
@@ -79,7 +87,7 @@ def run_job(job: Job, runs_root: Path, profile: str, *, log=print, env: dict[str
 @contextlib.contextmanager
 def kernels_stopped_on_interrupt() -> Iterator[None]:
     """Within the block, Ctrl-C (SIGINT) first kills the running notebooks' kernels, then raises
-    ``KeyboardInterrupt``: a kernel runs in its own session and would train on, and one asked to shut down while
+    ``KeyboardInterrupt``: a kernel runs in its own process group and would train on, and one asked to shut down while
     busy prints ZMQ tracebacks. A SIGINT that is ignored (a background job) stays ignored."""
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
