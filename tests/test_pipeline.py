@@ -154,10 +154,14 @@ def test_a_profile_that_is_not_toml_is_named_with_its_line(tmp_path, monkeypatch
 @pytest.mark.parametrize("args, message", [
     (["--set", "distill.configs=spatial"], "distill.configs = 'spatial'"),
     (["--executor", "slurm", "--slurm-time", "x"], "--slurm-time 'x'"),
+    (["--set", "distill.stepz=5"], "distill.stepz: unknown key (did you mean 'steps'?)"),
+    (["--set", "distill.lr=abc"], "distill.lr = 'abc' (str): 03_distill.ipynb declares lr: float"),
+    (["--set", "teacher.lr_decay=2000"], "quote it: --set 'teacher.lr_decay=\"2000\"'"),
 ])
 def test_check_args_is_standard_library_only(args, message):
     """run_all.sh's --check-args runs under the base interpreter before the environment exists: it must report a
-    bad pipeline key or executor option there, importing nothing outside the standard library."""
+    bad pipeline key, a notebook parameter's unknown key or wrong type, or an executor option there, in about a
+    second, importing nothing outside the standard library."""
     code = ("import sys; from matting_lib.pipeline import cli; "
             f"rc = cli.main(['--check-args', '--profile', 'smoke', *{args!r}]); "
             "heavy = sorted(m for m in ('numpy', 'torch', 'papermill', 'nbformat', 'submitit', 'zmq') "
@@ -165,6 +169,23 @@ def test_check_args_is_standard_library_only(args, message):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.stdout.strip() == "2 []", out.stdout + out.stderr
     assert message in out.stderr
+
+
+def test_the_parameters_cell_is_read_as_papermill_reads_it(tmp_path):
+    """--check-args reads the notebooks' parameters cells with the standard library: the same names, types, defaults
+    and help as papermill.inspect_notebook, which the notebooks' executions use."""
+    import nbformat
+    import papermill as pm
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    plain = tmp_path / "plain.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("x = 1\ny: str = 'a'  # a letter\nz = [1,\n     2]",
+                                                     metadata={"tags": ["parameters"]})],
+                                 metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                          "language": "python"}}), str(plain))
+    for nb in [*sorted((REPO / "notebooks").glob("*.ipynb")), plain]:
+        validate.declared_parameters.cache_clear()
+        assert validate.declared_parameters(nb) == pm.inspect_notebook(str(nb)), nb.name
 
 
 def test_figures_go_with_the_runs_folder(tmp_path):
