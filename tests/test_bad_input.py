@@ -661,6 +661,7 @@ def test_docs_list_the_messages(tmp_path, student_ckpt):
         "mask as trimap": _message(predict.label_trimap, np.array([[0, 1]], np.uint8), "T"),
         "fifo": _message(predict.check_input_file, fifo, "photo").replace(str(fifo), "X"),
         "opset": _message(export.check_opset, 3),
+        "interrupted": "run_all.sh: " + pipeline.interrupted_message({"teacher": "02_teacher.ipynb"}),
     }
     found = {k: _normalise(v, **names) for k, v in found.items()}
     found["disk full"] = re.sub(r"\d+ MiB free on \S+;", "N MiB free on D;", found["disk full"].replace(
