@@ -15,6 +15,7 @@ Every module that reads or writes these folders asks :class:`RunLayout` for them
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -42,6 +43,32 @@ def parse_student_run_name(name: str) -> tuple[str, int] | None:
     m = re.fullmatch(student_run_name("(.+)", 0).removesuffix("0") + r"(\d+)", name)
     return (m[1], int(m[2])) if m else None
 
+
+def metrics_problem(path: str | os.PathLike, config: str, seed: int | None = None) -> str | None:
+    """Why ``path`` is not the ``metrics.json`` of the run of configuration ``config`` and ``seed`` (None: the
+    teacher, ``config`` ``"teacher"``, whose seed is not compared): missing, not readable JSON, not a run record
+    (no ``config`` or ``metrics``), or the record of another run (a run folder copied or renamed); None when it is.
+
+    The one check of a run's record: notebook 04 (:func:`matting_lib.reporting.results.collect`) refuses a record
+    that fails it, and the pipeline (:mod:`matting_lib.pipeline.state`) runs again the job whose record fails it,
+    so rerunning that job always mends what notebook 04 refuses."""
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"{path} is missing"
+    except (OSError, ValueError) as err:  # truncated, not JSON, not UTF-8, a folder
+        return f"{path} is not readable JSON ({err})"
+    if not isinstance(rec, dict) or "config" not in rec or "metrics" not in rec:
+        return f"{path} is not a run metrics file (it lacks 'config' or 'metrics'; notebooks 02 and 03 write them)"
+    try:
+        recorded = int(rec.get("seed"))
+    except (TypeError, ValueError):
+        recorded = None
+    if rec["config"] != config or (seed is not None and recorded != seed):
+        return (f"{path} holds config {rec['config']!r} seed {rec.get('seed')!r}, not {config!r}"
+                + ("" if seed is None else f" seed {seed}") + ": a run folder was copied or renamed")
+    return None
 
 
 @dataclass(frozen=True)

@@ -524,6 +524,60 @@ def test_calibration_bad_arguments_end_in_a_message(tmp_path, capsys):
     assert not (tmp_path / "r").exists()  # nothing written for a bad value
 
 
+def test_protocol_study_checks_its_inputs_and_outputs_before_any_worker_starts(tmp_path, capsys):
+    """protocol_study --out never writes into a dataset (its alpha PNG would become the figure) nor over a file
+    without --force; --runs-dir never lies in a dataset; a missing dataset or teacher is named before any worker
+    starts. Exit 1, one line, the user's files untouched."""
+    from matting_lib.studies import protocol_study
+
+    data = _names_only_dataset(tmp_path / "data")
+    alpha = data / "Combined_Dataset" / "Training_set" / "Adobe-licensed images" / "alpha" / "a.png"
+    alpha.parent.mkdir(parents=True)
+    alpha.write_bytes(b"the only copy")
+    (tmp_path / "old.csv").write_text("kept\n")
+    base = ["--data", data, "--runs-dir", tmp_path / "runs", "--seeds", "2", "--protocols", "constant"]
+    cases = [
+        (["--out", alpha.with_suffix("")], f"--out {alpha.with_suffix('.csv')} is inside {data / 'Combined_Dataset'}"),
+        (["--out", tmp_path / "old"], f"--out {tmp_path / 'old.csv'} exists; pass --force"),
+        (["--runs-dir", data / "Combined_Dataset" / "runs"], f"--runs-dir {data / 'Combined_Dataset' / 'runs'} is "
+                                                               f"inside {data / 'Combined_Dataset'}"),
+        (["--data", tmp_path / "none"], "training_fg_names.txt is missing"),
+        (["--config", "spatial", "--teacher", tmp_path / "none.pt"], f"checkpoint {tmp_path / 'none.pt'} does not "
+                                                                       f"exist"),
+    ]
+    for extra, message in cases:
+        assert protocol_study.main([str(a) for a in base + extra]) == 1, extra
+        err = capsys.readouterr().err
+        assert err.startswith("python -m matting_lib.protocol_study: error: ") and message in err, err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert alpha.read_bytes() == b"the only copy" and (tmp_path / "old.csv").read_text() == "kept\n"
+    assert not (tmp_path / "runs").exists() and not (data / "Combined_Dataset" / "runs").exists()
+
+
+def test_protocol_study_a_failing_worker_gives_one_message_and_leaves_no_half_made_run(tmp_path, capsys,
+                                                                                       monkeypatch):
+    """An error raised in a worker process (here after run.json was written, as a training that fails on its first
+    step): one line naming the run, no chained tracebacks; the run folder it started holds nothing a rerun would
+    take for a started run."""
+    from matting_lib.studies import protocol_study
+
+    def fails(data_dir, run, settings, progress=False):
+        Path(run).mkdir(parents=True)
+        (Path(run) / "run.json").write_text("{}")
+        raise OSError(f"cannot read {data_dir}/fg/f0.png")
+
+    monkeypatch.setattr(protocol_study, "train_run", fails)  # the workers are forked: they train with it
+    data = _names_only_dataset(tmp_path / "data")
+    rc = protocol_study.main([str(a) for a in ("--data", data, "--runs-dir", tmp_path / "runs", "--seeds", "2",
+                                               "--protocols", "constant", "-j", "1")])
+    err = capsys.readouterr().err
+    run = tmp_path / "runs" / "constant-seed0"
+    assert rc == 1 and err == (f"python -m matting_lib.protocol_study: error: run {run}"
+                               f" failed: cannot read {data}/fg/f0.png; fix that and rerun the same command (finished "
+                               f"runs are read back, interrupted ones resume)\n"), err
+    assert not run.exists()
+
+
 # ------------------------------------------------------------------------------------------ the CPU pin
 def test_the_opencv_switch_is_pinned_only_where_the_cpu_has_avx512(monkeypatch):
     """OpenCV prints "Trying to disable unavailable CPU feature ... 'AVX512-SKX'" on every import where the CPU lacks
@@ -607,6 +661,7 @@ def test_docs_list_the_messages(tmp_path, student_ckpt):
         "mask as trimap": _message(predict.label_trimap, np.array([[0, 1]], np.uint8), "T"),
         "fifo": _message(predict.check_input_file, fifo, "photo").replace(str(fifo), "X"),
         "opset": _message(export.check_opset, 3),
+        "interrupted": "run_all.sh: " + pipeline.interrupted_message({"teacher": "02_teacher.ipynb"}),
     }
     found = {k: _normalise(v, **names) for k, v in found.items()}
     found["disk full"] = re.sub(r"\d+ MiB free on \S+;", "N MiB free on D;", found["disk full"].replace(

@@ -167,7 +167,7 @@ def test_second_build_skips_correct_files_and_repairs_damaged_ones(adobe):
 
 def test_a_different_method_or_foreign_folder_is_refused_unless_overwrite(adobe):
     build_test_set(adobe, progress=False)
-    with pytest.raises(LayoutError, match="method.*overwrite=True"):
+    with pytest.raises(LayoutError, match="method.*rebuild it with --set data.overwrite=true"):
         build_test_set(adobe, method="adobe", progress=False)
     build_test_set(adobe, method="adobe", overwrite=True, progress=False)
     assert json.loads((adobe.merged_dir / "manifest.json").read_text())["method"] == "adobe"

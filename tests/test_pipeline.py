@@ -137,13 +137,31 @@ def test_bad_set_fails_before_anything_runs(tmp_path, capsys, args, message):
     assert not any(tmp_path.iterdir()), "nothing may be created or executed"
 
 
+@pytest.mark.parametrize("text, message", [
+    (b"[distill]\nsteps = \n", "is not valid TOML: Invalid value (at line 2, column 9)"),
+    (b"[distill]\nnote = \"caf\xe9\"\n", "is not UTF-8 text (byte b'\\xe9' on line 2)"),
+])
+def test_a_profile_that_is_not_toml_is_named_with_its_line(tmp_path, monkeypatch, capsys, text, message):
+    """A hand-edited profile with a syntax error: its file and line, exit 2, no TOMLDecodeError traceback."""
+    (tmp_path / "mine.toml").write_bytes(text)
+    monkeypatch.setattr(profiles, "profiles_dir", lambda: tmp_path)
+    rc = cli.main(["--check-args", "--profile", "mine"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"run_all.sh: error: {tmp_path / 'mine.toml'} {message}"), err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize("args, message", [
     (["--set", "distill.configs=spatial"], "distill.configs = 'spatial'"),
     (["--executor", "slurm", "--slurm-time", "x"], "--slurm-time 'x'"),
+    (["--set", "distill.stepz=5"], "distill.stepz: unknown key (did you mean 'steps'?)"),
+    (["--set", "distill.lr=abc"], "distill.lr = 'abc' (str): 03_distill.ipynb declares lr: float"),
+    (["--set", "teacher.lr_decay=2000"], "quote it: --set 'teacher.lr_decay=\"2000\"'"),
 ])
 def test_check_args_is_standard_library_only(args, message):
     """run_all.sh's --check-args runs under the base interpreter before the environment exists: it must report a
-    bad pipeline key or executor option there, importing nothing outside the standard library."""
+    bad pipeline key, a notebook parameter's unknown key or wrong type, or an executor option there, in about a
+    second, importing nothing outside the standard library."""
     code = ("import sys; from matting_lib.pipeline import cli; "
             f"rc = cli.main(['--check-args', '--profile', 'smoke', *{args!r}]); "
             "heavy = sorted(m for m in ('numpy', 'torch', 'papermill', 'nbformat', 'submitit', 'zmq') "
@@ -151,6 +169,23 @@ def test_check_args_is_standard_library_only(args, message):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.stdout.strip() == "2 []", out.stdout + out.stderr
     assert message in out.stderr
+
+
+def test_the_parameters_cell_is_read_as_papermill_reads_it(tmp_path):
+    """--check-args reads the notebooks' parameters cells with the standard library: the same names, types, defaults
+    and help as papermill.inspect_notebook, which the notebooks' executions use."""
+    import nbformat
+    import papermill as pm
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    plain = tmp_path / "plain.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("x = 1\ny: str = 'a'  # a letter\nz = [1,\n     2]",
+                                                     metadata={"tags": ["parameters"]})],
+                                 metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                          "language": "python"}}), str(plain))
+    for nb in [*sorted((REPO / "notebooks").glob("*.ipynb")), plain]:
+        validate.declared_parameters.cache_clear()
+        assert validate.declared_parameters(nb) == pm.inspect_notebook(str(nb)), nb.name
 
 
 def test_figures_go_with_the_runs_folder(tmp_path):
@@ -246,6 +281,36 @@ def test_up_to_date_needs_outputs_that_verify(tmp_path):
     _student_outputs(run)
     nb.unlink()
     assert "executed notebook" in state.job_state(job, tmp_path, "p")[1]
+
+
+def test_a_record_notebook_04_refuses_is_one_its_rerun_replaces(tmp_path):
+    """A metrics.json of another run (a copied folder) fails notebook 04 with "rerun that run (… --only distill)";
+    that command must then run the job again instead of answering "up to date, skipped": one check
+    (paths.metrics_problem) decides both."""
+    from matting_lib.reporting.results import collect
+
+    job = plan.plan_jobs("p", {"distill": {"configs": ["at"]}}, runs_root=tmp_path)[2]
+    run = tmp_path / "p" / "students" / "kd-at-seed0"
+    run.mkdir(parents=True)
+    _student_outputs(run)  # the record of the no-KD student, seed 0, copied into the AT run's folder
+    (tmp_path / "p" / "teacher").mkdir()
+    (tmp_path / "p" / "teacher" / "metrics.json").write_text(json.dumps({"config": "teacher", "metrics": {}}))
+    nb = state.executed_path(tmp_path, "p", job)
+    nb.parent.mkdir(parents=True)
+    nb.write_text(json.dumps({"cells": [], "metadata": {"papermill": {"exception": False}}}))
+    marker = state.marker_path(tmp_path, "p", job.key)
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"fingerprint": state.job_fingerprint(job, tmp_path, "p"), "finished": "x"}))
+
+    problem = (f"{run / 'metrics.json'} holds config 'student' seed 0, not 'at' seed 0: a run folder was copied or "
+               f"renamed")
+    with pytest.raises(ValueError) as refused:
+        collect(tmp_path / "p", configs=["at"], seeds=1, command="./run_all.sh --profile p")
+    assert str(refused.value).startswith(f"{problem}; rerun that run (./run_all.sh --profile p --only distill")
+    assert state.job_state(job, tmp_path, "p") == (False, problem)  # so that command runs the job again
+    (run / "metrics.json").write_text(json.dumps({"config": "at", "seed": 0, "metrics": {}}))  # what the rerun writes
+    assert state.job_state(job, tmp_path, "p") == (True, "")
+    assert collect(tmp_path / "p", configs=["at"], seeds=1)[1]["config"] == "at"
 
 
 def test_tables_must_hold_every_configuration(tmp_path):
@@ -347,27 +412,79 @@ def test_smoke_reruns_damaged_outputs_and_retrains_students_after_a_teacher_chan
     assert json.loads((students / "kd-spatial-seed0" / "metrics.json").read_text())["steps"] == 6
 
 
-def test_a_code_change_reruns_the_trainings_and_a_docstring_edit_does_not(tmp_path, monkeypatch):
-    """Each training job's fingerprint carries the digest of the code that trains (provenance.CODE): a changed loss
-    makes the teacher and student jobs 'todo' on the next run (and their notebook moves the old run aside, see
-    test_run_identity); an edited docstring or comment changes nothing."""
+def test_a_code_change_reruns_the_runs_that_execute_it_and_a_docstring_edit_does_not(tmp_path, monkeypatch):
+    """A training job's fingerprint and its run's identity carry the digests of the code it executes
+    (provenance.training_groups): an edit of the spatial term reruns the runs that distil with it (and the explorer,
+    which shows every loss) and no other, the no-KD student and the teacher included; an edit of the loop reruns every
+    training; a docstring or comment changes nothing. The rerun says which part changed."""
     import shutil
 
     from matting_lib import provenance
+    from matting_lib.training import run_identity
 
     pkg = tmp_path / "matting_lib"
     shutil.copytree(REPO / "matting_lib", pkg, ignore=shutil.ignore_patterns("__pycache__", "assets"))
     monkeypatch.setattr(provenance, "PACKAGE", pkg)
-    jobs = plan.plan_jobs("smoke", profiles.load_profile("smoke"), runs_root=tmp_path / "runs")
-    before = {j.key: state.job_fingerprint(j, tmp_path / "runs", "smoke") for j in jobs}
+    runs = tmp_path / "runs"
+    jobs = plan.plan_jobs("smoke", profiles.load_profile("smoke"), runs_root=runs)
+
+    def fingerprints():
+        return {j.key: state.job_fingerprint(j, runs, "smoke") for j in jobs}
+
+    def identity_code(config):
+        return run_identity.code_groups({"distill": DistillRunParams(config=config).distill_config.to_dict()})
+
+    before = fingerprints()
+    no_kd = provenance.group_digests(*identity_code("student"))
     losses = pkg / "distillation" / "kd_losses.py"
     text = losses.read_text()
     losses.write_text(text.replace('"""', '"""Edited. ', 1) + "\n# a comment\n")
-    assert {j.key: state.job_fingerprint(j, tmp_path / "runs", "smoke") for j in jobs} == before
-    losses.write_text(text + "\n\ndef _changed():\n    return 2\n")
-    after = {j.key: state.job_fingerprint(j, tmp_path / "runs", "smoke") for j in jobs}
+    assert fingerprints() == before
+    term = "    return sum((similarity_loss(\"spatial\", s, t, spatial_mode=ctx.spatial_mode) for s, t in zip(fs, ft)),"
+    assert term in text
+    losses.write_text(text.replace(term, term.replace("return sum(", "return 1.0 * sum(")))
+    after = fingerprints()
     changed = sorted(k for k in before if before[k] != after[k])
-    assert changed == sorted(j.key for j in jobs if j.stage in ("teacher", "distill", "explorer")), changed
+    assert changed == ["explorer", "kd-batch+spatial+channel-seed0", "kd-spatial+channel-seed0", "kd-spatial-seed0"]
+    assert provenance.group_digests(*identity_code("student")) == no_kd  # the no-KD run folder is resumed as it is
+    marker = state.marker_path(runs, "smoke", "kd-spatial-seed0")
+    marker.parent.mkdir(parents=True)
+    job = next(j for j in jobs if j.key == "kd-spatial-seed0")
+    losses.write_text(text)
+    marker.write_text(json.dumps({"fingerprint": before[job.key], "params": job.params,
+                                  "parts": state.fingerprint_parts(job, runs, "smoke")}))
+    losses.write_text(text.replace(term, term.replace("return sum(", "return 1.0 * sum(")))
+    assert state.job_state(job, runs, "smoke") == (False, "library code changed: kd:spatial (the units of each "
+                                                          "group: matting_lib.provenance)")
+    losses.write_text(text)
+    marker.unlink()
+    assert fingerprints() == before
+    loop = pkg / "training" / "loop.py"
+    loop.write_text(loop.read_text() + "\n\ndef _changed():\n    return 2\n")
+    after = fingerprints()
+    assert sorted(k for k in before if before[k] != after[k]) == sorted(
+        j.key for j in jobs if j.stage in ("teacher", "distill"))
+
+
+def test_the_rerun_reason_names_the_part_that_changed(tmp_path):
+    """The marker records the parts of the fingerprint: a rerun names the parameters, the upstream job or the
+    input file that changed, not all of them at once."""
+    shipped = tmp_path / "teacher-x.pt"
+    shipped.write_bytes(b"weights v1")
+    job = plan.plan_jobs("x", {"teacher": {"mode": "load", "shipped_checkpoint": str(shipped)}},
+                         runs_root=tmp_path)[1]
+    marker = state.marker_path(tmp_path, "x", job.key)
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"fingerprint": state.job_fingerprint(job, tmp_path, "x"), "params": job.params,
+                                  "parts": state.fingerprint_parts(job, tmp_path, "x")}))
+    shipped.write_bytes(b"weights v2")
+    assert state.job_state(job, tmp_path, "x")[1] == f"input file(s) changed: {shipped}"
+    job.params["steps"] = 7
+    state.marker_path(tmp_path, "x", "data").write_text(json.dumps({"fingerprint": "f", "finished": "t"}))
+    assert state.job_state(job, tmp_path, "x")[1] == (f"parameters changed: steps None -> 7; upstream results "
+                                                      f"changed (data ran again); input file(s) changed: {shipped}")
+    marker.write_text(json.dumps({"fingerprint": "old"}))
+    assert "its marker does not record which" in state.job_state(job, tmp_path, "x")[1]
 
 
 def test_force_moves_a_training_aside_so_that_it_retrains(tmp_path):

@@ -100,3 +100,47 @@ def test_the_kernel_client_rearms_its_sockets():
     watch = execute.JobWatch(1.0)
     bound = execute.kernel_manager_for(watch)()
     assert watch.managers == [bound] and isinstance(bound, type(manager))
+
+
+_INTERRUPTED_RUN = """
+import sys
+from pathlib import Path
+from matting_lib.pipeline import cli, common
+nb, runs = Path(sys.argv[1]), Path(sys.argv[2])
+job = common.Job("distill", "kd-spatial-seed0", {}, notebook=nb,
+                 limits={"cell_timeout_s": 600, "job_timeout_s": 600})
+cli.run_pipeline = lambda args: cli.run_job(job, runs, "p", log=lambda *_: None)
+sys.exit(cli.main(["--profile", "smoke", "--runs-dir", str(runs)]))
+"""
+
+
+def test_ctrl_c_stops_the_kernel_and_says_how_to_resume(tmp_path):
+    """Ctrl-C during a notebook (a training): its kernel, which runs in its own process group, is killed first; the user
+    reads one message naming the job and saying that rerunning resumes, exit code 130, no ZMQ or asyncio
+    traceback; no marker, so the rerun executes the job again."""
+    import signal
+    import subprocess
+    import sys
+
+    started = tmp_path / "kernel.pid"
+    nb = _notebook(tmp_path / "train.ipynb", f"import os, time\nopen({str(started)!r}, 'w').write(str(os.getpid()))",
+                   "time.sleep(600)  # a long training")
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_RUN, str(nb), str(tmp_path / "runs")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 60
+    while time.time() < deadline and not (started.is_file() and started.read_text()):
+        time.sleep(0.2)
+    time.sleep(0.5)  # the training cell is running
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip() == ("run_all.sh: interrupted (Ctrl-C) while running kd-spatial-seed0 (train.ipynb); its "
+                           "kernel was stopped. Finished notebook runs are kept: rerun the same command to resume "
+                           "(finished runs are skipped, an interrupted training continues from its last "
+                           "checkpoint)"), err
+    pid, deadline = int(started.read_text()), time.time() + 10
+    while time.time() < deadline and _alive(pid):
+        time.sleep(0.2)
+    assert not _alive(pid), "the kernel must not train on"
+    assert not state.marker_path(tmp_path / "runs", "p", "kd-spatial-seed0").exists()

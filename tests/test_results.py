@@ -93,7 +93,8 @@ def test_collect_reads_exactly_the_wanted_runs_and_names_the_missing_ones(tmp_pa
         results.collect(tmp_path, configs=["student"], seeds=1)
     _run(tmp_path, "teacher", 0)
     (tmp_path / "students" / "kd-spatial-seed0" / "metrics.json").write_text('{"config": "spa')  # truncated
-    with pytest.raises(ValueError, match="kd-spatial-seed0/metrics.json: not readable JSON"):
+    with pytest.raises(ValueError, match=r"kd-spatial-seed0/metrics.json is not readable JSON .*; rerun that run "
+                                         r"\(./run_all.sh --only distill"):
         results.collect(tmp_path, configs=["spatial"], seeds=1)
     copied = _run(tmp_path, "at", 0)
     (copied / "metrics.json").write_text((tmp_path / "students/kd-student-seed0/metrics.json").read_text())

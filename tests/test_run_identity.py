@@ -36,25 +36,29 @@ def test_weights_fingerprint_follows_the_weights_not_the_file(tmp_path):
     assert checkpoints.weights_fingerprint(_teacher(tmp_path / "c.pt", 1)) != checkpoints.weights_fingerprint(a)
 
 
+def _student(p, teacher, data):
+    return run_identity.identity_of("student", p, data_dir=data, distill=p.distill_config, teacher_checkpoint=teacher)
+
+
 def test_student_identity_covers_what_is_trained(tmp_path, data):
     teacher, other = _teacher(tmp_path / "t.pt", 0), _teacher(tmp_path / "u.pt", 1)
     p = DistillRunParams(config="spatial", steps=5)
-    ident = run_identity.student_identity(p, teacher, data)
+    ident = _student(p, teacher, data)
     assert ident["kind"] == "student" and ident["teacher"] and ident["dataset"].startswith("files:")
     assert ident["distill"]["types"] == ["spatial"] and ident["target"] == {"steps": 5}
-    assert ident["code"] == provenance.code_digest("training")
+    assert ident["code"] == provenance.group_digests("training", "distillation", "kd:spatial")
     assert ident["extendable"] is False  # 5 steps, validated every 100: the last step is not a regular one
     assert "config" not in ident["params"] and "runs_dir" not in ident["params"]  # the resolved config counts
     same = DistillRunParams(config="spatial", steps=5, threads=2, num_workers=3, max_test_images=1,
                             figures_dir="elsewhere", runs_dir="elsewhere", teacher_checkpoint="x")
-    assert run_identity.student_identity(same, teacher, data) == ident  # outputs and threads do not matter
-    assert run_identity.student_identity(DistillRunParams(config="spatial", steps=6), teacher, data) != ident
-    assert run_identity.student_identity(p, other, data) != ident  # another teacher
+    assert _student(same, teacher, data) == ident  # outputs and threads do not matter
+    assert _student(DistillRunParams(config="spatial", steps=6), teacher, data) != ident
+    assert _student(p, other, data) != ident  # another teacher
     (data / "manifest.json").write_text('{"seed": 0, "files": {"a.png": "12"}}')  # one file's contents changed
-    assert run_identity.student_identity(p, teacher, data) != ident  # other data
+    assert _student(p, teacher, data) != ident  # other data
     plain = DistillRunParams(config="student")
-    assert run_identity.student_identity(plain, teacher, data) == run_identity.student_identity(plain, other, data)
-    assert run_identity.student_identity(plain, teacher, data)["teacher"] is None  # no KD: the teacher is unused
+    assert _student(plain, teacher, data) == _student(plain, other, data)
+    assert _student(plain, teacher, data)["teacher"] is None  # no KD: the teacher is unused
 
 
 def _train_files(run):
@@ -160,10 +164,87 @@ def test_code_digest_ignores_docstrings_and_comments_but_not_code(tmp_path, monk
     assert provenance.code_digest("g") != base
 
 
-def test_code_groups_name_existing_modules():
-    missing = sorted({m for mods in provenance.CODE.values() for m in mods
-                      if not (provenance.PACKAGE / m).is_file()})
+def test_code_groups_name_existing_code():
+    units = sorted({u for g in [*provenance.CODE, "kd:spatial"] for u in provenance.group_units(g)})
+    missing = [u for u in units if provenance.unit_digest(u) == "missing"]
     assert not missing, f"provenance.CODE names files that do not exist: {missing}"
+
+
+def test_the_distillation_group_covers_what_the_objective_takes_from_the_loss_module():
+    """distill.py calls the loss module outside its registry (the OFD margins, the term context): those definitions
+    are in the group every student depends on, the registry's entries in one group per type."""
+    import ast
+
+    tree = ast.parse((provenance.PACKAGE / "distillation" / "distill.py").read_text(encoding="utf-8"))
+    taken = {a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module ==
+             "matting_lib.distillation.kd_losses" for a in n.names} - {"KD_LOSSES"}
+    named = {u.partition(":")[2] for u in provenance.CODE["distillation"] if u.startswith(provenance.KD_MODULE)}
+    assert taken == named, "provenance.CODE['distillation']: list what distill.py imports from kd_losses"
+    assert set(provenance.training_groups(("channel", "spatial"))) == {"training", "distillation", "kd:spatial",
+                                                                        "kd:channel"}
+
+
+_LOSSES = """
+import torch
+
+
+def _check(f):
+    if f.dim() != 4:
+        raise ValueError(f)
+
+
+def similarity(kind, s, t):
+    _check(s)
+    return (s - t).square().mean() * (2 if kind == "spatial" else 1)
+
+
+def _spatial(fs, ft):
+    return sum(similarity("spatial", s, t) for s, t in zip(fs, ft))
+
+
+def at_loss(s, t):
+    return (s.pow(2).mean(1) - t.pow(2).mean(1)).square().mean()
+
+
+def ofd_margin(w):
+    return torch.zeros_like(w)
+
+
+REGISTRY = {
+    "batch": lambda fs, ft: sum(similarity("batch", s, t) for s, t in zip(fs, ft)),  # Tung & Mori
+    "spatial": _spatial,
+    "at": lambda fs, ft: sum(at_loss(s, t) for s, t in zip(fs, ft)),
+}
+"""
+
+
+def test_a_registry_entry_counts_only_the_code_it_reaches(tmp_path, monkeypatch):
+    """kd:<type> is that entry of the registry and the top-level definitions it uses: an edit of the spatial term
+    changes kd:spatial alone, an edit of a helper every similarity uses changes each entry that reaches it, an edit
+    outside the registry's reach (ofd_margin, a new function, a comment) changes none."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "kd.py").write_text(_LOSSES)
+    monkeypatch.setattr(provenance, "PACKAGE", pkg)
+    monkeypatch.setattr(provenance, "KD_REGISTRY", "kd.py:REGISTRY")
+    monkeypatch.setattr(provenance, "CODE", {"shared": ("kd.py:ofd_margin",)})
+    groups = ("kd:batch", "kd:spatial", "kd:at", "shared")
+
+    def edited(old, new):
+        (pkg / "kd.py").write_text(_LOSSES.replace(old, new, 1))
+        after = provenance.group_digests(*groups)
+        return sorted(g for g in groups if after[g] != base[g])
+
+    base = provenance.group_digests(*groups)
+    assert edited("zip(fs, ft))\n\n\ndef at", "zip(fs, ft)) * 1.0\n\n\ndef at") == ["kd:spatial"]  # _spatial
+    assert edited("2 if kind", "3 if kind") == ["kd:batch", "kd:spatial"]  # the shared similarity
+    assert edited("raise ValueError(f)", "raise TypeError(f)") == ["kd:batch", "kd:spatial"]  # reached through it
+    assert edited("square().mean()\n\n\ndef ofd", "abs().mean()\n\n\ndef ofd") == ["kd:at"]
+    assert edited("torch.zeros_like(w)", "torch.ones_like(w)") == ["shared"]
+    assert edited("REGISTRY = {", "def unused():\n    return 1\n\n\nREGISTRY = {") == []
+    assert edited("# Tung & Mori", "# batch similarity") == []
+    with pytest.raises(KeyError, match="REGISTRY has no entry 'spatail'; it has batch, spatial, at"):
+        provenance.group_digests("kd:spatail")
 
 
 def test_protocol_settings_and_the_noise_table():

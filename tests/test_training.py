@@ -13,7 +13,7 @@ from matting_lib.networks.checkpoints import load_checkpoint
 from matting_lib.networks.losses import alpha_loss, unknown_mask
 from matting_lib.networks.models import build_student
 from matting_lib.settings import REMOVED_FIELDS, TrainConfig
-from matting_lib.training.log import EVENTS_DIR
+from matting_lib.training.log import EVENTS_DIR, RunLog
 from matting_lib.training.loop import AlphaObjective, train, validate
 
 
@@ -328,3 +328,28 @@ def test_the_loop_writes_tensorboard_events_that_a_resume_continues_exactly(tmp_
     again, _ = _events(tmp_path / "cut")
     assert [s for s, _ in again["train/loss"]] == [1, 2, 3, 4, 5, 6]
     assert again["train/loss"] == scalars["train/loss"] and again["val/loss"] == scalars["val/loss"]
+
+
+def test_resumed_log_csv_has_one_line_ending_and_the_same_values(tmp_path):
+    """A resumed run's log.csv keeps its rows up to the resume step, text for text, and every line ends in "\\n"
+    (the rewritten head as the rows appended after it), as an uninterrupted run's log does."""
+    rows = [{"step": s, "epoch": 0, "time_s": 0.125 * s, "lr": 0.01, "loss": 1 / (s + 2), "val_loss": None if s % 2
+             else 0.5 / s} for s in range(1, 7)]
+    (tmp_path / "whole").mkdir()
+    whole = RunLog(tmp_path / "whole", tensorboard=False)
+    for r in rows:
+        whole.step(r)
+    whole.close()
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    first = RunLog(cut, tensorboard=False)
+    for r in rows[:5]:  # interrupted after step 5, resumed from the checkpoint of step 3
+        first.step(r)
+    first.close()
+    resumed = RunLog(cut, resume_step=3, tensorboard=False)
+    for r in rows[3:]:
+        resumed.step(r)
+    resumed.close()
+    data = (cut / "log.csv").read_bytes()
+    assert b"\r" not in data and data.count(b"\n") == len(rows) + 1
+    assert data == (tmp_path / "whole" / "log.csv").read_bytes()

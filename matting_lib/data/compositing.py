@@ -185,7 +185,8 @@ def build_composites(layout: DatasetLayout, split: str, *, method: str = "revise
         why = ("has no manifest.json" if old is None else "was built from different inputs or settings: " +
                ", ".join(k for k in spec if old.get(k) != spec[k]))
         raise LayoutError(f"{out_dir} holds {len(existing)} composites but {why}. Refusing to overwrite it; "
-                          "pass overwrite=True to rebuild it, or delete the folder.")
+                          "rebuild it with --set data.overwrite=true (notebook 01's overwrite parameter; "
+                          "overwrite=True from Python), or delete the folder.")
     old_files = dict(old.get("files", {})) if same else {}
     if (
         same

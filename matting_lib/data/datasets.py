@@ -155,8 +155,8 @@ class MattingTrainDataset(Dataset):
     def cache_identity(self) -> str:
         """SHA-256 of everything a sample is a function of besides (epoch, index): the data's content identity,
         this set's parameters and (foreground, background) pairs, the code that makes samples
-        (``run_identity.code_digest``), the NumPy/OpenCV versions, the CPU-kernel pin and OpenCV IPP's level. Keys
-        :class:`matting_lib.data.batch_cache.BatchCache`."""
+        (:func:`matting_lib.provenance.code_digest`), the NumPy/OpenCV versions, the CPU-kernel pin and OpenCV IPP's
+        level. Keys :class:`matting_lib.data.batch_cache.BatchCache`."""
         if getattr(self, "_identity", None) is None:
 
 

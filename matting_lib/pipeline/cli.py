@@ -5,10 +5,14 @@ one lock per runs folder. Standard library only at import time."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +23,32 @@ from matting_lib.pipeline.executors import EXECUTORS, LocalRunner, option_proble
 from matting_lib.pipeline.plan import plan_jobs
 from matting_lib.pipeline.profiles import apply_overrides, figures_dir_for, load_profile
 from matting_lib.pipeline.progress import Progress
-from matting_lib.pipeline.state import executed_path, job_fingerprint, job_state, marker_path, verify_outputs
-
+from matting_lib.pipeline.state import (
+    executed_path,
+    fingerprint_parts,
+    job_state,
+    marker_path,
+    parts_fingerprint,
+    verify_outputs,
+)
 
 # ----------------------------------------------------------------------------------------------- execution
+#: The jobs whose execution started in this process and has not returned (job key -> notebook), for the message of
+#: an interrupted run.
+IN_FLIGHT: dict[str, str] = {}
+
+
+def interrupted_message(in_flight: dict[str, str]) -> str:
+    """What ``run_all.sh`` says when it is interrupted (Ctrl-C): what was running, and that rerunning resumes."""
+    if in_flight:
+        what = ", ".join(f"{key} ({nb})" for key, nb in sorted(in_flight.items()))
+        where = f"while running {what}; {'its kernel was' if len(in_flight) == 1 else 'their kernels were'} stopped"
+    else:
+        where = "between notebook runs"
+    return (f"interrupted (Ctrl-C) {where}. Finished notebook runs are kept: rerun the same command to resume "
+            f"(finished runs are skipped, an interrupted training continues from its last checkpoint)")
+
+
 def run_job(job: Job, runs_root: Path, profile: str, *, log=print, env: dict[str, str] | None = None) -> float:
     """Execute one notebook under its limits (``env`` added to its kernel's environment); verify its outputs;
     write its marker. Returns wall seconds."""
@@ -39,20 +65,46 @@ def run_job(job: Job, runs_root: Path, profile: str, *, log=print, env: dict[str
     t0 = time.time()
     shown = out.relative_to(REPO) if out.is_relative_to(REPO) else out
     log(f"[{profile}] {job.key}: running {job.notebook.name} -> {shown}")
+    IN_FLIGHT[job.key] = job.notebook.name  # left there when the execution is cut short (Ctrl-C)
     execute_notebook(job.notebook, out, job.params, job=job.key, stage=job.stage, cwd=REPO, env=env,
                      **job.limits)
+    IN_FLIGHT.pop(job.key, None)
     problems = verify_outputs(job.outputs, job)
     if problems:
         raise PipelineError(f"{job.notebook.name} finished in job {job.key!r} but its outputs do not verify: "
                             f"{'; '.join(problems)}.\n  executed copy: {out}")
     wall = time.time() - t0
+    parts = fingerprint_parts(job, runs_root, profile)
     atomic_write_text(marker, json.dumps({
-        "key": job.key, "stage": job.stage, "fingerprint": job_fingerprint(job, runs_root, profile),
+        "key": job.key, "stage": job.stage, "fingerprint": parts_fingerprint(parts), "parts": parts,
         "params": job.params, "outputs": job.outputs, "executed_notebook": str(out), "wall_s": round(wall, 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }, indent=2, default=str))
     log(f"[{profile}] {job.key}: done in {wall:.0f} s")
     return wall
+
+
+@contextlib.contextmanager
+def kernels_stopped_on_interrupt() -> Iterator[None]:
+    """Within the block, Ctrl-C (SIGINT) first kills the running notebooks' kernels, then raises
+    ``KeyboardInterrupt``: a kernel runs in its own process group and would train on, and one asked to shut down while
+    busy prints ZMQ tracebacks. A SIGINT that is ignored (a background job) stays ignored."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        execute = sys.modules.get("matting_lib.pipeline.execute")  # not imported: no kernel was started
+        if execute is not None:
+            execute.kill_running_kernels()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def retrain_afresh(job: Job, profile: str, *, log=print) -> Path | None:
@@ -251,7 +303,11 @@ def main(argv: list[str] | None = None) -> int:
 
             validate_profile(resolve_profile(args), full=False)
             return 0
-        return run_pipeline(args)
+        with kernels_stopped_on_interrupt():
+            return run_pipeline(args)
+    except KeyboardInterrupt:
+        print(f"\nrun_all.sh: {interrupted_message(IN_FLIGHT)}", file=sys.stderr)
+        return 130
     except ProfileError as err:
         print(f"run_all.sh: error: {err}", file=sys.stderr)
         return 2

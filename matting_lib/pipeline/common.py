@@ -52,7 +52,7 @@ class Job:
     limits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LIMITS))  # cell_/job_timeout_s
     notebook: Path | None = None  # default: notebooks/<the stage's notebook>
     train_dir: str | None = None  # the training folder this job resumes (moved aside by --force)
-    code: tuple[str, ...] = ()  # provenance.CODE groups whose digest is part of the fingerprint
+    code: tuple[str, ...] = ()  # provenance groups (CODE names, kd:<type>) whose digests are in the fingerprint
 
     def __post_init__(self) -> None:
         if self.notebook is None:

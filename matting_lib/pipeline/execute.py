@@ -240,6 +240,9 @@ def execute_notebook(notebook: Path, out: Path, params: dict, *, job: str, stage
                                 kernel_name="python3", kernel_manager_class=kernel_manager_for(watch, env),
                                 execution_timeout=max(1, math.ceil(cell_timeout_s)),
                                 on_cell_execute=watch.on_cell_execute)
+        except KeyboardInterrupt:  # Ctrl-C: the kernel runs in its own process group and would train on
+            watch.kill_kernels()
+            raise
         except PapermillExecutionError as err:
             raise PipelineError(
                 f"{notebook.name} failed in job {job!r} at cell {err.cell_index} "

@@ -156,7 +156,16 @@ class LocalRunner:
 
             with ThreadPoolExecutor(max_workers=self.parallel) as pool:
                 futures = [pool.submit(one, j) for j in todo]
-                errors = [f.exception() for f in futures if f.exception() is not None]
+                try:
+                    errors = [f.exception() for f in futures if f.exception() is not None]
+                except KeyboardInterrupt:  # Ctrl-C reaches this thread only: stop the runs in the others
+                    for f in futures:
+                        f.cancel()
+                    # imported here: the pipeline loads only the standard library up front
+                    from matting_lib.pipeline.execute import kill_running_kernels
+
+                    kill_running_kernels()
+                    raise
             if errors:
                 raise errors[0]
         else:

@@ -10,6 +10,18 @@ from matting_lib.pipeline.common import DEFAULT_LIMITS, PIPELINE_KEYS, TIMEOUT_K
 from matting_lib.pipeline.profiles import figures_dir_for
 
 
+def student_code(config: str) -> tuple[str, ...]:
+    """The code groups (:mod:`matting_lib.provenance`) a student of configuration ``config`` trains with: the shared
+    training code, the student's objective and the entry of each distillation type it uses, so that an edit of one
+    loss reruns only the runs that use it."""
+    # imported here: the pipeline loads only the standard library up front (the configurations need torch)
+    from matting_lib.distillation.distill import CONFIGS
+    from matting_lib.params import lookup
+    from matting_lib.provenance import training_groups
+
+    return training_groups(lookup(CONFIGS, config, "configuration").types)
+
+
 def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds: int | None = None,
               retrain_teacher: bool = False, threads: int = 0, figures_dir: str | None = None) -> list[Job]:
     """Turn a (validated) profile into the ordered list of notebook executions. ``threads`` (torch threads of each
@@ -72,7 +84,7 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
                              "teacher_checkpoint": teacher_ckpt, "runs_dir": str(runs.students),
                              **caches,
                              "threads": threads},
-                            needs=["data", "teacher"], limits=limits, code=("training", "evaluation"),
+                            needs=["data", "teacher"], limits=limits, code=(*student_code(cfg), "evaluation"),
                             train_dir=str(run),
                             outputs=[("checkpoint", str(run / "best.pt")), ("metrics", str(run / "metrics.json"))]))
     results, limits = table("results")

@@ -31,8 +31,16 @@ def load_profile(name: str) -> dict[str, Any]:
     if not path.is_file():
         raise ProfileError(f"unknown profile {name!r}; valid profiles: {', '.join(available_profiles())} "
                            f"(files in {profiles_dir()})")
-    with path.open("rb") as fh:
-        prof = tomllib.load(fh)
+    try:
+        with path.open("rb") as fh:
+            prof = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:  # its message ends "(at line N, column M)"
+        raise ProfileError(f"{path} is not valid TOML: {err}; fix that line (https://toml.io: tables as [stage], "
+                           f"values as key = value, strings in quotes)") from None
+    except UnicodeDecodeError as err:
+        line = err.object[:err.start].count(b"\n") + 1
+        raise ProfileError(f"{path} is not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} on line {line}); "
+                           f"save it as UTF-8") from None
     unknown = sorted(set(prof) - set(STAGES) - {"description"})
     if unknown:
         raise ProfileError(f"{path}: unknown table(s) {unknown}; valid tables: {', '.join(STAGES)}")

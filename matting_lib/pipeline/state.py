@@ -8,7 +8,8 @@ for every job):
 
     dataset     the data folder: its test composites (``Composition-1k/merged/*.png``) exist
     checkpoint  a matting_lib checkpoint that loads (``weights_only``) with its ``format``, ``arch`` and weights
-    metrics     a run's ``metrics.json``: valid JSON with ``config`` and ``metrics``
+    metrics     a run's ``metrics.json``: the record of this job's run (:func:`matting_lib.paths.metrics_problem`,
+                the check notebook 04 makes before it builds a table)
     tables      the results folder: Table 1 (both conventions; Markdown, CSV, LaTeX; ``table1_compact.md``),
                 ``summary.md``, ``costs.md``, ``runs.csv``, and the CSV has a row for the teacher and for every
                 configuration of the job
@@ -23,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from matting_lib.paths import RunLayout  # standard library only
+from matting_lib.paths import RunLayout, metrics_problem  # standard library only
 
 TABLE_FILES = tuple(f"table1_{conv}.{ext}" for conv in ("official", "spkd") for ext in ("md", "csv", "tex")) + (
     "table1_compact.md", "summary.md", "costs.md", "runs.csv")
@@ -71,12 +72,10 @@ def _read_json(path: Path, what: str) -> tuple[Any, str | None]:
 
 
 def _check_metrics(path: Path, job: Any) -> str | None:
-    rec, problem = _read_json(path, "")
-    if problem:
-        return problem
-    if not isinstance(rec, dict) or "config" not in rec or "metrics" not in rec:
-        return f"{path} lacks 'config' or 'metrics'"
-    return None
+    # notebook 04's own check (paths.metrics_problem): what it refuses, the job's rerun mends
+    if job.stage == "distill":
+        return metrics_problem(path, job.params.get("config"), job.params.get("seed"))
+    return metrics_problem(path, "teacher")
 
 
 def _check_tables(path: Path, job: Any) -> str | None:
@@ -137,27 +136,65 @@ def _read_marker(path: Path) -> dict | None:
         return None
 
 
-def job_fingerprint(job: Any, runs_root: Path, profile: str) -> str:
-    """Hash of the job's parameters, its notebook's source, the digest of the library code its results depend on
-    (``job.code``: :data:`matting_lib.provenance.CODE` groups; docstrings and comments do not count) and its
-    upstream jobs' results (their fingerprints and when they last ran: an upstream job executed again means new
-    inputs here)."""
-    upstream = []
+def fingerprint_parts(job: Any, runs_root: Path, profile: str) -> dict[str, Any]:
+    """What a job's fingerprint is made of, part by part (recorded in its marker, so that a rerun can say which
+    part changed): ``params`` (digest of its parameters), ``notebook`` (its source), ``upstream`` (per upstream job,
+    its fingerprint and when it last ran: an upstream job executed again means new inputs here), ``inputs`` (the
+    SHA-256 of each input file) and ``code`` (per :mod:`matting_lib.provenance` group of ``job.code``, the digest of
+    the library code its results depend on; docstrings and comments do not count)."""
+    upstream = {}
     for dep in job.needs:
         m = _read_marker(marker_path(runs_root, profile, dep)) or {}
-        upstream.append([m.get("fingerprint"), m.get("finished")])
+        upstream[dep] = [m.get("fingerprint"), m.get("finished")]
+    parts: dict[str, Any] = {"params": _digest(job.params), "notebook": _notebook_source_digest(job.notebook),
+                             "upstream": upstream}
     if job.inputs:
         # imported here: the pipeline loads only the standard library up front
         from matting_lib.files import sha256_file  # lazily: the pipeline imports only the standard library up front
-    files = [sha256_file(f) if Path(f).is_file() else "missing" for f in job.inputs]
-    code = {}
+
+        parts["inputs"] = {str(f): sha256_file(f) if Path(f).is_file() else "missing" for f in job.inputs}
     if job.code:
         # imported here: the pipeline loads only the standard library up front
-        from matting_lib.provenance import code_digest  # standard library only
+        from matting_lib.provenance import group_digests  # standard library only
 
-        code = {"code": code_digest(*job.code)}
-    return _digest({"params": job.params, "notebook": _notebook_source_digest(job.notebook), "upstream": upstream,
-                    **({"inputs": files} if files else {}), **code})
+        parts["code"] = group_digests(*job.code)
+    return parts
+
+
+def parts_fingerprint(parts: dict[str, Any]) -> str:
+    """The fingerprint of a job whose :func:`fingerprint_parts` are ``parts``."""
+    return _digest(parts)
+
+
+def job_fingerprint(job: Any, runs_root: Path, profile: str) -> str:
+    """Hash of the job's :func:`fingerprint_parts`."""
+    return parts_fingerprint(fingerprint_parts(job, runs_root, profile))
+
+
+def changed_parts(marker: dict, job: Any, parts: dict[str, Any]) -> str:
+    """Which parts of a job's fingerprint differ from those its marker recorded, in words: the parameters by name,
+    the notebook, the upstream jobs, the input files and the code groups that changed."""
+    old = marker.get("parts")
+    if not isinstance(old, dict):
+        return "parameters, notebook, library code or upstream results changed (its marker does not record which)"
+    said = []
+    if old.get("params") != parts["params"]:
+        before, now = marker.get("params") or {}, json.loads(json.dumps(job.params, default=str))
+        keys = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        said.append("parameters changed: " + ", ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in keys[:4])
+                    + (", …" if len(keys) > 4 else "") if keys else "parameters changed")
+    if old.get("notebook") != parts["notebook"]:
+        said.append(f"the notebook {job.notebook.name} changed")
+    ran = sorted(d for d in parts["upstream"] if (old.get("upstream") or {}).get(d) != parts["upstream"][d])
+    if ran:
+        said.append(f"upstream results changed ({', '.join(ran)} ran again)")
+    files = sorted(f for f in parts.get("inputs", {}) if (old.get("inputs") or {}).get(f) != parts["inputs"][f])
+    if files:
+        said.append(f"input file(s) changed: {', '.join(files)}")
+    code = sorted(g for g in parts.get("code", {}) if (old.get("code") or {}).get(g) != parts["code"][g])
+    if code:
+        said.append(f"library code changed: {', '.join(code)} (the units of each group: matting_lib.provenance)")
+    return "; ".join(said) or "its fingerprint changed"
 
 
 def _notebook_source_digest(path: Path) -> str:
@@ -172,8 +209,9 @@ def job_state(job: Any, runs_root: Path, profile: str) -> tuple[bool, str]:
     marker = _read_marker(marker_path(runs_root, profile, job.key))
     if marker is None:
         return False, "never finished"
-    if marker.get("fingerprint") != job_fingerprint(job, runs_root, profile):
-        return False, "parameters, notebook, library code or upstream results changed"
+    parts = fingerprint_parts(job, runs_root, profile)
+    if marker.get("fingerprint") != parts_fingerprint(parts):
+        return False, changed_parts(marker, job, parts)
     problems = verify_outputs(job.outputs + [("notebook", str(executed_path(runs_root, profile, job)))], job)
     return (False, "; ".join(problems)) if problems else (True, "")
 

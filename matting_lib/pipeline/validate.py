@@ -3,12 +3,13 @@
 Two levels, both raising :class:`~matting_lib.pipeline.common.ProfileError` (exit code 2) that lists every problem with
 the key, the value and the valid choices:
 
-* ``full=False`` — standard library only (``run_all.sh --check-args``, before the environment is set up): the
-  pipeline's own keys (``distill.configs`` a list of names, ``seeds``/``jobs`` positive integers, the time limits
-  positive numbers) and keys the pipeline derives itself (``distill.seed``, ``teacher.run_dir``, ...).
-* ``full=True`` — additionally every other key against the parameters the stage's notebook declares, with
-  their types (``papermill.inspect_notebook``), and the configuration names against
-  :data:`matting_lib.distillation.distill.PAPER_CONFIGS`.
+* ``full=False`` — standard library only (``run_all.sh --check-args``, before the environment is set up, in well
+  under a second): the pipeline's own keys (``distill.configs`` a list of names, ``seeds``/``jobs`` positive
+  integers, the time limits positive numbers), keys the pipeline derives itself (``distill.seed``,
+  ``teacher.run_dir``, ...), and every other key against the parameters the stage's notebook declares, with their
+  types (:func:`declared_parameters`, papermill's reading of the ``parameters`` cell).
+* ``full=True`` — additionally the configuration names against :data:`matting_lib.distillation.distill.CONFIGS`
+  (which needs torch).
 
 :func:`check_jobs` then refuses any planned job parameter its notebook does not declare (papermill itself only
 warns "Passed unknown parameter"), builds each planned job's parameter dataclass (notebook 01 ``DataParams``,
@@ -18,6 +19,7 @@ steps), and refuses students whose width differs from their teacher's — all be
 
 from __future__ import annotations
 
+import ast
 import difflib
 import functools
 import json
@@ -86,11 +88,28 @@ def _pipeline_key_problems(stage: str, table: dict[str, Any]) -> list[str]:
 
 @functools.cache
 def declared_parameters(notebook: Path) -> dict[str, dict]:
-    """papermill's view of a notebook's ``parameters`` cell: name -> {inferred_type_name, default, help}."""
-    # imported here: the pipeline loads only the standard library up front
-    import papermill as pm
-
-    return pm.inspect_notebook(str(notebook))
+    """A notebook's ``parameters`` cell as papermill reads it (``papermill.inspect_notebook``), with the standard
+    library only, so that ``run_all.sh --check-args`` checks every ``--set`` key and type before the environment
+    is set up: name -> {name, inferred_type_name, default, help}, each line ``name: type = default  # help``."""
+    cells = json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", [])
+    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        return {}
+    source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+    lines = source.splitlines()
+    out = {}
+    for stmt in ast.parse(source).body:
+        target = stmt.target if isinstance(stmt, ast.AnnAssign) else \
+            stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 else None
+        if not isinstance(target, ast.Name) or stmt.value is None:
+            continue
+        last = lines[stmt.end_lineno - 1]
+        comment = last[stmt.end_col_offset:].partition("#")[2].strip() if stmt.end_lineno == stmt.lineno else ""
+        default = "".join(ln.strip() for ln in ast.get_source_segment(source, stmt.value).splitlines())  # as papermill
+        out[target.id] = {"name": target.id, "default": default,
+                          "inferred_type_name": ast.unparse(stmt.annotation) if isinstance(stmt, ast.AnnAssign)
+                          else "None", "help": comment}
+    return out
 
 
 def _matches_declared(value: Any, type_name: str | None) -> bool:
@@ -152,8 +171,7 @@ def validate_profile(prof: dict[str, Any], *, full: bool) -> None:
         for key in sorted(set(table) & DERIVED[stage]):  # (data.data_dir is the profile's: not derived there)
             problems.append(f"{stage}.{key} = {table[key]!r}: set by the pipeline for every job; use "
                             f"{INSTEAD.get(key, 'the command-line options')} instead")
-        if full:
-            problems += _notebook_key_problems(stage, table)
+        problems += _notebook_key_problems(stage, table)
     cfgs = prof.get("distill", {}).get("configs", [])
     if full and isinstance(cfgs, list) and all(isinstance(c, str) for c in cfgs):
         problems += _config_problems(cfgs)

@@ -27,7 +27,7 @@ from matting_lib.distillation.distill import ABLATION_CONFIGS
 from matting_lib.files import atomic_write_text
 from matting_lib.inference.evaluation import prediction_path, qualitative_samples
 from matting_lib.metrics import METRIC_KEYS
-from matting_lib.paths import RunLayout
+from matting_lib.paths import RunLayout, metrics_problem
 from matting_lib.reporting import paper
 
 ROW_ORDER = tuple(paper.TABLE1)  # teacher, student, hinton, at, fsp, ofd, batch, spatial, channel, s+c, b+s+c
@@ -254,12 +254,12 @@ def collect(runs_dir: str | Path, *, configs: Sequence[str], seeds: int, command
             f"Table 1 needs {len(missing)} run(s) that are missing under {runs_dir}:\n  - " + "\n  - ".join(lines)
             + f"\nMake them with `{make}` (with the other options of this run; finished jobs are skipped), then "
             f"rerun this notebook.")
-    records = load_records(path for _, _, path in wanted)
-    for (cfg, seed, path), rec in zip(wanted, records):
-        if rec["config"] != cfg or (seed is not None and int(rec.get("seed", -1)) != seed):
-            raise ValueError(f"{path} holds config {rec['config']!r} seed {rec.get('seed')!r}, not {cfg!r} seed "
-                             f"{seed}: a run folder was copied or renamed; rerun that run ({command} --only distill)")
-    return records
+    for cfg, seed, path in wanted:  # the pipeline's check of the same record: its rerun mends what fails here
+        problem = metrics_problem(path, cfg, seed)
+        if problem:
+            raise ValueError(f"{problem}; rerun that run ({command} --only {'teacher' if seed is None else 'distill'}"
+                             f", which runs again every run whose record fails this check), then this notebook")
+    return load_records(path for _, _, path in wanted)
 
 
 RUNS_CSV_FIELDS = ("config", "seed", "convention", *METRIC_KEYS)

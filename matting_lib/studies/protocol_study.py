@@ -36,14 +36,19 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
+from matting_lib.data.layout import DatasetLayout
+from matting_lib.data.output_safety import check_output, check_output_folder
 from matting_lib.distillation.distill import CONFIGS
 from matting_lib.files import atomic_write_text
 from matting_lib.networks.checkpoints import load_model
@@ -95,20 +100,30 @@ def train_distilled(data_dir: str | os.PathLike, run_dir: str | os.PathLike, set
 
 
 def _train_and_score(args: tuple[str, str, str, RunSettings, int, str, str]) -> dict:
-    """Worker: train one run (or read back a finished one) and score its ``best.pt`` on the validation composites."""
+    """Worker: train one run (or read back a finished one) and score its ``best.pt`` on the validation composites.
+    A run folder this call creates is removed again when it fails before anything was trained (only ``run.json``
+    in it), so a rerun finds no half-made run."""
     data_dir, run_dir, name, settings, bg_per_fg, config, teacher = args
-
-
     run = Path(run_dir)
     scores_file = run / "validation.json"
     if scores_file.is_file():
-        done = json.loads(scores_file.read_text())
-        if done.get("settings") == dataclasses.asdict(settings) and done["row"].get("config", "student") == config:
+        try:
+            done = json.loads(scores_file.read_text())
+        except (OSError, ValueError):  # a damaged record: the run is scored again
+            done = {}
+        if done.get("settings") == dataclasses.asdict(settings) and done.get("row", {}).get("config",
+                                                                                          "student") == config:
             return done["row"]
-    if config == "student":
-        result = train_run(data_dir, run, settings, progress=False)
-    else:
-        result = train_distilled(data_dir, run, settings, config, teacher)
+    fresh = not run.exists()
+    try:
+        if config == "student":
+            result = train_run(data_dir, run, settings, progress=False)
+        else:
+            result = train_distilled(data_dir, run, settings, config, teacher)
+    except BaseException:
+        if fresh and run.is_dir() and {p.name for p in run.iterdir()} <= {"run.json"}:
+            shutil.rmtree(run)  # nothing trained: no run.json left for a rerun to take as a started run
+        raise
     wall = result.wall_s
     comps = validation_composites(data_dir, val_fraction=settings.val_fraction, split_seed=settings.split_seed,
                                   bg_per_fg=bg_per_fg)
@@ -134,7 +149,16 @@ def run_study(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, protocol
              for seed in range(seeds) for name in protocols]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         rows = []
-        for row in pool.map(_train_and_score, tasks):
+        for task, future in [(t, pool.submit(_train_and_score, t)) for t in tasks]:
+            try:
+                row = future.result()
+            except BrokenProcessPool:
+                raise RuntimeError(f"a worker process died while training {task[1]} (killed, or out of memory?); "
+                                   f"rerun the same command to resume (finished runs are read back)") from None
+            except (ValueError, OSError, RuntimeError) as err:  # one line naming the run; the others not started
+                pool.shutdown(cancel_futures=True)
+                raise RuntimeError(f"run {task[1]} failed: {str(err).rstrip('.')}; fix that and rerun the same "
+                                   f"command (finished runs are read back, interrupted ones resume)") from None
             print(f"{config} {row['protocol']:12s} seed {row['seed']}: validation SAD {row['val_sad']:.3f} "
                   f"({row['train_s']:.0f} s)", flush=True)
             rows.append(row)
@@ -263,8 +287,11 @@ def figure(rows: Sequence[dict], table: Sequence[dict]):
     return fig
 
 
+PROG = "python -m matting_lib.protocol_study"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m matting_lib.protocol_study", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="dataset root (the default profile's: data/synthetic-comp1k)")
     p.add_argument("--runs-dir", required=True, help="where the study's runs go (resumable)")
     p.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), help=f"of: {', '.join(PROTOCOLS)}")
@@ -273,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bg-per-fg", type=int, default=2, help="validation composites per held-out foreground")
     p.add_argument("--out", default=None, help="write the runs to OUT.csv and the figure to OUT.png (e.g. "
                    "docs/protocol_study); the tables are printed")
+    p.add_argument("--force", action="store_true", help="replace an existing OUT.csv / OUT.png")
     p.add_argument("--config", default="student", help="student (no KD) or a distilled configuration, e.g. "
                    "spatial+channel: then its paired difference against the runs of --against is reported")
     p.add_argument("--teacher", default="matting_lib/assets/teacher-default.pt", help="the teacher of --config")
@@ -280,13 +308,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "of the same protocols and seeds (trained or read back; default: the no-KD student)")
     args = p.parse_args(argv)
     unknown = [n for n in args.protocols if n not in PROTOCOLS]
-    if unknown or args.seeds < 2 or args.jobs < 1:
+    if unknown or args.seeds < 2 or args.jobs < 1 or args.bg_per_fg < 1:
         p.error(f"unknown protocol(s) {unknown}; valid: {', '.join(PROTOCOLS)}" if unknown else
-                "--seeds must be at least 2 (a standard deviation needs two) and -j at least 1")
+                "--seeds must be at least 2 (a standard deviation needs two), -j and --bg-per-fg at least 1")
 
     bad = [c for c in (args.config, args.against) if c not in CONFIGS]
     if bad:
         p.error(f"unknown configuration {bad[0]!r}; valid: {', '.join(CONFIGS)}")
+    try:
+        check_inputs(args)
+        return _run(args)
+    except (ValueError, OSError, RuntimeError) as err:  # raised here or in a worker: one line, no traceback
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """Before any worker starts: the dataset, the teacher (when a configuration distils from it), the runs folder
+    and the outputs (:mod:`matting_lib.data.output_safety`: never in a dataset or on an input, an existing file
+    only with ``--force``)."""
+    DatasetLayout.for_root(args.data).bg_per_fg("train")  # the name lists are there (named if not)
+    inputs = []
+    if any(CONFIGS[c].uses_teacher for c in (args.config, args.against)):
+        load_model(args.teacher, kind="teacher")  # missing, not a checkpoint, unsafe or a student: named
+        inputs.append(args.teacher)
+    check_output_folder(args.runs_dir, inputs=inputs, datasets=[args.data], what="--runs-dir")
+    if args.out:
+        check_output(f"{args.out}.csv", inputs=inputs, datasets=[args.data], force=args.force,
+                     what="--out", example="protocol_study", companions=[f"{args.out}.png"])
+
+
+def _run(args: argparse.Namespace) -> int:
     rows = run_study(args.data, args.runs_dir, args.protocols, args.seeds, jobs=args.jobs, bg_per_fg=args.bg_per_fg,
                      config=args.config, teacher=args.teacher)
     table = noise_table(rows)
@@ -300,7 +352,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         text += "\n" + paired_markdown(paired_table(others, rows), args.config, args.against)
     print(text)
     if args.out:
-
         write_csv(f"{args.out}.csv", rows)
         save_figure(figure(rows, table), Path(args.out), formats=("png",))
     return 0

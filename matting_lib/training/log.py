@@ -9,6 +9,7 @@ the events written after it (``purge_step``), so a resumed run's curves equal an
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from torch.utils.tensorboard import SummaryWriter
 from matting_lib.files import atomic_write_text
 
 LOG_FILE = "log.csv"
+#: Every line of ``log.csv`` ends so, whether written in one go or rewritten on resume and continued.
+LINE_END = "\n"
 #: The TensorBoard folder inside a run folder (``tensorboard --logdir`` over a runs folder names each run by it).
 EVENTS_DIR = "tb"
 
@@ -32,9 +35,12 @@ class RunLog:
             with self.path.open(newline="") as fh:
                 rows = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
                 self.fields = list(rows[0]) if rows else None
-            if rows:
-                lines = [",".join(self.fields)] + [",".join(r[f] or "" for f in self.fields) for r in rows]
-                atomic_write_text(self.path, "\n".join(lines) + "\n")
+            if rows:  # the kept rows as read (the same text), written as the rows that follow are
+                buf = io.StringIO()
+                writer = csv.DictWriter(buf, self.fields, lineterminator=LINE_END)
+                writer.writeheader()
+                writer.writerows(rows)
+                atomic_write_text(self.path, buf.getvalue())
             else:
                 self.path.unlink()
         self.events = (
@@ -50,7 +56,7 @@ class RunLog:
             self.fields = self.fields or list(row)
             new = not self.path.is_file()
             self.fh = self.path.open("a", newline="")
-            self.writer = csv.DictWriter(self.fh, self.fields, extrasaction="ignore")
+            self.writer = csv.DictWriter(self.fh, self.fields, extrasaction="ignore", lineterminator=LINE_END)
             if new:
                 self.writer.writeheader()
         self.writer.writerow({k: ("" if v is None else v) for k, v in row.items()})

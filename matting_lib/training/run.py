@@ -121,10 +121,8 @@ def build_training(settings: TrainSettings, run_dir: str | os.PathLike, data_dir
         cache = teacher_cache_for(repo_path(teacher_cache_dir), teacher_path) \
             if teacher_cache_dir and uses_teacher else None
         objective = DistillObjective(teacher if uses_teacher else None, model, distill, teacher_cache=cache)
-    extra = {} if distill is None else {"distill": distill.to_dict()}
-    ident = run_identity.training_identity(identity or network, settings, data_dir=layout.root,
-                                           teacher_checkpoint=teacher_path if uses_teacher else None,
-                                           **extra)
+    ident = run_identity.identity_of(identity or network, settings, data_dir=layout.root, distill=distill,
+                                     teacher_checkpoint=teacher_path)
     run_dir = repo_path(run_dir)
     folder = "shared"
     if not dist.is_initialized() or dist.get_rank() == 0:

@@ -5,8 +5,8 @@ interruption and wrong after the teacher, the data or a training setting changed
 "resumed" (nothing trained) and its ``metrics.json`` would then claim settings its weights were not trained with.
 So notebooks 02 (teacher training) and 03 (students) and the calibration runs call :func:`prepare_run_dir` before
 training. It compares the run's *identity* (:func:`training_identity`) — the settings marked as identity in
-:mod:`matting_lib.settings`, the teacher's weights fingerprint, the dataset's identity and a digest of the code that
-trains (:func:`code_digest`) — with the ``run.json`` stored in the folder:
+:mod:`matting_lib.settings`, the teacher's weights fingerprint, the dataset's identity and the digests of the code
+it executes (:func:`code_groups`) — with the ``run.json`` stored in the folder:
 
 * no folder, or an empty one: create it, store the identity;
 * the same identity and readable checkpoints: keep it (the training resumes or is already complete); a larger
@@ -20,13 +20,14 @@ identified by :func:`weights_fingerprint` (the SHA-256 of its architecture and t
 SHA-256: ``torch.save`` names the archive's inner folder after the temporary file it writes, so the same teacher saved
 twice gives two file hashes. The dataset is identified by :func:`dataset_key` (one place to change it).
 
-**Code.** :data:`CODE` names the modules whose code determines a result, by group: ``data`` (what makes a training
-sample), ``networks``, ``training`` (data, networks, losses, distillation, the loop, the settings and the seeding
-helpers), ``evaluation`` (prediction and the metrics), ``tables`` and ``explorer``. :func:`code_digest` hashes their
-syntax trees without docstrings, so comments, docstrings and formatting do not count and a documentation edit never
-retrains; any other edit does. The same digest keys a run's ``run.json`` (``training``), the pipeline's up-to-date
-check (each job's groups, :class:`matting_lib.pipeline.common.Job`), the calibration runs and the batch cache
-(``data``); the teacher cache is keyed by ``networks``.
+**Code.** :mod:`matting_lib.provenance` digests the code a training executes, by group: ``training`` (data,
+networks, the alpha loss, the loop, the settings and the seeding helpers) for every training, ``distillation`` (the
+student's objective) and one group per distillation type it uses (``kd:spatial``: that entry of the ``KD_LOSSES``
+registry and the loss code it reaches) for a student (:func:`code_groups`). Syntax trees without docstrings are
+hashed, so comments, docstrings and formatting do not count and a documentation edit never retrains; an edit of the
+spatial term retrains the runs that distil with it and no other. The same groups key the pipeline's up-to-date check
+(each job's, :class:`matting_lib.pipeline.common.Job`); the batch cache is keyed by ``data``, the teacher cache by
+``networks``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any
 from matting_lib.data.layout import DatasetLayout, dataset_identity
 from matting_lib.files import atomic_write_text
 from matting_lib.networks.checkpoints import load_checkpoint, weights_fingerprint
-from matting_lib.provenance import code_digest
+from matting_lib.provenance import group_digests, training_groups
 from matting_lib.settings import IDENTITY
 
 RUN_FILE = "run.json"
@@ -84,23 +85,31 @@ def training_identity(kind: str, params: Any, *, teacher_checkpoint=None, data_d
                       **extra: Any) -> dict[str, Any]:
     """The identity of a training: the fields of the settings dataclass ``params`` marked as identity
     (:func:`identity_values`) and its target fields, the teacher's weights fingerprint (None:
-    the training uses no teacher), the dataset identity, the ``training`` :func:`code_digest` and ``extra``
-    (plain data). The one identity of every training: teacher, students and calibration runs."""
+    the training uses no teacher), the dataset identity, the digests of the code it executes (:func:`code_groups`)
+    and ``extra`` (plain data). The one identity of every training: teacher, students and calibration runs."""
     same, target = identity_values(params)
     return {"format": FORMAT, "kind": kind, "params": _plain(same), "target": _plain(target), **_plain(extra),
             "extendable": bool(getattr(params, "extendable", True)),
             "teacher": weights_fingerprint(teacher_checkpoint) if teacher_checkpoint is not None else None,
             "dataset": dataset_key(data_dir) if data_dir is not None else None,
-            "code": code_digest("training")}
+            "code": group_digests(*code_groups(extra))}
 
 
-def student_identity(p: Any, teacher_checkpoint, data_dir) -> dict[str, Any]:
-    """Notebook 03: ``p`` a :class:`matting_lib.training.student.DistillRunParams`; the distillation configuration as
-    resolved (name and overrides alike); the teacher only when the configuration uses one (retraining the teacher
-    does not invalidate the no-KD students)."""
-    cfg = p.distill_config
-    return training_identity("student", p, distill=cfg.to_dict(), data_dir=data_dir,
-                             teacher_checkpoint=teacher_checkpoint if cfg.uses_teacher else None)
+def code_groups(extra: Mapping[str, Any]) -> tuple[str, ...]:
+    """The :mod:`matting_lib.provenance` groups of the code a training executes: a student's (``extra`` holds its
+    ``distill`` configuration) depend on its distillation types, any other on the shared training code only."""
+    distill = extra.get("distill")
+    return training_groups(None if distill is None else tuple(distill.get("types", ())))
+
+
+def identity_of(kind: str, settings: Any, *, data_dir, distill: Any = None, teacher_checkpoint=None) -> dict[str, Any]:
+    """The identity of a training of ``settings`` (:func:`training_identity`): a student's ``distill`` configuration
+    as resolved (a :class:`~matting_lib.distillation.distill.DistillConfig`, name and overrides alike) and its
+    teacher only when the configuration uses one (retraining the teacher does not invalidate the no-KD students)."""
+    uses_teacher = distill is not None and distill.uses_teacher
+    extra = {} if distill is None else {"distill": distill.to_dict()}
+    return training_identity(kind, settings, data_dir=data_dir,
+                             teacher_checkpoint=teacher_checkpoint if uses_teacher else None, **extra)
 
 
 def _extended(stored: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
@@ -122,8 +131,10 @@ def _differences(stored: Any, current: Mapping[str, Any]) -> list[str]:
                 continue
             out += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
         elif key == "code" and a != b:
-            out.append(f"the training code changed (digest {str(a)[:16]} -> {str(b)[:16]}; "
-                       f"matting_lib.provenance.CODE lists the files that count)")
+            groups = sorted(g for g in set(a) | set(b) if a.get(g) != b.get(g)) \
+                if isinstance(a, dict) and isinstance(b, dict) else []
+            out.append(f"the code it runs changed ({', '.join(groups) or 'recorded as one digest'}; "
+                       f"matting_lib.provenance lists the code of each group)")
         elif a != b:
             out.append(f"{key}: {str(a)[:24]} -> {str(b)[:24]}")
     return out

@@ -257,7 +257,8 @@ def generate_dataset(out_dir: str | os.PathLike, *, seed: int = 0, preset: str =
                 diff = ", ".join(f"{k}: {old.get(k)!r} -> {spec.get(k)!r}" for k in ("seed", "preset", "format",
                                  "splits") if old.get(k) != spec.get(k)) or "generator parameters changed"
                 raise LayoutError(f"{out} holds a synthetic dataset generated with other parameters ({diff}); "
-                                  "pass overwrite=True to replace it, or choose another folder.")
+                                  "replace it with --set data.overwrite=true (notebook 01's overwrite parameter; "
+                                  "overwrite=True from Python), or choose another folder (--set data.data_dir=...).")
             for path in _owned(out):
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
