@@ -34,8 +34,10 @@ from pathlib import Path
 
 PARTS = ("kernel", "imports", "build", "start", "steps", "validation", "test set", "figures", "writing")
 # a code cell belongs to the part whose marker it contains (the first that matches)
-CELL_PARTS = (("build_training(", "build"), ("training.run()", "training"), ("score_test_set", "test set"),
-              ("save_figure", "figures"), ("import ", "imports"))
+# (notebook 03 as it is, and the cells of its earlier form: data, teacher, student and objective built cell by cell)
+CELL_PARTS = (("training.run()", "training"), ("= train(", "training"), ("build_training(", "build"),
+              ("train_val_sets(", "build"), ("DistillObjective(", "build"), ("teacher_path.is_file()", "build"),
+              ("score_test_set", "test set"), ("save_figure", "figures"), ("import ", "imports"))
 
 
 def _log_times(log_csv: Path) -> tuple[float, float, float]:
