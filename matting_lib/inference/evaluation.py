@@ -41,7 +41,7 @@ from matting_lib.data.synthetic import comp1k_test_kinds, fg_kind
 from matting_lib.files import atomic_write_bytes, atomic_write_text, sha256_file
 from matting_lib.inference.export import load_network
 from matting_lib.metrics import METRIC_KEYS, MetricsInputError
-from matting_lib.metrics.folder import ImagesNotEvaluatedError
+from matting_lib.metrics.folder import ImagesNotEvaluatedError, workers_option
 from matting_lib.networks.devices import checked_device
 
 
@@ -369,11 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--pred-dir", default=None, help="keep the predicted PNGs in this folder (default: not kept)")
     ap.add_argument("--force", action="store_true", help="replace an existing --out and predictions in --pred-dir")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ... (a .onnx always runs on the CPU)")
-    ap.add_argument("--workers", type=int, default=None, help="metric processes (default: one per core)")
+    ap.add_argument("--workers", type=workers_option, default=None, help="metric processes (default: one per core)")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = ap.parse_args(argv)
-    if args.workers is not None and args.workers < 0:
-        ap.error(f"argument --workers: must be 0 or more (0 or 1: in this process), got {args.workers}")
 
     try:
         with one_line_warnings(ap.prog):

@@ -236,6 +236,17 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 # ----------------------------------------------------------------------------------------- CLI
+def workers_option(text: str) -> int:
+    """``--workers``: a count of processes, 0 or more (0 or 1: in this process)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (0 or 1: in this process), got {text}")
+    return n
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m matting_lib.metrics --pred DIR --gt DIR --trimap DIR [--out CSV] ...``; returns the exit code."""
     ap = argparse.ArgumentParser(prog="python -m matting_lib.metrics",
@@ -252,11 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "{fg}.png alpha and {fg}_{b}.png trimap")
     ap.add_argument("--force", action="store_true", help="replace an existing --out (never a file in --pred, --gt "
                     "or --trimap)")
-    ap.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    ap.add_argument("--workers", type=workers_option, default=None, help="processes (default: one per core)")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = ap.parse_args(argv)
-    if args.workers is not None and args.workers < 0:
-        ap.error(f"argument --workers: must be 0 or more (0 or 1: in this process), got {args.workers}")
     try:
         with one_line_warnings(ap.prog):
             res = evaluate_folder(args.pred, args.gt, args.trimap, out_csv=args.out, convention=args.convention,
