@@ -256,18 +256,24 @@ def _student_outputs(run):
     (run / "metrics.json").write_text(json.dumps({"config": "student", "seed": 0, "metrics": {}}))
 
 
+def _mark_finished(job, runs_root):
+    """The executed notebook and the marker a finished run of ``job`` leaves (profile "p"); returns the notebook."""
+    nb = state.executed_path(runs_root, "p", job)
+    nb.parent.mkdir(parents=True)
+    nb.write_text(json.dumps({"cells": [], "metadata": {"papermill": {"exception": False}}}))
+    marker = state.marker_path(runs_root, "p", job.key)
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"fingerprint": state.job_fingerprint(job, runs_root, "p"), "finished": "x"}))
+    return nb
+
+
 def test_up_to_date_needs_outputs_that_verify(tmp_path):
     """A matching marker is not enough: a deleted metrics.json or a truncated best.pt makes the job run again."""
     job = plan.plan_jobs("p", {"distill": {"configs": ["student"]}}, runs_root=tmp_path)[2]
     run = tmp_path / "p" / "students" / "kd-student-seed0"
     run.mkdir(parents=True)
     _student_outputs(run)
-    nb = state.executed_path(tmp_path, "p", job)
-    nb.parent.mkdir(parents=True)
-    nb.write_text(json.dumps({"cells": [], "metadata": {"papermill": {"exception": False}}}))
-    marker = state.marker_path(tmp_path, "p", job.key)
-    marker.parent.mkdir(parents=True)
-    marker.write_text(json.dumps({"fingerprint": state.job_fingerprint(job, tmp_path, "p"), "finished": "x"}))
+    nb = _mark_finished(job, tmp_path)
     assert state.job_state(job, tmp_path, "p") == (True, "")
 
     (run / "metrics.json").unlink()
@@ -295,12 +301,7 @@ def test_a_record_notebook_04_refuses_is_one_its_rerun_replaces(tmp_path):
     _student_outputs(run)  # the record of the no-KD student, seed 0, copied into the AT run's folder
     (tmp_path / "p" / "teacher").mkdir()
     (tmp_path / "p" / "teacher" / "metrics.json").write_text(json.dumps({"config": "teacher", "metrics": {}}))
-    nb = state.executed_path(tmp_path, "p", job)
-    nb.parent.mkdir(parents=True)
-    nb.write_text(json.dumps({"cells": [], "metadata": {"papermill": {"exception": False}}}))
-    marker = state.marker_path(tmp_path, "p", job.key)
-    marker.parent.mkdir(parents=True)
-    marker.write_text(json.dumps({"fingerprint": state.job_fingerprint(job, tmp_path, "p"), "finished": "x"}))
+    _mark_finished(job, tmp_path)
 
     problem = (f"{run / 'metrics.json'} holds config 'student' seed 0, not 'at' seed 0: a run folder was copied or "
                f"renamed")
