@@ -84,7 +84,6 @@ class TrainSettings:
     def to_train_config(self, **extra: Any):
         """The :class:`matting_lib.settings.TrainConfig` of these settings; ``extra`` sets the loop's other fields
         (``snapshot_every``, ``stop_after_steps``, ``progress``)."""
-
         return TrainConfig(steps=self.steps, lr=self.lr, lr_decay_steps=self.lr_decay_steps,
                            lr_schedule=self.lr_schedule, ema_decay=self.ema_decay, batch_size=self.batch_size,
                            val_every=self.val_every, seed=self.seed, num_workers=self.num_workers, **extra)

@@ -160,7 +160,6 @@ def _inputs_digest(layout: DatasetLayout, split: str, fgs: list[str], bgs: list[
 def build_composites(layout: DatasetLayout, split: str, *, method: str = "revised", overwrite: bool = False,
                      progress: bool = True, limit: int | None = None) -> list[TestItem]:
     """Write the composites of ``split`` (see :func:`build_test_set`); ``limit`` keeps the first N foregrounds."""
-
     if method not in COMPOSITE_METHODS:
         raise ValueError(f"unknown compositing method {method!r}; valid: {', '.join(COMPOSITE_METHODS)}")
     items = list_items(layout, split)

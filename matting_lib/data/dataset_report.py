@@ -36,7 +36,6 @@ COMPOSITION_1K = {"train foregrounds": 431, "train backgrounds per foreground": 
 def dataset_summary(layout: DatasetLayout) -> dict[str, dict[str, float]]:
     """Counts and sizes of a dataset, keyed like :data:`COMPOSITION_1K`, plus foreground sizes (pixels,
     read from file headers only)."""
-
     out: dict[str, float] = {}
     for split in ("train", "test"):
         fgs, k = layout.fg_names(split), layout.bg_per_fg(split)
@@ -72,7 +71,6 @@ def matte_statistics(layout: DatasetLayout, *, limit: int | None = None) -> dict
 
 def plot_gallery(layout: DatasetLayout, *, n: int = 6, seed: int = 0, size: float = 2.2):
     """Figure: ``n`` random test composites (seeded), each with its alpha and trimap below it."""
-
     items = list_test_items(layout)
     pick = np.random.default_rng(seed).choice(len(items), size=min(n, len(items)), replace=False)
     fig, axes = plt.subplots(3, len(pick), figsize=(size * len(pick), size * 3), squeeze=False)
@@ -92,7 +90,6 @@ def plot_gallery(layout: DatasetLayout, *, n: int = 6, seed: int = 0, size: floa
 
 def plot_statistics(stats: dict[str, np.ndarray]):
     """Figure: the distribution of unknown-region size and of alpha values inside the unknown region."""
-
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.2))
     a1.hist(100 * stats["unknown_fraction"], bins=20, color="tab:blue", alpha=0.8, label="unknown (trimap 128)")
     a1.hist(100 * stats["fractional_fraction"], bins=20, color="tab:orange", alpha=0.6, label="0 < alpha < 1")
@@ -159,7 +156,6 @@ def prepare_dataset(params: DataParams, *, progress: bool = True) -> DatasetLayo
     """Notebook 01's first step: generate the synthetic benchmark into ``data_dir`` (or find it complete),
     or, for ``source="adobe"``, link ``data_dir`` to ``adobe_root``; then check the layout (raises with the
     full report if anything is missing). Returns the layout of ``data_dir``."""
-
     if params.source == "synthetic":
         generate_dataset(params.data_dir, seed=params.seed, preset=params.preset, overwrite=params.overwrite,
                          progress=progress)

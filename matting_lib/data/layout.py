@@ -223,7 +223,6 @@ def check_image_pixels(path: str | os.PathLike, max_pixels: int, *, what: str = 
     """Refuse an image of more than ``max_pixels`` pixels from its header alone, before anything decodes it (a
     12,000 × 12,000 PNG decodes to 432 MB): :class:`LayoutError` naming the file, its size and ``option``. A file
     whose header PIL cannot read passes (the decoder's own message will name the problem)."""
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -323,7 +322,6 @@ def dataset_identity(layout: DatasetLayout) -> dict[str, str]:
     * Other data (Adobe layout): ``{"kind": "names+sizes", ...}``, the name lists and the byte size of every
       listed file: hashing 43,100 images would take minutes, and a changed file almost always changes size.
     """
-
     h = hashlib.sha256()
     man = layout.root / "manifest.json"
     if man.is_file():
@@ -356,7 +354,6 @@ def compare_training_data(manifest: dict, layout: DatasetLayout) -> tuple[bool |
     New manifests record ``dataset`` (:func:`dataset_identity`); older ones only the SHA-256 of the dataset's
     ``manifest.json`` (``dataset_manifest_sha256``), which also changes with the library versions it lists, so a
     mismatch there may be the environment rather than the data — the message says so."""
-
     stored = manifest.get("dataset")
     if stored:
         now = dataset_identity(layout)

@@ -83,7 +83,6 @@ def check_layout(layout: DatasetLayout, *, split: str = "both", decode: bool = T
     foregrounds, alphas and trimaps (finds truncated files); backgrounds are only opened.
     split: "train", "test" or "both". Returns a :class:`LayoutReport`; call ``.raise_if_bad()`` to stop.
     """
-
     splits = SPLITS if split == "both" else (check_split(split),)
     report = LayoutReport(layout.root, split)
     if not layout.root.is_dir():

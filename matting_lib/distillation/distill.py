@@ -293,7 +293,6 @@ def teacher_cache_for(root, teacher_checkpoint) -> TeacherOutputCache:
     """The teacher-output cache of one teacher under ``root``, named by the teacher's weights fingerprint and the
     digest of the network code that computes its forward pass (two files with the same weights share it; another
     teacher, or changed network code, never reads its outputs)."""
-
     return TeacherOutputCache(root, f"{weights_fingerprint(teacher_checkpoint)[:24]}-{code_digest('networks')[:8]}")
 
 

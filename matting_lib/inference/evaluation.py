@@ -153,7 +153,6 @@ def score_test_set(model: nn.Module, items: Sequence[Any], pred_dir: str | os.Pa
     with :func:`evaluate_model`; prints one line per convention when ``report``. Returns
     ``{convention: evaluate_folder result}`` (``mean``, ``rows``, ``count``)."""
 
-
     with tempfile.TemporaryDirectory(prefix="matting-scores-") as tmp:
         folder = Path(tmp) / "predictions" if pred_dir is None else Path(pred_dir)
         shutil.rmtree(folder, ignore_errors=True)
@@ -187,7 +186,6 @@ def foreground_categories(fg_names: Sequence[str]) -> dict[str, str] | None:
     """``{fg name: category}`` when the names give one: the synthetic benchmark's ``test-0003-hair.png``, or an
     official Composition-1k test name (``assets/comp1k_test_kinds.csv``). Names with neither are ``"other"``;
     None when no name gives a category (no breakdown is worth printing)."""
-
     official = comp1k_test_kinds()
     cats = {n: fg_kind(n) if fg_kind(n) != "other" else official.get(n, "other") for n in fg_names}
     return cats if any(c != "other" for c in cats.values()) else None
@@ -205,7 +203,6 @@ def check_test_composites(layout: Any, items: Sequence[Any]) -> None:
     without a manifest (made by other code) are taken as they are when they are all there, and refused when some are
     missing; an unfinished manifest is left to ``build_test_set``, which finishes it; missing composites with a manifest
     are not an error (they are composited again)."""
-
 
     merged = Path(layout.merged_dir)
     manifest = merged / MERGED_MANIFEST
@@ -261,7 +258,6 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLi
     "categories": {category: {"count", metric...}} (empty when the names give none), "rows": [...]}``; the
     metrics are those of :func:`matting_lib.metrics.evaluate_alpha` (SAD and Grad /1000 etc.).
     """
-
 
     # before any work: never into the dataset or onto an input; an existing result is replaced only with force
     if out_csv is not None:
@@ -354,7 +350,6 @@ def format_summary(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m matting_lib.evaluation --checkpoint CKPT --data DIR [--out CSV]``; returns the exit code."""
-
     ap = argparse.ArgumentParser(
         prog="python -m matting_lib.evaluation",
         description="Predict and score the test set of a Composition-1k-layout folder with one checkpoint: "

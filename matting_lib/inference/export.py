@@ -81,7 +81,6 @@ class OnnxModelError(ValueError):
 # ------------------------------------------------------------------------------------------------- export
 def _require(module: str):
     """Import an optional dependency (the ``onnx`` extra) with an error that says how to install it."""
-
     try:
         return importlib.import_module(module)
     except ImportError:
@@ -134,7 +133,6 @@ def metadata(model: DIMNet, *, opset: int, source: str = "", source_sha256: str 
 
 def _to_onnx_proto(model: DIMNet, opset: int):
     """The exported ``onnx.ModelProto`` (weights inline) with dynamic N, H, W."""
-
     _require("onnxscript")  # torch's dynamo exporter translates through it
     # An example batch of 2 at an odd size: torch.export specialises dimensions of size 1, and odd sizes exercise
     # the floor-pooling / padded-unpooling path while tracing.
@@ -238,7 +236,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
                       opset: int = DEFAULT_OPSET) -> Path:
     """Export any checkpoint :func:`matting_lib.networks.checkpoints.load_any_model` loads (ours, or DIM-PyTorch's
     ``BEST_checkpoint.tar``); the metadata records the checkpoint's file name and SHA-256."""
-
     checkpoint, out = Path(checkpoint), Path(out)
     check_output(out, inputs=[checkpoint], force=force, example="model.onnx")  # before the (slow) load and export
     check_opset(opset)

@@ -269,7 +269,6 @@ def spkd_metrics(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray, mask: np.
       casting, under which the 2020 code ran), ties to the first component in row-major order, the same
       empty-threshold guard, pred's phi in float32 and gt's in float64; / 1000.
     """
-
     p = _alpha32(pred).copy()
     g = gt / 255.0 if gt.dtype == np.uint8 else gt.astype(np.float64)
     p[trimap == 0] = 0.0

@@ -164,7 +164,6 @@ def _first_line(err: BaseException) -> str:
 def _weights_only_reason(err: BaseException) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it unsafely: the global
     its pickle asks for (nothing in it ran), or the first line of any other error."""
-
     asked = re.search(r"GLOBAL ([\w.]+)", str(err))
     if asked:
         return (f"its pickle asks for {asked[1]}, which a file of weights never needs (torch's weights-only loader "
@@ -336,7 +335,6 @@ def check_ship_destination(dst: str | os.PathLike, *, force: bool = True, exampl
     beside it as ``.json``), and what :func:`matting_lib.data.output_safety.check_output` refuses for it or its
     manifest (a folder, a dataset's inputs, one of ``inputs``, a read-only folder, or, without ``force``, an
     existing file)."""
-
     dst = Path(dst)
     if dst.is_dir():
         raise CheckpointError(f"destination {dst} is a folder; give the checkpoint's file name, e.g. "
@@ -419,7 +417,6 @@ def _student_candidate(run: Path, config: str, seed: int, fix: str) -> dict:
     that the run is what its folder name says: its record names ``config`` and ``seed``, its identity
     (``run.json``) the same seed and the same distillation configuration as the record, and its best validation
     loss is a finite number."""
-
     rec = _read_json(run / "metrics.json", "its result", fix)
     ident = _read_json(run / "run.json", "the run's identity", fix).get("identity")
     if not isinstance(ident, dict) or ident.get("kind") != "student" or not isinstance(ident.get("distill"), dict):

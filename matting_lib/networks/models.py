@@ -198,7 +198,6 @@ def frozen_inference_copy(net: nn.Module) -> nn.Module:
     forward instead of 132 ms. The copy shares no tensor with ``net`` (later changes to ``net`` do not reach it)
     and has no gradients.
     """
-
     was_training = net.training
     copy_ = copy.deepcopy(net).eval()
     net.train(was_training)

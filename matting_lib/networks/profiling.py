@@ -18,7 +18,6 @@ from matting_lib.networks.models import build_model, count_parameters
 def count_macs(model: nn.Module, size: int | tuple[int, int]) -> int:
     """Multiply-accumulates of one forward pass on a (1, 4, H, W) input (convolutions and matmuls; torch's
     ``FlopCounterMode`` counts 2 FLOPs per MAC). Unpooling, BatchNorm and activations are not counted."""
-
     h, w = (size, size) if isinstance(size, int) else size
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
@@ -62,7 +61,6 @@ def cost_table(width: float = 1.0, size: int = 320, *, repeats: int = 3, latency
 def train_images_per_s(model: nn.Module, size: int, batch: int, steps: int = 3) -> float:
     """Training throughput (images/s) of plain alpha-loss steps (Adam) on random (batch, 4, size, size) inputs,
     after one warm-up step."""
-
     x = torch.randn(batch, 4, size, size)
     alpha = torch.rand(batch, 1, size, size)
     mask = torch.ones_like(alpha)

@@ -36,7 +36,6 @@ from matting_lib.paths import RunLayout
 
 def cluster_order(matrix: np.ndarray) -> np.ndarray:
     """Leaf order of an average-linkage clustering of the rows of a (C, C) similarity matrix."""
-
     c = matrix.shape[0]
     if c < 3:
         return np.arange(c)
@@ -165,7 +164,6 @@ class SimilarityExplorer:
     # ------------------------------------------------------------------ widgets
     def widget(self):
         """The ipywidgets UI (a VBox). Every control's change calls :meth:`update`."""
-
         names = list(self.models)
         h, w = self.feature_grid(self.layers[0])
         c = {
@@ -188,7 +186,6 @@ class SimilarityExplorer:
 
     def snapshot_png(self) -> bytes:
         """The view drawn last (by :meth:`widget` or a control), as PNG bytes."""
-
         if self.last_figure is None:
             raise RuntimeError("call widget() first")
         buf = io.BytesIO()
@@ -198,7 +195,6 @@ class SimilarityExplorer:
     def show(self) -> None:
         """Display the widget, then a static picture of its initial view: a saved notebook keeps no widget state
         (papermill's executed copy would show only ``VBox(children=...)``), but it keeps that picture."""
-
         ui = self.widget()
         ipd.display(ui)
         ipd.display(ipd.Markdown("*The initial view as a static picture, kept in the saved notebook. The controls "
@@ -249,7 +245,6 @@ def load_models(checkpoints: Mapping[str, str | Path]) -> tuple[dict[str, nn.Mod
     """``name -> checkpoint path`` to the networks and the channel adapters of those that were distilled with
     them (see :func:`load_adapters`), ready for :class:`SimilarityExplorer`. The entry named ``"teacher"`` must
     hold a teacher, the others students (:func:`matting_lib.networks.checkpoints.check_kind`)."""
-
     nets = {name: load_model(path, kind="teacher" if name == "teacher" else "student")
             for name, path in checkpoints.items()}
     adapters = {name: load_adapters(path) for name, path in checkpoints.items()}
@@ -259,7 +254,6 @@ def load_models(checkpoints: Mapping[str, str | Path]) -> tuple[dict[str, nn.Mod
 def load_test_batch(layout, n: int = 4, size: int = 128) -> tuple[torch.Tensor, np.ndarray]:
     """The first ``n`` test composites (one per foreground where possible), centre-cropped to a square and resized
     to ``size``×``size``: network inputs (n, 4, size, size) and RGB images (n, size, size, 3) uint8."""
-
 
     items = list_test_items(layout)
     if not items:
@@ -283,7 +277,6 @@ def load_test_batch(layout, n: int = 4, size: int = 128) -> tuple[torch.Tensor, 
 
 def load_adapters(checkpoint_path) -> nn.ModuleDict | None:
     """The channel adapters (layer -> 1×1 conv) a distillation run saved under ``"objective"``, or None."""
-
     state = load_checkpoint(checkpoint_path).get("objective") or {}
     convs: dict[str, nn.Conv2d] = {}
     for key, w in state.items():

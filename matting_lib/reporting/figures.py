@@ -67,7 +67,6 @@ def forest_plot(rows: Sequence[Mapping], metric: str = "sad", *, margin: float =
     ``rows``: :func:`matting_lib.reporting.paired_report.with_intervals` rows; the teacher, the no-KD student and rows
     without a paired change are left out, and a row without an interval (one seed) is drawn without a bar.
     """
-
     rows = [r for r in rows if r["config"] not in ("teacher", "student") and r.get(f"{metric}_rel_paired") is not None]
     y = np.arange(len(rows))[::-1]  # the table's first row at the top
     ratio = np.array([1 + r[f"{metric}_rel_paired"] for r in rows])

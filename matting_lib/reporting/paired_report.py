@@ -419,14 +419,12 @@ def per_image_report(rows: Sequence[Mapping], *, level: float = 0.95,
 # ------------------------------------------------------------------------- notebook 04's outputs from a runs.csv
 def table1(records: Sequence[Mapping], convention: str = "official") -> list[dict]:
     """Notebook 04's Table 1 rows of one convention, with the paired interval column vs the no-KD student."""
-
     return with_intervals(results.table_rows(results.summarise(records, convention)), records,
                           convention=convention)
 
 
 def notebook_summary(records: Sequence[Mapping]) -> str:
     """Notebook 04's ``summary.md``: the teacher's gap sentence, then :func:`summary_markdown`."""
-
     gap = results.teacher_gap_sentence(results.summarise(records)).strip()
     return (gap + "\n\n" if gap else "") + summary_markdown(records)
 
@@ -522,7 +520,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _notebook_outputs(records: Sequence[Mapping], args: argparse.Namespace) -> str:
     """What ``--table1``, ``--summary`` and ``--forest`` ask for, as notebook 04 makes it."""
-
     text = ""
     if args.table1:
         rows = table1(records, "official" if args.table1 == "compact" else args.table1)

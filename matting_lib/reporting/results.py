@@ -342,7 +342,6 @@ PER_IMAGE_FIELDS = ("config", "seed", "name", "foreground", "kind", *METRIC_KEYS
 def _kind_of(fg_stem: str) -> str:
     """The foreground kind of a test image's foreground (file stem): the synthetic name's kind, else the official
     Composition-1k kind list's, else ``other``."""
-
     kind = fg_kind(fg_stem)
     if kind == "other":
         kind = {Path(k).stem: v for k, v in comp1k_test_kinds().items()}.get(fg_stem, "other")
@@ -375,7 +374,6 @@ def per_image_rows(records: Sequence[dict], convention: str = "official") -> lis
 def per_image_csv_gz(rows: Sequence[dict]) -> bytes:
     """:func:`per_image_rows` as a gzip-compressed CSV (values at full precision; no time stamp in the gzip
     header, so the same rows give the same bytes). :func:`read_per_image` reads it back."""
-
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(PER_IMAGE_FIELDS)
@@ -387,7 +385,6 @@ def per_image_csv_gz(rows: Sequence[dict]) -> bytes:
 
 def read_per_image(path: str | Path) -> list[dict]:
     """The rows of a per-image file written by :func:`per_image_csv_gz` (``.csv.gz``, or a plain ``.csv``)."""
-
     raw = Path(path).read_bytes()
     try:
         text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8-sig")
@@ -410,7 +407,6 @@ def read_per_image(path: str | Path) -> list[dict]:
 
 def write_tables(rows: list[dict], out_dir: str | Path, stem: str, *, title: str = "") -> list[Path]:
     """Write ``<stem>.md``, ``<stem>.csv`` and ``<stem>.tex`` (atomically) into ``out_dir``."""
-
     out = Path(out_dir)
     return [atomic_write_text(out / f"{stem}.md", to_markdown(rows, title=title)),
             atomic_write_text(out / f"{stem}.csv", to_csv(rows)),
@@ -432,7 +428,6 @@ def hardest_images(per_image_csv: str | Path, n: int, metric: str = "sad") -> li
 
 def comparison_samples(items, pred_dirs: dict[str, str | Path], names: Sequence[str]) -> list[dict]:
     """Image, trimap, ground truth and each model's prediction (keyed by its label) for the named test images."""
-
     samples = qualitative_samples(items, next(iter(pred_dirs.values())), names)
     for s, name in zip(samples, names):
         del s["pred"], s["error"]

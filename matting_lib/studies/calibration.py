@@ -94,7 +94,6 @@ def train_run(data_dir: str | os.PathLike, run_dir: str | os.PathLike, settings:
     ``run_dir/run.json`` records the run's identity (:func:`matting_lib.training.run_identity.training_identity`:
     settings, data, code) and every setting; a run folder holding another training is moved aside first (never
     continued), a larger ``steps`` continues it. ``stop_after_steps`` ends this stint early."""
-
     return train_network(settings, run_dir, data_dir, network=settings.kind, identity=f"calibration-{settings.kind}",
                          snapshot_every=settings.snapshot_every, stop_after_steps=stop_after_steps, progress=progress)
 
@@ -132,7 +131,6 @@ def train_stint(data_dir: str | os.PathLike, run_dir: str | os.PathLike, setting
                 stint_steps: int = 0, progress: bool = True):
     """:func:`train_run` for at most ``stint_steps`` more steps (0: to ``settings.steps``): one sitting's share of
     a long run. The next call continues exactly where this one stopped."""
-
     last = Path(run_dir) / "last.pt"
     done = load_checkpoint(last)["step"] if last.is_file() else 0
     stop = min(settings.steps, done + stint_steps) if stint_steps else None
@@ -158,7 +156,6 @@ def validation_composites(data_dir: str | os.PathLike, *, val_fraction: float = 
     composited as the test set (top-left crop, :func:`matting_lib.data.compositing.composite`), with a fixed-band
     trimap (:func:`matting_lib.data.trimap.trimap_from_distance`, band width drawn per foreground from
     ``trimap_width`` with ``seed``, as the synthetic test trimaps). Deterministic; nothing is written."""
-
     layout = DatasetLayout.for_root(data_dir)
     names, bgs, k = layout.fg_names("train"), layout.bg_names("train"), layout.bg_per_fg("train")
     _, val_fg = split_train_val(names, val_fraction, split_seed)
@@ -183,7 +180,6 @@ def score_model(model, composites: Sequence[Composite], *, metrics: Sequence[str
     """Official metrics of ``model`` on ``composites``: ``{"all": {metric: mean}, "<kind>": {...}, ...}``, plus
     ``"count"`` per group. Predictions as :func:`matting_lib.inference.evaluation.predict_alpha` (8-bit, known regions
     forced), so the numbers are those the test-set evaluation would give on these images."""
-
     rows: dict[str, list[dict[str, float]]] = {}
     for c in composites:
         pred = predict_alpha(model, c.image, c.trimap)
@@ -205,7 +201,6 @@ def evaluate_snapshots(run_dir: str | os.PathLike, composites: Sequence[Composit
     Scores are cached in ``run_dir/curve.csv`` keyed by step (and by a digest of the composites' names, so
     another validation set is scored afresh): a growing run only scores its new snapshots. ``score_new=False``
     returns the cached rows only (nothing is computed)."""
-
 
     run_dir = Path(run_dir)
     digest = hashlib.sha256("\n".join(c.name for c in composites).encode()).hexdigest()[:12]
@@ -277,7 +272,6 @@ def recorded_stand_ins(runs_dir: str | os.PathLike, plan: dict[str, RunSettings]
     Raises ``ValueError`` naming the manifest when it cannot stand in: trained on other data than ``data_dir`` (its
     dataset identity), or scored on another number of validation composites than ``n_composites`` or another
     ``bg_per_fg`` (each checked when given). Cheap (no scoring), so notebook 00 calls it before the students train."""
-
     records = [recorded_curve(p) for p in recorded]
     here = dataset_identity(DatasetLayout.for_root(data_dir)) if data_dir is not None and records else None
     out = {}
@@ -363,7 +357,6 @@ def setting_label(settings: RunSettings) -> str:
 
 def read_settings(run_dir: str | os.PathLike) -> RunSettings:
     """The :class:`RunSettings` recorded in ``run_dir/run.json`` (with the target steps)."""
-
     return RunSettings(**stored(run_dir))
 
 
@@ -424,7 +417,6 @@ def table_markdown(table: Sequence[dict], *, student_steps: Sequence[int] = ()) 
 def write_csv(path: str | os.PathLike, rows: Sequence[dict]) -> Path:
     """Rows of dicts (same keys) as CSV, atomically."""
 
-
     buf = io.StringIO()
     if rows:
         w = csv.DictWriter(buf, list(rows[0]))
@@ -445,7 +437,6 @@ def ship_teacher(data_dir: str | os.PathLike, run_dir: str | os.PathLike, step: 
     The snapshot must already be scored on the validation composites (``python -m matting_lib.calibration
     curve``); choose the step from that curve, never from test metrics. ``out`` (or its manifest) existing is
     refused without ``force``; nothing is written before every check has passed."""
-
 
     run_dir, out = Path(run_dir), Path(out)
     settings = read_settings(run_dir)
@@ -535,7 +526,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_command(args: argparse.Namespace) -> int:
     """One subcommand of :func:`main`; its errors (ValueError, OSError) name the file or value."""
-
     DatasetLayout.for_root(args.data).bg_per_fg("train")  # the dataset is there (its name lists name it if not)
     runs = {"ship": [args.run_dir], "curve": args.run_dir}.get(args.cmd, [])
     for run in runs:  # before any work: a missing run is named as such

@@ -78,7 +78,6 @@ BASE = RunSettings(kind="student", width=0.25, crop_size=96, batch_size=16, lr=0
 def protocol_settings(name: str, base: RunSettings = BASE, seed: int = 0) -> RunSettings:
     """The settings of protocol ``name`` (:data:`PROTOCOLS`) for ``seed``: ``steps`` scales the base's steps,
     ``lr_decay`` given as a fraction of the steps becomes that step."""
-
     over = dict(lookup(PROTOCOLS, name, "protocol"))
     steps = base.steps * int(over.pop("steps", 1))
     if "lr_decay" in over:
@@ -91,7 +90,6 @@ def train_distilled(data_dir: str | os.PathLike, run_dir: str | os.PathLike, set
     """Train (or resume) a distilled student of ``config`` with these settings, as notebook 03 trains it (the same
     objective, data, loop and run identity), into ``run_dir``; returns
     :class:`matting_lib.training.loop.TrainResult`."""
-
     fields = set(DistillRunParams.__dataclass_fields__) & set(RunSettings.__dataclass_fields__) - {"kind"}
     p = DistillRunParams(**{k: getattr(settings, k) for k in fields}, config=config, data_dir=str(data_dir),
                          teacher_checkpoint=str(teacher_checkpoint))
@@ -168,7 +166,6 @@ def run_study(data_dir: str | os.PathLike, runs_dir: str | os.PathLike, protocol
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
     """The per-run rows a study wrote (``OUT.csv``), numbers as numbers."""
-
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     ints, floats = ("seed", "steps", "best_step", "images"), ("val_sad", "val_mse", "train_s")
@@ -196,7 +193,6 @@ def paired_table(students: Sequence[dict], distilled: Sequence[dict], *, level: 
     same protocol and seed (validation SAD; the no-KD student, or another distilled configuration), as Table 1
     pairs them: mean, per-seed std and the t-interval's half-width (:mod:`matting_lib.reporting.paired_stats`
     conventions), over the seeds both have."""
-
     out = []
     for name in dict.fromkeys(r["protocol"] for r in distilled):
         base = {r["seed"]: r["val_sad"] for r in students if r["protocol"] == name}
@@ -224,7 +220,6 @@ def seed_effect(rows: Sequence[dict], protocols: Sequence[str]) -> dict:
     shares of the sum of squares (seed, protocol, residual), the seed factor's F-test p-value
     (``scipy.stats.f``) and the residual standard deviation relative to the mean: the part of a run's score that
     pairing by seed does not remove."""
-
     seeds = sorted(set.intersection(*({r["seed"] for r in rows if r["protocol"] == p} for p in protocols)))
     m = np.array([[next(r["val_sad"] for r in rows if r["protocol"] == p and r["seed"] == s) for p in protocols]
                   for s in seeds])
@@ -269,7 +264,6 @@ def table_markdown(table: Sequence[dict]) -> str:
 
 def figure(rows: Sequence[dict], table: Sequence[dict]):
     """Each run's validation SAD per protocol (dots) with the mean ± std (bar), cost on a second axis."""
-
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     names = [t["protocol"] for t in table]
     for i, name in enumerate(names):

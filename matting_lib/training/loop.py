@@ -128,8 +128,10 @@ class _SkipSampler(Sampler):
         return max(0, len(self.base) - self.skip)
 
 
-def _setup_distributed(device: str) -> tuple[int, int, torch.device, bool]:
-    """(rank, world size, device, whether we created the process group) from torchrun's environment."""
+def setup_distributed(device: str) -> tuple[int, int, torch.device, bool]:
+    """(rank, world size, device, whether this call created the process group) from torchrun's environment: under
+    ``torchrun`` (``WORLD_SIZE`` > 1) the process group is joined (NCCL on GPUs, gloo on CPU), each rank on its
+    ``LOCAL_RANK`` GPU."""
     dev = resolve_device(device)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not dist.is_initialized():
         return 0, 1, dev, False
@@ -427,7 +429,7 @@ def train(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: D
     another run of the same seed stored them (identical batches; the datasets need ``cache_identity()``).
     """
     started, run_dir = time.time(), Path(run_dir)
-    rank, world, device, own_group = _setup_distributed(config.device)
+    rank, world, device, own_group = setup_distributed(config.device)
     log = None
     try:
         trainer = start_trainer(model, objective, train_set, config, rank, world, device)
@@ -475,7 +477,6 @@ def train_alpha(model: nn.Module, layout, run_dir: str | os.PathLike, config: Tr
     """Train ``model`` with the alpha loss alone (:class:`AlphaObjective`) on a dataset folder: the teacher of
     notebook 02 and the calibration runs. The sets are :func:`matting_lib.data.datasets.train_val_sets` of ``layout``
     (a :class:`~matting_lib.data.layout.DatasetLayout`) with these arguments; then :func:`train` into ``run_dir``."""
-
     train_set, val_set = train_val_sets(layout, crop_size=crop_size, seed=seed, split_seed=split_seed,
                                         val_fraction=val_fraction, val_samples=val_samples, epoch_length=epoch_length)
     return train(model, AlphaObjective(), train_set, val_set, config, run_dir)

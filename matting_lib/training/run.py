@@ -30,15 +30,12 @@ from matting_lib.data.datasets import train_val_sets
 from matting_lib.data.layout import DatasetLayout
 from matting_lib.distillation.distill import DistillConfig, DistillObjective, config_label, teacher_cache_for
 from matting_lib.networks import checkpoints
-from matting_lib.networks.devices import resolve_device
-from matting_lib.networks.models import build_student, build_teacher
+from matting_lib.networks.models import build_model
 from matting_lib.paths import repo_path
 from matting_lib.settings import TrainConfig, TrainSettings
 from matting_lib.training import run_identity
-from matting_lib.training.loop import AlphaObjective, TrainResult, train
+from matting_lib.training.loop import AlphaObjective, TrainResult, setup_distributed, train
 from matting_lib.training.seeding import seed_everything
-
-NETWORKS = {"teacher": build_teacher, "student": build_student}
 
 
 @dataclass
@@ -67,17 +64,6 @@ class Training:
                 dist.destroy_process_group()
 
 
-def _join_process_group() -> bool:
-    """Under torchrun (``WORLD_SIZE`` > 1): join the process group before the run folder is read, so that rank 0
-    alone prepares it. Returns whether this call created the group."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return False
-    if resolve_device("auto").type == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", init_method="env://")
-    return True
-
-
 def load_teacher(teacher_checkpoint: str | os.PathLike | None, distill: DistillConfig) -> nn.Module:
     """The frozen teacher a distillation configuration needs, or ``FileNotFoundError`` saying how to make it."""
     path = repo_path(teacher_checkpoint) if teacher_checkpoint else None
@@ -101,7 +87,7 @@ def build_training(settings: TrainSettings, run_dir: str | os.PathLike, data_dir
     ``kind`` of the run's identity (default: the network); log: where the run folder's fate is said; loop: further
     :class:`~matting_lib.settings.TrainConfig` fields (``snapshot_every``, ``stop_after_steps``, ``progress``).
     """
-    own_group = _join_process_group()
+    own_group = setup_distributed("auto")[3]  # joined before the run folder is read: rank 0 alone prepares it
     if settings.threads:
         torch.set_num_threads(settings.threads)
     seed_everything(settings.seed)
@@ -114,7 +100,7 @@ def build_training(settings: TrainSettings, run_dir: str | os.PathLike, data_dir
     # depend on it, as in every committed run.
     teacher = load_teacher(teacher_path, distill) if uses_teacher else (
         checkpoints.load_model(teacher_path, kind="teacher") if teacher_path and teacher_path.is_file() else None)
-    model = NETWORKS[network](settings.width)  # initialised from the seed
+    model = build_model(network, settings.width)  # initialised from the seed
     if distill is None:
         objective = AlphaObjective()
     else:

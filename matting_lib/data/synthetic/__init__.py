@@ -101,7 +101,6 @@ _COMP1K_KINDS = Path(__file__).parents[2] / "assets" / "comp1k_test_kinds.csv"
 def comp1k_test_kinds() -> dict[str, str]:
     """{test foreground name: kind} for Composition-1k's 50 test foregrounds, from ``assets/comp1k_test_kinds.csv``
     (the official names, each assigned to the closest synthetic kind; the file says which rows are guesses)."""
-
     with _COMP1K_KINDS.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
     bad = sorted({r["kind"] for r in rows} - set(FOREGROUND_KINDS))
@@ -231,7 +230,6 @@ def generate_dataset(out_dir: str | os.PathLike, *, seed: int = 0, preset: str =
     splits: ``("test",)`` writes the test split alone (e.g. to evaluate a checkpoint); its files are the same bytes
     as in the full dataset (each split has its own random streams), and the manifest records the splits.
     """
-
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
     out = Path(out_dir)
