@@ -291,7 +291,7 @@ class OnnxMatting(nn.Module):
             raise ValueError(f"expected input of shape (N, 4, H, W), got {tuple(x.shape)}")
         if min(x.shape[-2:]) < MIN_SIDE:
             raise ValueError(f"input {tuple(x.shape[-2:])} is too small: both sides must be ≥ {MIN_SIDE} px")
-        x_np = x.detach().to("cpu", torch.float32).numpy()
+        x_np = x.detach().to("cpu", torch.float32).contiguous().numpy()  # NCHW in memory, as onnxruntime reads it
         alpha = self.session.run([OUTPUT_NAME], {INPUT_NAME: x_np})[0]  # (N, 1, H, W)
         return torch.from_numpy(alpha).to(x.device)
 

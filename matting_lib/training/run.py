@@ -95,12 +95,11 @@ def build_training(settings: TrainSettings, run_dir: str | os.PathLike, data_dir
     train_set, val_set = train_val_sets(layout, **settings.dataset_args())
     teacher_path = repo_path(teacher_checkpoint) if teacher_checkpoint else None
     uses_teacher = distill is not None and distill.uses_teacher
-    # The teacher is loaded before the network is built, also for a student that does not distil from it (it is then
-    # only shown beside it): building its network draws from the seeded generator, so the student's initial weights
-    # depend on it, as in every committed run.
+    # the teacher also for a student that does not distil from it: it is then only shown beside it
     teacher = load_teacher(teacher_path, distill) if uses_teacher else (
         checkpoints.load_model(teacher_path, kind="teacher") if teacher_path and teacher_path.is_file() else None)
-    model = build_model(network, settings.width)  # initialised from the seed
+    seed_everything(settings.seed)  # the initial weights are a function of the seed alone, with or without a teacher
+    model = build_model(network, settings.width)
     if distill is None:
         objective = AlphaObjective()
     else:
