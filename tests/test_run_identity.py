@@ -266,7 +266,9 @@ def test_protocol_settings_and_the_noise_table():
     assert "| b | 1000 | 2 |" in ps.table_markdown([a, b])
 
 
-def test_protocol_paired_table_is_scipys_t_interval_on_the_per_seed_ratios():
+def test_protocol_paired_table_is_scipys_t_interval_on_the_per_seed_log_ratios():
+    import math
+
     from scipy import stats
 
     from matting_lib.studies import protocol_study as ps
@@ -274,13 +276,20 @@ def test_protocol_paired_table_is_scipys_t_interval_on_the_per_seed_ratios():
     students = [{"protocol": "a", "seed": s, "val_sad": v} for s, v in enumerate((5.0, 8.0, 6.0, 7.0))]
     kd = [{"protocol": "a", "seed": s, "val_sad": v} for s, v in enumerate((4.0, 6.0, 5.4))]  # seed 3 unfinished
     (row,) = ps.paired_table(students, kd)
-    d = [4 / 5 - 1, 6 / 8 - 1, 5.4 / 6 - 1]
-    lo, hi = stats.t.interval(0.95, 2, loc=sum(d) / 3, scale=stats.sem(d))
-    assert row["seeds"] == 3 and row["mean"] == pytest.approx(sum(d) / 3)
+    d = [math.log(4 / 5), math.log(6 / 8), math.log(5.4 / 6)]
+    mean = sum(d) / 3
+    lo, hi = stats.t.interval(0.95, 2, loc=mean, scale=stats.sem(d))
+    assert row["seeds"] == 3 and row["mean"] == pytest.approx(math.exp(mean) - 1)
+    assert (row["low"], row["high"]) == pytest.approx((math.exp(lo) - 1, math.exp(hi) - 1))
     assert row["half_width"] == pytest.approx((hi - lo) / 2)
-    assert "| a | 3 | -18.3 % |" in ps.paired_markdown([row], "spatial+channel")
-    assert "| protocol | seeds | spatial+channel vs spatial, mean |" in ps.paired_markdown([row], "spatial+channel",
-                                                                                           "spatial")
+    assert row["std"] == pytest.approx(stats.tstd([4 / 5, 6 / 8, 5.4 / 6]))  # what the protocol rules compare
+    # symmetric: the reverse pairing gives the reciprocal ratio and the mirrored interval
+    (back,) = ps.paired_table(kd, [r for r in students if r["seed"] < 3])
+    assert (back["mean"] + 1) * (row["mean"] + 1) == pytest.approx(1)
+    assert (back["low"] + 1) * (row["high"] + 1) == pytest.approx(1)
+    assert f"| a | 3 | {100 * (math.exp(mean) - 1):+.1f} % [" in ps.paired_markdown([row], "spatial+channel")
+    assert "| protocol | seeds | spatial+channel vs spatial: change [95 % interval, log ratio] |" in ps.paired_markdown(
+        [row], "spatial+channel", "spatial")
 
 
 def test_protocol_study_tables_in_the_docs_are_the_commands_output_on_the_committed_runs():

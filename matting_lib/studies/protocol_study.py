@@ -189,28 +189,31 @@ def noise_table(rows: Sequence[dict]) -> list[dict]:
 
 
 def paired_table(students: Sequence[dict], distilled: Sequence[dict], *, level: float = 0.95) -> list[dict]:
-    """Per protocol, the paired relative difference of the runs ``distilled`` against the runs ``students`` of the
-    same protocol and seed (validation SAD; the no-KD student, or another distilled configuration), as Table 1
-    pairs them: mean, per-seed std and the t-interval's half-width (:mod:`matting_lib.reporting.paired_stats`
-    conventions), over the seeds both have."""
+    """Per protocol, the paired change of the runs ``distilled`` against the runs ``students`` of the same protocol
+    and seed (validation SAD; the no-KD student, or another distilled configuration), as Table 1 pairs them: the
+    t-interval of the per-seed log ratios ln(SAD_A / SAD_B) (:mod:`matting_lib.reporting.paired_stats`), over the
+    seeds both have. ``mean``, ``low``, ``high``: shown back as changes (exp(x) − 1); ``half_width``: the interval's
+    half-width in log units; ``std``: the standard deviation of the per-seed ratios SAD_A / SAD_B − 1, the spread
+    the protocol rules of docs/calibration.md compare."""
     out = []
     for name in dict.fromkeys(r["protocol"] for r in distilled):
         base = {r["seed"]: r["val_sad"] for r in students if r["protocol"] == name}
-        d = [r["val_sad"] / base[r["seed"]] - 1 for r in distilled if r["protocol"] == name and r["seed"] in base]
-        if len(d) < 2:
+        ratios = [r["val_sad"] / base[r["seed"]] for r in distilled if r["protocol"] == name and r["seed"] in base]
+        if len(ratios) < 2:
             continue
-        ci = confidence_interval(d, level=level)
-        out.append({"protocol": name, "seeds": ci.n, "mean": ci.mean, "std": ci.std,
-                    "half_width": (ci.high - ci.low) / 2})
+        ci = confidence_interval(np.log(ratios), level=level, log=True)
+        mean, low, high = ci.change
+        out.append({"protocol": name, "seeds": ci.n, "mean": mean, "low": low, "high": high,
+                    "std": float(np.std(ratios, ddof=1)), "half_width": ci.half_width})
     return out
 
 
 def paired_markdown(table: Sequence[dict], config: str, against: str = "student") -> str:
     other = "no-KD student" if against == "student" else against
-    lines = [f"| protocol | seeds | {config} vs {other}, mean | per-seed std | 95 % half-width |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['protocol']} | {r['seeds']} | {100 * r['mean']:+.1f} % | {100 * r['std']:.1f} % | "
-              f"{100 * r['half_width']:.1f} % |" for r in table]
+    lines = [f"| protocol | seeds | {config} vs {other}: change [95 % interval, log ratio] | per-seed std of the "
+             "ratio |", "|---|---|---|---|"]
+    lines += [f"| {r['protocol']} | {r['seeds']} | {100 * r['mean']:+.1f} % [{100 * r['low']:+.1f}, "
+              f"{100 * r['high']:+.1f}] | {100 * r['std']:.1f} % |" for r in table]
     return "\n".join(lines) + "\n"
 
 
