@@ -42,6 +42,26 @@ def test_plan_smoke_profile():
     assert not any(k in j.params for j in jobs for k in common.TIMEOUT_KEYS)
 
 
+def test_first_seed_shifts_every_student_run_and_reaches_notebook_04():
+    """A replication profile sets distill.first_seed: its runs are seeds first_seed .. first_seed + n - 1, named
+    so, and notebook 04 is told where they start; a negative or fractional value is refused with the key."""
+    prof = profiles.load_profile("replication")
+    assert prof["distill"]["first_seed"] == 7
+    jobs = plan.plan_jobs("replication", prof, runs_root=REPO / "runs", seeds=2)
+    distill = [j for j in jobs if j.stage == "distill"]
+    assert {j.params["seed"] for j in distill} == {7, 8}
+    assert {j.key for j in distill if j.params["config"] == "student"} == {"kd-student-seed7", "kd-student-seed8"}
+    assert not any("first_seed" in j.params for j in distill)  # a pipeline key: never a notebook 03 parameter
+    results = next(j for j in jobs if j.stage == "results")
+    assert (results.params["seeds"], results.params["first_seed"]) == (2, 7)
+    default = profiles.load_profile("default")
+    assert {j.params["seed"] for j in plan.plan_jobs("default", default, runs_root=REPO / "runs", seeds=2)
+            if j.stage == "distill"} == {0, 1}
+    for bad in (-1, 1.5, True):
+        problems = validate._pipeline_key_problems("distill", {"first_seed": bad})
+        assert problems and problems[0].startswith(f"distill.first_seed = {bad!r}: expected an integer >= 0")
+
+
 @pytest.mark.parametrize("name", profiles.available_profiles())
 def test_every_profile_validates_against_its_notebooks(name):
     """Each profile only sets parameters its notebooks declare, with their types (papermill would merely warn)."""

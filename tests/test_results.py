@@ -102,6 +102,16 @@ def test_collect_reads_exactly_the_wanted_runs_and_names_the_missing_ones(tmp_pa
         results.collect(tmp_path, configs=["at"], seeds=1)
 
 
+def test_collect_reads_the_seeds_from_first_seed(tmp_path):
+    _run(tmp_path, "teacher", 0)
+    for seed in (7, 8):
+        _run(tmp_path, "student", seed)
+    recs = results.collect(tmp_path, configs=["student"], seeds=2, first_seed=7)
+    assert [(r["config"], r["seed"]) for r in recs] == [("teacher", 0), ("student", 7), ("student", 8)]
+    with pytest.raises(FileNotFoundError, match="student seed 0: "):
+        results.collect(tmp_path, configs=["student"], seeds=1)
+
+
 def test_bad_metrics_file(tmp_path):
     p = tmp_path / "metrics.json"
     p.write_text("{}")

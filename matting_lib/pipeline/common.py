@@ -24,7 +24,7 @@ NOTEBOOKS = {
 }
 TIMEOUT_KEYS = ("cell_timeout_s", "job_timeout_s")
 #: Profile keys the pipeline consumes itself, per stage table (never passed to a notebook).
-PIPELINE_KEYS = {stage: set(TIMEOUT_KEYS) | ({"configs", "seeds", "jobs", "threads", "shared_caches"}
+PIPELINE_KEYS = {stage: set(TIMEOUT_KEYS) | ({"configs", "seeds", "first_seed", "jobs", "threads", "shared_caches"}
                                              if stage == "distill" else set())
                  for stage in STAGES}
 #: Limits for a profile that sets none (each shipped profile sets its own): 6 h per cell, 24 h per job.

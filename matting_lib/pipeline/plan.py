@@ -66,6 +66,7 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
     student, limits = table("distill")
     configs = list(student.get("configs", []))
     n_seeds = int(seeds if seeds is not None else student.get("seeds", 1))
+    first = int(student.get("first_seed", 0))  # seeds first .. first + n_seeds - 1 (a replication: fresh seeds)
     base = {k: v for k, v in student.items() if k not in PIPELINE_KEYS["distill"]}
     # shared_caches: the runs of one seed compose each batch once (batch_cache) and run the teacher once per batch
     # (teacher_cache); off unless the profile turns it on (at the paper's size they would need terabytes)
@@ -75,7 +76,7 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
     caches.update({k: base[k] for k in caches if k in base})  # an explicit folder in the profile wins
     student_keys = []
     for cfg in configs:
-        for seed in range(n_seeds):
+        for seed in range(first, first + n_seeds):
             key = student_run_name(cfg, seed)  # the job is named as its run folder
             run = runs.student(cfg, seed)
             student_keys.append(key)
@@ -90,7 +91,7 @@ def plan_jobs(profile_name: str, prof: dict[str, Any], *, runs_root: Path, seeds
     results, limits = table("results")
     jobs.append(Job("results", "results",
                     {**common, **results, "data_dir": data_dir, "runs_dir": str(runs.root),
-                     "configs": list(configs), "seeds": n_seeds},
+                     "configs": list(configs), "seeds": n_seeds, "first_seed": first},
                     needs=["teacher", *student_keys], limits=limits, outputs=[("tables", str(figures))],
                     code=("tables",)))
     explorer, limits = table("explorer")

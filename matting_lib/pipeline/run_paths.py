@@ -23,7 +23,8 @@ from matting_lib.pipeline.profiles import figures_dir_for, load_profile
 
 @dataclass(frozen=True)
 class ProfilePaths:
-    """Absolute paths of one profile's run; ``configs`` and ``seeds`` are its distillation runs."""
+    """Absolute paths of one profile's run; ``configs`` and seeds ``first_seed .. first_seed + seeds - 1`` are its
+    distillation runs."""
 
     profile: str
     data: Path
@@ -31,6 +32,7 @@ class ProfilePaths:
     figures: Path
     configs: tuple[str, ...]
     seeds: int
+    first_seed: int = 0
 
     @property
     def layout(self) -> RunLayout:
@@ -76,4 +78,5 @@ def for_profile(profile: str, *, data_dir: str = "", runs_dir: str = "", figures
     data = _resolve(data_dir or prof.get("data", {}).get("data_dir", f"data/{profile}"))
     figures = _resolve(figures_dir) if figures_dir else figures_dir_for(profile, runs.parent)
     distill = prof.get("distill", {})
-    return ProfilePaths(profile, data, runs, figures, tuple(distill.get("configs", ())), int(distill.get("seeds", 1)))
+    return ProfilePaths(profile, data, runs, figures, tuple(distill.get("configs", ())), int(distill.get("seeds", 1)),
+                        int(distill.get("first_seed", 0)))

@@ -36,11 +36,11 @@ DERIVED = {
     "teacher": {"profile", "figures_dir", "data_dir", "run_dir"},
     "distill": {"profile", "figures_dir", "data_dir", "config", "seed", "teacher_checkpoint", "runs_dir"},
     "calibrate": {"profile", "figures_dir", "data_dir", "runs_dir"},
-    "results": {"profile", "figures_dir", "data_dir", "runs_dir", "configs", "seeds"},
+    "results": {"profile", "figures_dir", "data_dir", "runs_dir", "configs", "seeds", "first_seed"},
     "explorer": {"profile", "data_dir", "runs_dir"},
 }
 #: The way to set a derived parameter instead, for the message.
-INSTEAD = {"seed": "--seeds N", "config": "distill.configs", "configs": "distill.configs", "seeds": "--seeds N",
+INSTEAD = {"first_seed": "distill.first_seed", "seed": "--seeds N", "config": "distill.configs", "configs": "distill.configs", "seeds": "--seeds N",
            "figures_dir": "--figures-dir", "runs_dir": "--runs-dir", "run_dir": "--runs-dir",
            "teacher_checkpoint": "teacher.mode / --public-teacher", "data_dir": "data.data_dir",
            "threads": "-j N", "profile": "--profile"}
@@ -68,6 +68,9 @@ def _pipeline_key_problems(stage: str, table: dict[str, Any]) -> list[str]:
     for key in ("seeds", "jobs"):
         if key in table and not (_is_int(table[key]) and table[key] >= 1):
             out.append(f"distill.{key} = {table[key]!r}: expected an integer >= 1, e.g. --set distill.{key}=2")
+    if "first_seed" in table and not (_is_int(table["first_seed"]) and table["first_seed"] >= 0):
+        out.append(f"distill.first_seed = {table['first_seed']!r}: expected an integer >= 0 (the first seed of every "
+                   f"configuration), e.g. --set distill.first_seed=7")
     if "shared_caches" in table and not isinstance(table["shared_caches"], bool):
         out.append(f"distill.shared_caches = {table['shared_caches']!r}: expected true or false, e.g. "
                    f"--set distill.shared_caches=false")

@@ -231,9 +231,11 @@ def teacher_gap_sentence(summary: dict[str, dict[str, Stat]]) -> str:
     return f"The teacher's SAD is {gap:.0%} of the no-KD student's (paper: 54%). " if gap else ""
 
 
-def collect(runs_dir: str | Path, *, configs: Sequence[str], seeds: int, command: str = "./run_all.sh") -> list[dict]:
+def collect(runs_dir: str | Path, *, configs: Sequence[str], seeds: int, first_seed: int = 0,
+            command: str = "./run_all.sh") -> list[dict]:
     """The teacher's record (``runs_dir/teacher/metrics.json``) and every wanted student's
-    (``runs_dir/students/kd-<config>-seed<seed>/metrics.json`` for each configuration and seeds ``0 .. seeds-1``).
+    (``runs_dir/students/kd-<config>-seed<seed>/metrics.json`` for each configuration and seeds ``first_seed ..
+    first_seed + seeds - 1``).
 
     Nothing else under ``runs_dir`` is read (folders moved aside as ``*.stale-*`` are ignored). Raises
     ``FileNotFoundError`` naming every missing configuration/seed and the command that makes it (``command``: the
@@ -243,7 +245,7 @@ def collect(runs_dir: str | Path, *, configs: Sequence[str], seeds: int, command
     runs = RunLayout(runs_dir)
     wanted = [("teacher", None, runs.teacher / "metrics.json")]
     wanted += [(cfg, seed, runs.student(cfg, seed) / "metrics.json")
-               for cfg in configs for seed in range(seeds)]
+               for cfg in configs for seed in range(first_seed, first_seed + seeds)]
     missing = [(cfg, seed, path) for cfg, seed, path in wanted if not path.is_file()]
     if missing:
         lines = [f"{'the teacher' if seed is None else f'{cfg} seed {seed}'}: {path} is missing"
