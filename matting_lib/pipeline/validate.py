@@ -40,7 +40,8 @@ DERIVED = {
     "explorer": {"profile", "data_dir", "runs_dir"},
 }
 #: The way to set a derived parameter instead, for the message.
-INSTEAD = {"first_seed": "distill.first_seed", "seed": "--seeds N", "config": "distill.configs", "configs": "distill.configs", "seeds": "--seeds N",
+INSTEAD = {"first_seed": "distill.first_seed",
+           "seed": "--seeds N", "config": "distill.configs", "configs": "distill.configs", "seeds": "--seeds N",
            "figures_dir": "--figures-dir", "runs_dir": "--runs-dir", "run_dir": "--runs-dir",
            "teacher_checkpoint": "teacher.mode / --public-teacher", "data_dir": "data.data_dir",
            "threads": "-j N", "profile": "--profile"}

@@ -16,7 +16,9 @@ backgrounds from disjoint random streams. Test trimaps are 8-bit 0/128/255 PNGs,
 Presets (:data:`PRESETS`): ``smoke`` (seconds; for tests/CI), ``default`` (the project's default
 benchmark, 1-2 minutes on one core: 200 train fg x 8 backgrounds at 320-400 px, 25 test fg x 8 backgrounds
 = 200 test composites at 300-340 px, i.e. Composition-1k's 50 x 20 structure scaled down), ``large``
-(Composition-1k's counts, 431 x 20 / 50 x 20, at 480-640 px, for a GPU run).
+(Composition-1k's counts, 431 x 20 / 50 x 20, at 480-640 px, for a GPU run), ``comp1k-photos`` (comp1k's test
+split over real colour photographs only, :data:`PHOTO_TEST_PHOTOS`: a second test distribution, generated with
+``splits=("test",)`` and another seed).
 
 This package: the presets and the dataset generation here (:func:`generate_dataset`, :func:`verify_dataset`),
 backgrounds and colour textures in :mod:`matting_lib.data.synthetic.textures`, foregrounds in
@@ -47,7 +49,8 @@ from matting_lib.data.synthetic.textures import make_background
 from matting_lib.data.trimap import trimap_from_distance
 from matting_lib.files import atomic_write_bytes, atomic_write_text, sha256_file
 
-__all__ = ["GENERATOR", "FORMAT", "Preset", "PRESETS", "TRAIN_PHOTOS", "TEST_PHOTOS", "generate_dataset",
+__all__ = ["GENERATOR", "FORMAT", "Preset", "PRESETS", "TRAIN_PHOTOS", "TEST_PHOTOS", "PHOTO_TEST_PHOTOS",
+           "generate_dataset",
            "verify_dataset", "fg_kind", "comp1k_test_kinds", "comp1k_kind_counts"]
 
 GENERATOR = "matting_lib.synthetic"
@@ -71,6 +74,7 @@ class Preset:
     mix: str = (
         "weighted"  # foreground kinds: "weighted" (random, FOREGROUND_KINDS' weights) | "comp1k" (see KIND_MIXES)
     )
+    photo_backgrounds: bool = False  # test backgrounds: photographs only (PHOTO_TEST_PHOTOS), no procedural textures
 
 
 PRESETS: dict[str, Preset] = {
@@ -79,6 +83,9 @@ PRESETS: dict[str, Preset] = {
     # default's sizes, foreground kinds in Composition-1k's test proportions (comp1k_kind_counts)
     "comp1k": Preset(200, 8, 25, 8, (320, 400), (300, 340), mix="comp1k"),
     "large": Preset(431, 20, 50, 20, (480, 640), (480, 560), trimap_width=(10.0, 24.0)),
+    # a second test distribution for comp1k's networks (generate its test split alone, with another seed): the
+    # same foreground recipe and sizes, backgrounds that are always real colour photographs
+    "comp1k-photos": Preset(200, 8, 25, 8, (320, 400), (300, 340), mix="comp1k", photo_backgrounds=True),
 }
 
 # Source photographs: (package, file). Train and test use disjoint photos.
@@ -90,6 +97,10 @@ TRAIN_PHOTOS = [("skimage", "astronaut.png"), ("skimage", "coffee.png"), ("skima
 TEST_PHOTOS = [("skimage", "chelsea.png"), ("skimage", "motorcycle_left.png"), ("skimage", "motorcycle_right.png"),
                ("sklearn", "china.jpg"), ("skimage", "clock_motion.png"), ("skimage", "page.png"),
                ("skimage", "text.png")]
+# The colour photographs none of the training backgrounds use, for a test set of photographs only
+# (Preset.photo_backgrounds): the colour ones of TEST_PHOTOS and matplotlib's portrait.
+PHOTO_TEST_PHOTOS = [("skimage", "chelsea.png"), ("skimage", "motorcycle_left.png"),
+                     ("skimage", "motorcycle_right.png"), ("sklearn", "china.jpg"), ("matplotlib", "grace_hopper.jpg")]
 
 # Independent random streams: (seed, stream, index) -> generator. Test streams never meet train streams.
 _STREAMS = {"train-fg": 1, "train-bg": 2, "test-fg": 3, "test-bg": 4, "test-trimap": 5, "train-kinds": 6,
@@ -152,7 +163,8 @@ def _make_item(args: tuple[int, str, str, int]) -> tuple[str, list[str], dict[st
     seed, preset_name, split, i = args
     p = PRESETS[preset_name]
     layout = DatasetLayout(Path("."))
-    photos = TRAIN_PHOTOS if split == "train" else TEST_PHOTOS
+    photos_only = split == "test" and p.photo_backgrounds
+    photos = TRAIN_PHOTOS if split == "train" else PHOTO_TEST_PHOTOS if photos_only else TEST_PHOTOS
     k = p.bg_per_train_fg if split == "train" else p.bg_per_test_fg
     lo, hi = p.train_size if split == "train" else p.test_size
     rng = _rng(seed, f"{split}-fg", i)
@@ -163,7 +175,7 @@ def _make_item(args: tuple[int, str, str, int]) -> tuple[str, list[str], dict[st
         j = i * k + b
         brng = _rng(seed, f"{split}-bg", j)
         bh, bw = (max(16, int(round(side * brng.uniform(*p.bg_scale)))) for side in (h, w))
-        bg = make_background(brng, bh, bw, photos)
+        bg = make_background(brng, bh, bw, photos, photos_only=photos_only)
         name = f"syn_train2014_{j:06d}.jpg" if split == "train" else f"syn_voc_{j:06d}.jpg"
         files[str(layout.bg_path(split, name))] = _encode_jpeg(bg, p.jpeg_quality)
         bg_names.append(name)
@@ -197,10 +209,13 @@ def _kinds(seed: int, preset_name: str, split: str) -> tuple[str | None, ...]:
 
 
 def _spec(seed: int, preset: str) -> dict:
+    p = PRESETS[preset]
+    test = PHOTO_TEST_PHOTOS if p.photo_backgrounds else TEST_PHOTOS
+    # presets made before mixes and photo backgrounds: the same spec as then
     spec = {"generator": GENERATOR, "format": FORMAT, "seed": seed, "preset": preset,
-            "params": {k: v for k, v in dataclasses.asdict(PRESETS[preset]).items()
-                       if not (k == "mix" and v == "weighted")},  # presets made before mixes: same spec as then
-            "sources": {"train": [f"{a}:{b}" for a, b in TRAIN_PHOTOS], "test": [f"{a}:{b}" for a, b in TEST_PHOTOS]}}
+            "params": {k: v for k, v in dataclasses.asdict(p).items()
+                       if not (k == "mix" and v == "weighted") and not (k == "photo_backgrounds" and not v)},
+            "sources": {"train": [f"{a}:{b}" for a, b in TRAIN_PHOTOS], "test": [f"{a}:{b}" for a, b in test]}}
     return json.loads(json.dumps(spec))  # tuples -> lists, as read back from manifest.json
 
 

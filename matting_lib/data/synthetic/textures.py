@@ -2,7 +2,8 @@
 colour fields of foregrounds.
 
 Backgrounds (:func:`make_background`) are random crops, scales, flips and colour changes of the photographs
-that ship inside scikit-image (``skimage.data``) and scikit-learn (``load_sample_images``), plus procedural
+that ship inside scikit-image (``skimage.data``), scikit-learn (``load_sample_images``) and matplotlib (its
+``sample_data``), plus procedural
 textures (fractal noise, bokeh, warped waves, cells), sometimes blended and defocused. Which photographs
 (train and test use disjoint ones) is decided by the caller (:data:`matting_lib.data.synthetic.TRAIN_PHOTOS`,
 ``TEST_PHOTOS``). Everything draws from the ``numpy`` generator passed in, so output is deterministic.
@@ -24,6 +25,10 @@ def _photo(package: str, name: str) -> np.ndarray:
         # imported only when backgrounds are generated (large sample images)
         import skimage.data
         folder = Path(skimage.data.__file__).parent
+    elif package == "matplotlib":
+        # imported only when backgrounds are generated
+        import matplotlib
+        folder = Path(matplotlib.get_data_path()) / "sample_data"
     else:
         # imported only when backgrounds are generated (large sample images)
         import sklearn.datasets
@@ -123,9 +128,11 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return palette[labels] * shade
 
 
-def make_background(rng: np.random.Generator, h: int, w: int, photos: list) -> np.ndarray:
-    """One background, uint8 (h, w, 3) RGB: a photograph (55 %), a texture (25 %) or both blended."""
-    u = rng.random()
+def make_background(rng: np.random.Generator, h: int, w: int, photos: list, *,
+                    photos_only: bool = False) -> np.ndarray:
+    """One background, uint8 (h, w, 3) RGB: a photograph (55 %), a texture (25 %) or both blended; with
+    ``photos_only`` always a photograph (cropped, scaled, flipped, recoloured, sometimes defocused)."""
+    u = 0.0 if photos_only else rng.random()
     if u < 0.55:
         img = _photo_crop(rng, photos, h, w)
     elif u < 0.8:
