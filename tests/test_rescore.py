@@ -54,16 +54,14 @@ def test_rescoring_a_runs_folder_on_its_own_test_set_gives_its_metrics_and_resum
     """Every finished run of the smoke profile scored again on the smoke test set reproduces the metrics.json it
     was scored with when it ran, in both conventions; a second call reads the kept parts (nothing is scored), a part
     whose checkpoint changed is scored again, and an existing CSV is replaced only with --force."""
-    from matting_lib.inference import evaluation as ev
-    from matting_lib.inference import rescore
     from matting_lib.paths import REPO
-    from matting_lib.reporting import results
+    from matting_lib.reporting import rescore, results
 
     runs = smoke_run[0] / "smoke"
     data = REPO / "data" / "synthetic-smoke"
     out = tmp_path / "smoke_runs.csv"
     args = ["--runs", str(runs), "--data", str(data), "--out", str(out), "--no-progress"]
-    assert ev.main(args) == 0
+    assert rescore.main(args) == 0
     recs = results.records_from_runs_csv(out.read_text())
     found = rescore.finished_runs(runs)
     assert len(found) == 11 and found[0][:2] == ("teacher", None)  # the teacher and the 10 students
@@ -74,16 +72,31 @@ def test_rescoring_a_runs_folder_on_its_own_test_set_gives_its_metrics_and_resum
         for conv in ("official", "spkd"):
             for m in ("sad", "mse", "grad", "conn"):
                 assert rec["metrics"][conv][m] == pytest.approx(ran["metrics"][conv][m], rel=1e-12), (rec, conv, m)
-    assert ev.main(args) == 1 and "--force" in capsys.readouterr().err  # the CSV is not replaced silently
+    assert rescore.main(args) == 1 and "--force" in capsys.readouterr().err  # the CSV is not replaced silently
     before = out.read_text()
 
     def scored(*a, **k):
         raise AssertionError("a kept part was scored again")
 
     monkeypatch.setattr(rescore, "score_test_set", scored)
-    assert ev.main([*args, "--force"]) == 0 and out.read_text() == before
+    assert rescore.main([*args, "--force"]) == 0 and out.read_text() == before
     part = out.with_name(out.name + ".parts") / "spatial-seed0.json"
     kept = json.loads(part.read_text())
     part.write_text(json.dumps({**kept, "checkpoint_sha256": "0" * 64}))  # as if best.pt had changed
     with pytest.raises(AssertionError, match="scored again"):
         rescore.rescore_runs(runs, data, out, force=True, progress=False)
+
+
+def test_generate_is_checked_before_anything_is_written(tmp_path, capsys):
+    from matting_lib.reporting import rescore
+
+    base = ["--runs", str(tmp_path / "runs"), "--data", str(tmp_path / "photos"), "--out", str(tmp_path / "r.csv"),
+            "--no-progress"]
+    assert rescore.main([*base, "--generate", "photos:1"]) == 1
+    assert "--generate 'photos:1': expected PRESET:SEED with a preset of smoke, default" in capsys.readouterr().err
+    assert not (tmp_path / "photos").exists()
+    assert rescore.main([*base, "--generate", "comp1k-photos:x"]) == 1
+    assert rescore.main(base) == 1  # no such runs folder: named, nothing written
+    err = capsys.readouterr().err
+    assert "teacher.pt is missing" in err and "runs/default" in err
+    assert not (tmp_path / "r.csv").exists()

@@ -358,17 +358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m matting_lib.evaluation",
         description="Predict and score the test set of a Composition-1k-layout folder with one checkpoint: "
                     "SAD / MSE / Grad / Conn overall and per foreground category where the names give one.")
-    which = ap.add_mutually_exclusive_group(required=True)
-    which.add_argument("--checkpoint",
-                       help="matting_lib checkpoint (best.pt, teacher.pt), DIM-PyTorch BEST_checkpoint.tar, or a "
-                            ".onnx from matting_lib.export")
-    which.add_argument("--runs", metavar="RUNS_DIR",
-                       help="instead of one checkpoint: every finished run of a profile's runs folder (e.g. "
-                            "runs/default: the teacher and each student's best.pt), both conventions, written as "
-                            "one runs.csv to --out; resumes from <out>.parts/")
+    ap.add_argument("--checkpoint", required=True,
+                    help="matting_lib checkpoint (best.pt, teacher.pt), DIM-PyTorch BEST_checkpoint.tar, or a .onnx "
+                         "from matting_lib.export")
     ap.add_argument("--data", required=True, help="dataset root holding Combined_Dataset/ (e.g. data/synthetic-smoke)")
-    ap.add_argument("--out", default=None, help="per-image CSV to write (the means go to <out>.summary.json); with "
-                                                "--runs: the runs.csv to write")
+    ap.add_argument("--out", default=None, help="per-image CSV to write (the means go to <out>.summary.json)")
     ap.add_argument("--convention", default="official", choices=("official", "spkd"),
                     help="official = the DIM MATLAB code (default); spkd = the SPKD code's evaluator")
     ap.add_argument("--pred-dir", default=None, help="keep the predicted PNGs in this folder (default: not kept)")
@@ -379,12 +373,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     try:
-        if args.runs:
-            from matting_lib.inference.rescore import rescore_main  # it builds on this module: imported when used
-
-            with one_line_warnings(ap.prog):
-                return rescore_main(args.runs, args.data, args.out, force=args.force, progress=not args.no_progress,
-                                    prog=ap.prog)
         with one_line_warnings(ap.prog):
             res = evaluate_checkpoint(args.checkpoint, args.data, out_csv=args.out, convention=args.convention,
                                       pred_dir=args.pred_dir, force=args.force, device=args.device,

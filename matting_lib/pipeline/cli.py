@@ -227,9 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Profiles: smoke (whole chain in minutes, for CI), default (embedded synthetic benchmark on a "
                "2-core CPU), calibrate (the calibration study of notebook 00: teacher vs no-KD student on the "
                "validation split; hours, resumable), ablation (the paper's Table 3: spatial+channel on four layer "
-               "sets, default-profile settings), paper (Adobe Composition-1k, full-size networks, 320 px, "
-               "30 epochs, for a GPU; needs --adobe-root). Exit codes: 0 done, 1 a stage failed or the runs folder "
-               "is in use, "
+               "sets, default-profile settings), replication (the default profile at seeds 7-13), teacher2 (a second "
+               "teacher trained from seed 1, hours, then six configurations distilled from it), paper (Adobe "
+               "Composition-1k, full-size networks, 320 px, 30 epochs, for a GPU; needs --adobe-root). "
+               "Exit codes: 0 done, 1 a stage failed or the runs folder is in use, "
                "2 bad arguments or profile (nothing was executed). Examples: ./run_all.sh ; "
                "./run_all.sh --profile smoke ; ./run_all.sh --only distill -j 2 ; "
                "./run_all.sh --profile paper --adobe-root /data/adobe",
@@ -237,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--profile",
         default="default",
-        help="smoke | default | calibrate | ablation | paper (a file in profiles/; default: default)",
+        help="smoke | default | calibrate | ablation | replication | teacher2 | paper (a file in profiles/; "
+             "default: default)",
     )
     p.add_argument("--seeds", type=int, default=None, help="seeds per student configuration (default: the profile's)")
     p.add_argument("--only", choices=STAGES, default=None, help="run only this stage")

@@ -3,8 +3,8 @@
 A second test distribution (``docs/robustness.md``) asks whether a verdict of Table 1 is a property of
 distillation or of the test images; its students are not retrained, they are evaluated again::
 
-    python -m matting_lib.evaluation --runs runs/default --data data/synthetic-comp1k-photos \\
-        --out docs/default_photos_runs.csv
+    python -m matting_lib.reporting.rescore --runs runs/default --data data/synthetic-comp1k-photos \\
+        --generate comp1k-photos:1 --out docs/default_photos_runs.csv
 
 :func:`rescore_runs` predicts and scores (both metric conventions, as notebook 03) the teacher
 (``teacher/teacher.pt``) and each finished student (``students/kd-<config>-seed<n>/best.pt``, the weights its
@@ -16,15 +16,17 @@ atomically; an existing one is replaced only with ``force``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from matting_lib.data.compositing import build_test_set, list_test_items
 from matting_lib.data.layout import DatasetLayout, dataset_identity
 from matting_lib.data.output_safety import check_output
+from matting_lib.data.synthetic import PRESETS, generate_dataset
 from matting_lib.files import atomic_write_text, sha256_file
 from matting_lib.inference.evaluation import check_test_composites, score_test_set
 from matting_lib.networks import checkpoints
@@ -65,6 +67,7 @@ def rescore_runs(runs_dir: str | os.PathLike, data_dir: str | os.PathLike, out_c
     ``out_csv`` (:func:`matting_lib.reporting.results.runs_csv`); returns the records (``config``, ``seed``,
     ``metrics``: {convention: means}). See the module docstring for the parts it keeps and resumes from."""
     out_csv = Path(out_csv)
+    runs = finished_runs(runs_dir)
     check_output(out_csv, datasets=[data_dir], force=force, what="--out", example="photos_runs.csv")
     layout = DatasetLayout.for_root(data_dir)
     items = list_test_items(layout)  # reads only the name lists; a missing one is a LayoutError naming it
@@ -73,7 +76,6 @@ def rescore_runs(runs_dir: str | os.PathLike, data_dir: str | os.PathLike, out_c
     check_test_composites(layout, items)  # an altered composite is never scored as the test set
     data_id = json.loads(json.dumps(dataset_identity(layout)))  # as a part file reads it back
     records = []
-    runs = finished_runs(runs_dir)
     for i, (config, seed, ckpt) in enumerate(runs, 1):
         part = _part_path(out_csv, config, seed)
         digest = sha256_file(ckpt)
@@ -94,14 +96,45 @@ def rescore_runs(runs_dir: str | os.PathLike, data_dir: str | os.PathLike, out_c
     return records
 
 
-def rescore_main(runs_dir: str, data_dir: str, out_csv: str | None, *, force: bool, progress: bool,
-                 prog: str) -> int:
-    """The ``--runs`` form of ``python -m matting_lib.evaluation``; returns the exit code."""
-    if not out_csv:
-        print(f"{prog}: error: --runs needs --out FILE.csv (the runs.csv to write)", file=sys.stderr)
-        return 2
-    records = rescore_runs(runs_dir, data_dir, out_csv, force=force, progress=progress)
-    print(f"wrote {out_csv}: {len(records)} runs (the teacher and {len(records) - 1} students) scored on "
-          f"{data_dir}")
+def generate_test_split(data_dir: str | os.PathLike, spec: str, *, progress: bool = True) -> Path:
+    """``--generate PRESET:SEED``: the test split of a synthetic preset into ``data_dir``
+    (:func:`matting_lib.data.synthetic.generate_dataset`, which keeps a complete folder of the same parameters and
+    refuses one of others)."""
+    preset, _, seed = spec.partition(":")
+    if preset not in PRESETS or not seed.isdigit():
+        raise ValueError(f"--generate {spec!r}: expected PRESET:SEED with a preset of {', '.join(PRESETS)} and a "
+                         f"seed >= 0, e.g. comp1k-photos:1")
+    return generate_dataset(data_dir, seed=int(seed), preset=preset, splits=("test",), progress=progress)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m matting_lib.reporting.rescore --runs RUNS_DIR --data DIR --out CSV``; returns the exit code."""
+    ap = argparse.ArgumentParser(
+        prog="python -m matting_lib.reporting.rescore",
+        description="Score every finished run of a profile's runs folder (the teacher and each student's best.pt) "
+                    "on the test set of another Composition-1k-layout folder, both metric conventions, and write "
+                    "one runs.csv in notebook 04's format (resumable).")
+    ap.add_argument("--runs", required=True, metavar="RUNS_DIR",
+                    help="the profile's runs folder, holding teacher/ and students/ (e.g. runs/default)")
+    ap.add_argument("--data", required=True, help="dataset root whose test set scores the runs")
+    ap.add_argument("--out", required=True, help="the runs.csv to write; each run's scores are kept in <out>.parts/")
+    ap.add_argument("--generate", metavar="PRESET:SEED",
+                    help="first generate the test split of this synthetic preset and seed into --data (e.g. "
+                         "comp1k-photos:1, the second test distribution; kept and verified when already there)")
+    ap.add_argument("--force", action="store_true", help="replace an existing --out")
+    ap.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    args = ap.parse_args(argv)
+    try:
+        if args.generate:
+            generate_test_split(args.data, args.generate, progress=not args.no_progress)
+        records = rescore_runs(args.runs, args.data, args.out, force=args.force, progress=not args.no_progress)
+    except (OSError, ValueError, RuntimeError) as err:  # LayoutError and checkpoint errors included
+        print(f"{ap.prog}: error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {len(records)} runs (the teacher and {len(records) - 1} students) scored on "
+          f"{args.data}")
     return 0
 
+
+if __name__ == "__main__":
+    sys.exit(main())
