@@ -1,4 +1,4 @@
-"""Notebooks 05 and 04 in a real browser (issue 13): JupyterLab on 127.0.0.1 with a token, headless Chromium
+"""Notebooks 05 and 04 in a real browser: JupyterLab on 127.0.0.1 with a token, headless Chromium
 driven by selenium, on the executed copies of the session's smoke run (``smoke_run`` in conftest.py).
 
 05: run all cells; the explorer's widgets render (not "Loading widget…", not a ``VBox(...)`` text repr); moving

@@ -298,7 +298,7 @@ def test_import_teacher_at_full_width(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(imported.state_dict().values(), teacher.state_dict().values()))
 
 
-# ------------------------------------------------------------------------------------------ bad files (issue 10)
+# ------------------------------------------------------------------------------------------ bad files
 # A TorchScript module whose __setstate__ writes a file: torch.load(weights_only=False) hands such an archive to
 # torch.jit.load, which runs it. torch.from_file(shared=True) creates the file and fill_ writes "AAAAAA" into it.
 EVIL_TORCHSCRIPT = textwrap.dedent("""

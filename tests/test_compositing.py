@@ -242,7 +242,7 @@ def test_name_lists_unreadable_and_tiny_backgrounds(adobe):
     assert not check_layout(DatasetLayout.for_root(adobe.root / "nowhere"), progress=False).ok
 
 
-# ----------------------------------------------------------------------------------------------- bad input (issue 10)
+# ----------------------------------------------------------------------------------------------- bad input
 def test_name_list_with_a_non_utf8_byte_names_the_file_and_line(adobe):
     names = adobe.fg_names("test")
     adobe.test_fg_names_file.write_bytes(("\n".join(names) + "\n").encode() + b"caf\xe9.png\n")

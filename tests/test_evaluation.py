@@ -1,5 +1,5 @@
 """One-call evaluation of a checkpoint on a Composition-1k-layout folder (``python -m matting_lib.evaluation``),
-and the synthetic generator's test split written alone (issue 13, item 4)."""
+and the synthetic generator's test split written alone."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``./lab.sh``: JupyterLab on 127.0.0.1, as root (containers) and as a user (issue 13, item 3)."""
+"""``./lab.sh``: JupyterLab on 127.0.0.1, as root (containers) and as a user."""
 
 from __future__ import annotations
 

@@ -543,7 +543,7 @@ def test_parallel_folder_run_and_cli(tmp_path, capsys):
     assert e.value.code == 0 and "--convention" in capsys.readouterr().out
 
 
-# ------------------------------------------------------------------------------------------ bad files (issue 10)
+# ------------------------------------------------------------------------------------------ bad files
 def test_folder_refuses_two_files_of_one_image(tmp_path):
     rng = np.random.default_rng(14)
     cases = {f"im{i}.png": random_case(rng, 8, 8) for i in range(2)}

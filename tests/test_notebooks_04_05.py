@@ -1,4 +1,4 @@
-"""Notebooks 04 and 05 read like a lab report (issue 12, move 5): one parameters cell, code cells of at most ~10
+"""Notebooks 04 and 05 read like a lab report: one parameters cell, code cells of at most ~10
 lines that call the library, a markdown cell before every step, no committed outputs, no parameter that does
 nothing."""
 

@@ -1,4 +1,4 @@
-"""What the pipeline tells its user (issue 13, item 5): ``--help`` states each default once, a passing run shows no
+"""What the pipeline tells its user: ``--help`` states each default once, a passing run shows no
 kernel ``KeyboardInterrupt``, and the wall time reported counts from ``run_all.sh``'s start (test_pipeline.py)."""
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def test_evaluate_model_scores_a_composition1k_folder(model, tmp_path):
         ev.evaluate_model(model, items, tmp_path / "run" / "pred", conventions=("official",), progress=False)
 
 
-# ------------------------------------------------------------------------------------------ bad input (issue 10)
+# ------------------------------------------------------------------------------------------ bad input
 @pytest.fixture
 def cli(model, tmp_path):
     """Files for one CLI call and a runner: run(*extra, out=...) -> (exit code, stderr)."""

@@ -1,5 +1,5 @@
 """Notebooks 04 and 05 opened by hand: paths derive from one ``profile`` parameter, and a missing run says which
-run, the command that makes it and the profiles that do have runs (issue 13, item 1)."""
+run, the command that makes it and the profiles that do have runs."""
 
 from __future__ import annotations
 

@@ -154,8 +154,8 @@ def test_config_validation():
         _run("unused", batch_size=16)
 
 
-# The training config a checkpoint of the code before issue 12 stores (keys and values of the calibration
-# teacher run being resumed in session 4, runs/calibrate/teacher-w0.25-c160/last.pt).
+# The training config that checkpoints of an older format store (the keys and values of the calibration teacher
+# run's runs/calibrate/teacher-w0.25-c160/last.pt, which must still resume).
 OLD_STYLE_CONFIG = {"lr": 0.01, "lr_decay_steps": [], "lr_gamma": 0.1, "batch_size": 2, "steps": 7, "epochs": None,
                     "grad_clamp": 5.0, "weight_decay": 0.0, "val_every": 3, "val_batch_size": None,
                     "max_val_batches": None, "log_every": 1, "checkpoint_every": 0, "snapshot_every": 0, "seed": 3,
