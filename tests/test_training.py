@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from matting_lib.networks.checkpoints import load_checkpoint
+from matting_lib.networks.checkpoints import load_checkpoint, load_evaluated_model
 from matting_lib.networks.losses import alpha_loss, unknown_mask
 from matting_lib.networks.models import build_student
 from matting_lib.settings import REMOVED_FIELDS, TrainConfig
@@ -288,6 +288,11 @@ def test_ema_weights_are_validated_kept_and_resumed_exactly(tmp_path):
     _run(tmp_path / "resumed", ema_decay=0.9, val_every=7, model_seed=99)
     again = load_checkpoint(tmp_path / "resumed" / "best.pt")
     assert all(torch.equal(best["model"][k], again["model"][k]) for k in best["model"])
+    # a snapshot or last.pt of an averaging run is scored with its averaged weights (the calibration curve)
+    evaluated = load_evaluated_model(tmp_path / "full" / "last.pt").state_dict()
+    assert all(torch.equal(best["model"][k], evaluated[k]) for k in best["model"])
+    plain = load_evaluated_model(tmp_path / "full" / "best.pt").state_dict()  # no averaged state: the model's
+    assert all(torch.equal(best["model"][k], plain[k]) for k in best["model"])
 
 
 def test_a_finished_run_continued_to_more_steps_equals_a_longer_run(tmp_path):

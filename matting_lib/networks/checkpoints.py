@@ -261,6 +261,18 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "c
     return model if kind is None else check_kind(model, kind, f"checkpoint {path}")
 
 
+def load_evaluated_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> DIMNet:
+    """The weights a training evaluates, from any of its checkpoints: the averaged ones when the checkpoint holds a
+    ``torch.optim.swa_utils.AveragedModel`` state (``last.pt`` and snapshots of a run with ``ema_decay``), else the
+    model's (:func:`load_model`). So a snapshot of an averaging run scores as its ``best.pt`` would."""
+    ckpt = load_checkpoint(path, map_location=map_location)
+    if ckpt.get("averaged"):
+        prefix = "module."
+        ckpt = {**ckpt, "model": {k.removeprefix(prefix): v for k, v in ckpt["averaged"].items()
+                                  if k.startswith(prefix)}}
+    return model_from_checkpoint(ckpt, path, map_location=map_location)
+
+
 #: Where each kind of checkpoint is found, for the messages of :func:`check_kind`.
 _KIND_EXAMPLES = {"teacher": "runs/<profile>/teacher/teacher.pt or matting_lib/assets/teacher-<profile>.pt",
                   "student": "runs/<profile>/students/<run>/best.pt"}

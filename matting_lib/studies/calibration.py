@@ -48,7 +48,7 @@ from matting_lib.metrics import METRIC_KEYS, evaluate_alpha
 from matting_lib.networks.checkpoints import (
     check_ship_destination,
     load_checkpoint,
-    load_model,
+    load_evaluated_model,
     manifest_path,
     model_from_checkpoint,
     save_checkpoint,
@@ -213,7 +213,7 @@ def evaluate_snapshots(run_dir: str | os.PathLike, composites: Sequence[Composit
     todo = {s: p for s, p in list_snapshots(run_dir).items() if s not in done} if score_new else {}
     for step, path in todo.items():
         t0 = time.time()
-        scores = score_model(load_model(path), composites)
+        scores = score_model(load_evaluated_model(path), composites)  # a run with ema_decay: its averaged weights
         rows += [{"step": step, "group": g, **{k: s[k] for k in CURVE_FIELDS[2:]}} for g, s in sorted(scores.items())]
         rows.sort(key=lambda r: (r["step"], r["group"]))
         lines = [",".join(CURVE_FIELDS)] + [",".join(str(r[k]) for k in CURVE_FIELDS) for r in rows]
