@@ -269,6 +269,27 @@ def test_statistics_page_shows_the_commands_current_output(monkeypatch):
     assert "five runs" not in page  # only committed runs are reported
 
 
+def test_statistics_page_shows_what_the_test_images_add_on_the_committed_run():
+    """docs/statistics.md holds the per-image report (seed x foreground bootstrap, Table 1 per kind) of the committed
+    default run, and the committed per-image file is that run's: each run's mean over its images is its SAD in
+    docs/default_runs.csv."""
+    from conftest import REPO
+
+    rows = results.read_per_image(REPO / "docs" / "default_runs_per_image.csv.gz")
+    runs = {(r["config"], r["seed"]): r["metrics"]["official"]["sad"]
+            for r in paired_report.read_runs_csv(REPO / "docs" / "default_runs.csv") if r["config"] != "teacher"}
+    per_run: dict = {}
+    for r in rows:
+        per_run.setdefault((r["config"], r["seed"]), []).append(r["sad"])
+    assert {k for k in per_run if k[0] != "teacher"} == set(runs)
+    for key, sad in runs.items():
+        assert len(per_run[key]) == 200 and np.mean(per_run[key]) == pytest.approx(sad, rel=1e-9), key
+    page = (REPO / "docs" / "statistics.md").read_text(encoding="utf-8")
+    command = "python -m matting_lib.paired_report docs/default_runs.csv --per-image docs/default_runs_per_image.csv.gz"
+    assert command in page
+    assert paired_report.per_image_report(rows) in page, f"regenerate docs/statistics.md with {command}"
+
+
 def test_compare_two_runs_verdict_by_verdict(tmp_path, capsys):
     """--compare puts two runs of one profile side by side: bit-identical runs counted, each run's verdict and
     interval per ordering, and the orderings whose verdicts differ named."""

@@ -187,9 +187,9 @@ def test_teacher_gap_sentence():
 
 # The committed runs: first the default profile's run of Table 1, then the runs of the paper's constant-lr protocol
 # at 3 seeds, one per machine and teacher forward (docs/reproducibility.md), in the order of the docs' columns.
-RUN_FILES = ("default_runs", "constant_lr_runs_xeon_avx512", "constant_lr_runs_epyc_avx2",
+RUN_FILES = ("default_runs", "default_runs_contiguous", "constant_lr_runs_xeon_avx512", "constant_lr_runs_epyc_avx2",
              "constant_lr_runs_xeon_avx512_plain_teacher", "constant_lr_runs_epyc_avx512_plain_teacher")
-CONSTANT_LR = RUN_FILES[1:]
+CONSTANT_LR = RUN_FILES[2:]
 
 
 def _runs(name: str) -> list[dict]:
@@ -345,8 +345,24 @@ def test_reproducibility_page_compares_the_default_run_at_two_thread_counts():
     have = sorted((r["config"], r["seed"]) for r in _runs("default_threads2_runs") if r["config"] != "teacher")
     assert have == sorted((c, s) for c in configs for s in range(seeds))
     page = (REPO / "docs" / "reproducibility.md").read_text(encoding="utf-8")
-    files = ("docs/default_runs.csv", "docs/default_threads2_runs.csv")
+    files = ("docs/default_runs_contiguous.csv", "docs/default_threads2_runs.csv")
     assert f"python -m matting_lib.paired_report --compare {files[0]} {files[1]}" in page
     out = paired_report.compare_markdown(*(_runs(f.removeprefix("docs/").removesuffix(".csv")) for f in files),
                                          names=files)
     assert out in page, "docs/reproducibility.md: regenerate the thread-count comparison"
+
+
+def test_reproducibility_page_compares_table1_under_the_two_training_codes():
+    """docs/reproducibility.md holds the output of `paired_report --compare` on Table 1 of the contiguous training
+    code and Table 1 as committed (channels_last), which hold the same configurations and seeds."""
+    from conftest import REPO
+
+    from matting_lib.reporting import paired_report
+
+    files = ("docs/default_runs_contiguous.csv", "docs/default_runs.csv")
+    old, new = (_runs(f.removeprefix("docs/").removesuffix(".csv")) for f in files)
+    assert sorted((r["config"], r["seed"]) for r in old) == sorted((r["config"], r["seed"]) for r in new)
+    page = (REPO / "docs" / "reproducibility.md").read_text(encoding="utf-8")
+    assert f"python -m matting_lib.paired_report --compare {files[0]} {files[1]}" in page
+    assert paired_report.compare_markdown(old, new, names=files) in page, \
+        "docs/reproducibility.md: regenerate the comparison of the two training codes"
