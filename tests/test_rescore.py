@@ -60,7 +60,8 @@ def test_rescoring_a_runs_folder_on_its_own_test_set_gives_its_metrics_and_resum
     runs = smoke_run[0] / "smoke"
     data = REPO / "data" / "synthetic-smoke"
     out = tmp_path / "smoke_runs.csv"
-    args = ["--runs", str(runs), "--data", str(data), "--out", str(out), "--no-progress"]
+    args = ["--runs", str(runs), "--data", str(data), "--out", str(out), "--work", str(tmp_path / "work"),
+            "--no-progress"]
     assert rescore.main(args) == 0
     recs = results.records_from_runs_csv(out.read_text())
     found = rescore.finished_runs(runs)
@@ -80,11 +81,12 @@ def test_rescoring_a_runs_folder_on_its_own_test_set_gives_its_metrics_and_resum
 
     monkeypatch.setattr(rescore, "score_test_set", scored)
     assert rescore.main([*args, "--force"]) == 0 and out.read_text() == before
-    part = out.with_name(out.name + ".parts") / "spatial-seed0.json"
+    part = rescore.part_path(tmp_path / "work", out, "spatial", 0)
+    assert part == tmp_path / "work" / "smoke_runs.parts" / "spatial-seed0.json"
     kept = json.loads(part.read_text())
     part.write_text(json.dumps({**kept, "checkpoint_sha256": "0" * 64}))  # as if best.pt had changed
     with pytest.raises(AssertionError, match="scored again"):
-        rescore.rescore_runs(runs, data, out, force=True, progress=False)
+        rescore.rescore_runs(runs, data, out, work=tmp_path / "work", force=True, progress=False)
 
 
 def test_generate_is_checked_before_anything_is_written(tmp_path, capsys):

@@ -9,9 +9,10 @@ distillation or of the test images; its students are not retrained, they are eva
 :func:`rescore_runs` predicts and scores (both metric conventions, as notebook 03) the teacher
 (``teacher/teacher.pt``) and each finished student (``students/kd-<config>-seed<n>/best.pt``, the weights its
 ``metrics.json`` was scored with) on the test composites of ``data``. Each run's scores are kept in
-``<out>.parts/<run>.json`` with the SHA-256 of the checkpoint and the test set's identity, so an interrupted rescoring
-resumes where it stopped and a part whose checkpoint or test set changed is scored again. The CSV is written last,
-atomically; an existing one is replaced only with ``force``.
+``<work>/<out stem>.parts/<run>.json`` (``work``: ``runs/rescore`` by default, never beside a committed CSV) with the
+SHA-256 of the checkpoint and the test set's identity, so an interrupted rescoring resumes where it stopped and a part
+whose checkpoint or test set changed is scored again. The CSV is written last, atomically; an existing one is
+replaced only with ``force``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from matting_lib.data.synthetic import PRESETS, generate_dataset
 from matting_lib.files import atomic_write_text, sha256_file
 from matting_lib.inference.evaluation import check_test_composites, score_test_set
 from matting_lib.networks import checkpoints
-from matting_lib.paths import RunLayout, parse_student_run_name
+from matting_lib.paths import RunLayout, parse_student_run_name, repo_path
 from matting_lib.reporting.results import runs_csv
 
 CONVENTIONS = ("official", "spkd")
@@ -55,18 +56,20 @@ def finished_runs(runs_dir: str | os.PathLike) -> list[tuple[str, int | None, Pa
     return out + sorted(found, key=lambda r: (r[0], r[1]))
 
 
-def _part_path(out_csv: Path, config: str, seed: int | None) -> Path:
+def part_path(work: str | os.PathLike, out_csv: str | os.PathLike, config: str, seed: int | None) -> Path:
+    """Where the scores of one run are kept while ``out_csv`` is made."""
     name = "teacher" if seed is None else f"{config}-seed{seed}"
-    return out_csv.with_name(out_csv.name + ".parts") / f"{name}.json"
+    return repo_path(work) / f"{Path(out_csv).stem}.parts" / f"{name}.json"
 
 
 def rescore_runs(runs_dir: str | os.PathLike, data_dir: str | os.PathLike, out_csv: str | os.PathLike, *,
-                 force: bool = False, progress: bool = True,
-                 log: Callable[[str], None] = print) -> list[dict]:
+                 work: str | os.PathLike = "runs/rescore", force: bool = False, progress: bool = True,
+                 log: Callable[[str], None] | None = None) -> list[dict]:
     """Score the finished runs of ``runs_dir`` (:func:`finished_runs`) on the test set of ``data_dir`` and write
     ``out_csv`` (:func:`matting_lib.reporting.results.runs_csv`); returns the records (``config``, ``seed``,
     ``metrics``: {convention: means}). See the module docstring for the parts it keeps and resumes from."""
     out_csv = Path(out_csv)
+    log = log or (lambda message: print(message, flush=True))  # a line per run as it is scored, also into a file
     runs = finished_runs(runs_dir)
     check_output(out_csv, datasets=[data_dir], force=force, what="--out", example="photos_runs.csv")
     layout = DatasetLayout.for_root(data_dir)
@@ -77,7 +80,7 @@ def rescore_runs(runs_dir: str | os.PathLike, data_dir: str | os.PathLike, out_c
     data_id = json.loads(json.dumps(dataset_identity(layout)))  # as a part file reads it back
     records = []
     for i, (config, seed, ckpt) in enumerate(runs, 1):
-        part = _part_path(out_csv, config, seed)
+        part = part_path(work, out_csv, config, seed)
         digest = sha256_file(ckpt)
         if part.is_file():
             kept = json.loads(part.read_text(encoding="utf-8"))
@@ -117,7 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--runs", required=True, metavar="RUNS_DIR",
                     help="the profile's runs folder, holding teacher/ and students/ (e.g. runs/default)")
     ap.add_argument("--data", required=True, help="dataset root whose test set scores the runs")
-    ap.add_argument("--out", required=True, help="the runs.csv to write; each run's scores are kept in <out>.parts/")
+    ap.add_argument("--out", required=True, help="the runs.csv to write")
+    ap.add_argument("--work", default="runs/rescore",
+                    help="where each run's scores are kept until --out is written, to resume from (default: "
+                         "runs/rescore)")
     ap.add_argument("--generate", metavar="PRESET:SEED",
                     help="first generate the test split of this synthetic preset and seed into --data (e.g. "
                          "comp1k-photos:1, the second test distribution; kept and verified when already there)")
@@ -127,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.generate:
             generate_test_split(args.data, args.generate, progress=not args.no_progress)
-        records = rescore_runs(args.runs, args.data, args.out, force=args.force, progress=not args.no_progress)
+        records = rescore_runs(args.runs, args.data, args.out, work=args.work, force=args.force,
+                               progress=not args.no_progress)
     except (OSError, ValueError, RuntimeError) as err:  # LayoutError and checkpoint errors included
         print(f"{ap.prog}: error: {err}", file=sys.stderr)
         return 1
