@@ -366,3 +366,19 @@ def test_reproducibility_page_compares_table1_under_the_two_training_codes():
     assert f"python -m matting_lib.paired_report --compare {files[0]} {files[1]}" in page
     assert paired_report.compare_markdown(old, new, names=files) in page, \
         "docs/reproducibility.md: regenerate the comparison of the two training codes"
+
+
+def test_robustness_page_compares_table1_on_the_second_test_distribution():
+    """docs/robustness.md holds `paired_report --compare` of Table 1 and the same networks scored on the
+    comp1k-photos test split, which holds the teacher and every run of Table 1."""
+    from conftest import REPO
+
+    from matting_lib.reporting import paired_report
+
+    files = ("docs/default_runs.csv", "docs/default_photos_runs.csv")
+    table1, photos = (_runs(f.removeprefix("docs/").removesuffix(".csv")) for f in files)
+    assert sorted((r["config"], r["seed"]) for r in table1) == sorted((r["config"], r["seed"]) for r in photos)
+    page = (REPO / "docs" / "robustness.md").read_text(encoding="utf-8")
+    assert f"python -m matting_lib.paired_report --compare {files[0]} {files[1]}" in page
+    assert paired_report.compare_markdown(table1, photos, names=files) in page, \
+        "docs/robustness.md: regenerate the second test distribution's comparison"
