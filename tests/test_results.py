@@ -338,47 +338,40 @@ def test_reproducibility_page_compares_the_default_run_at_two_thread_counts():
 
     from conftest import REPO
 
-    from matting_lib.reporting import paired_report
 
     seeds = tomllib.loads((REPO / "profiles" / "default.toml").read_text())["distill"]["seeds"]
     configs = ["student", "fsp", "ofd", "batch", "spatial", "channel", "spatial+channel", "batch+spatial+channel"]
     have = sorted((r["config"], r["seed"]) for r in _runs("default_threads2_runs") if r["config"] != "teacher")
     assert have == sorted((c, s) for c in configs for s in range(seeds))
-    page = (REPO / "docs" / "reproducibility.md").read_text(encoding="utf-8")
-    files = ("docs/default_runs_contiguous.csv", "docs/default_threads2_runs.csv")
+    _assert_comparison_in("reproducibility.md", ("docs/default_runs_contiguous.csv", "docs/default_threads2_runs.csv"),
+                          same_runs=False)
+
+
+def _assert_comparison_in(page_name: str, files: tuple[str, str], *, same_runs: bool) -> None:
+    """``docs/<page_name>`` states ``paired_report --compare FILES`` and holds its current output; with
+    ``same_runs`` the two files hold the same (configuration, seed) pairs."""
+    from conftest import REPO
+
+    from matting_lib.reporting import paired_report
+
+    a, b = (_runs(f.removeprefix("docs/").removesuffix(".csv")) for f in files)
+    if same_runs:
+        assert sorted((r["config"], r["seed"]) for r in a) == sorted((r["config"], r["seed"]) for r in b)
+    page = (REPO / "docs" / page_name).read_text(encoding="utf-8")
     assert f"python -m matting_lib.paired_report --compare {files[0]} {files[1]}" in page
-    out = paired_report.compare_markdown(*(_runs(f.removeprefix("docs/").removesuffix(".csv")) for f in files),
-                                         names=files)
-    assert out in page, "docs/reproducibility.md: regenerate the thread-count comparison"
+    assert paired_report.compare_markdown(a, b, names=files) in page, \
+        f"docs/{page_name}: regenerate the comparison of {files[0]} and {files[1]}"
 
 
 def test_reproducibility_page_compares_table1_under_the_two_training_codes():
     """docs/reproducibility.md holds the output of `paired_report --compare` on Table 1 of the contiguous training
     code and Table 1 as committed (channels_last), which hold the same configurations and seeds."""
-    from conftest import REPO
-
-    from matting_lib.reporting import paired_report
-
-    files = ("docs/default_runs_contiguous.csv", "docs/default_runs.csv")
-    old, new = (_runs(f.removeprefix("docs/").removesuffix(".csv")) for f in files)
-    assert sorted((r["config"], r["seed"]) for r in old) == sorted((r["config"], r["seed"]) for r in new)
-    page = (REPO / "docs" / "reproducibility.md").read_text(encoding="utf-8")
-    assert f"python -m matting_lib.paired_report --compare {files[0]} {files[1]}" in page
-    assert paired_report.compare_markdown(old, new, names=files) in page, \
-        "docs/reproducibility.md: regenerate the comparison of the two training codes"
+    _assert_comparison_in("reproducibility.md", ("docs/default_runs_contiguous.csv", "docs/default_runs.csv"),
+                          same_runs=True)
 
 
 def test_robustness_page_compares_table1_on_the_second_test_distribution():
     """docs/robustness.md holds `paired_report --compare` of Table 1 and the same networks scored on the
     comp1k-photos test split, which holds the teacher and every run of Table 1."""
-    from conftest import REPO
-
-    from matting_lib.reporting import paired_report
-
-    files = ("docs/default_runs.csv", "docs/default_photos_runs.csv")
-    table1, photos = (_runs(f.removeprefix("docs/").removesuffix(".csv")) for f in files)
-    assert sorted((r["config"], r["seed"]) for r in table1) == sorted((r["config"], r["seed"]) for r in photos)
-    page = (REPO / "docs" / "robustness.md").read_text(encoding="utf-8")
-    assert f"python -m matting_lib.paired_report --compare {files[0]} {files[1]}" in page
-    assert paired_report.compare_markdown(table1, photos, names=files) in page, \
-        "docs/robustness.md: regenerate the second test distribution's comparison"
+    _assert_comparison_in("robustness.md", ("docs/default_runs.csv", "docs/default_photos_runs.csv"),
+                          same_runs=True)
