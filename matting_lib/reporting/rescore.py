@@ -46,11 +46,9 @@ def finished_runs(runs_dir: str | os.PathLike) -> list[tuple[str, int | None, Pa
         raise FileNotFoundError(f"{runs.teacher_checkpoint} is missing: {runs_dir} is not a profile's runs folder "
                                 "(give the folder that holds teacher/ and students/, e.g. runs/default)")
     out: list[tuple[str, int | None, Path]] = [("teacher", None, runs.teacher_checkpoint)]
-    found = []
-    for folder in sorted(runs.students.glob("*")) if runs.students.is_dir() else []:
-        parsed = parse_student_run_name(folder.name)
-        if parsed and (folder / "metrics.json").is_file() and (folder / "best.pt").is_file():
-            found.append((*parsed, folder / "best.pt"))
+    found = [(label, parse_student_run_name(folder.name)[1], folder / "best.pt")
+             for label, folders in runs.student_runs().items() for folder in folders
+             if (folder / "metrics.json").is_file() and (folder / "best.pt").is_file()]
     if not found:
         raise FileNotFoundError(f"no finished student run (metrics.json and best.pt) under {runs.students}")
     return out + sorted(found, key=lambda r: (r[0], r[1]))
